@@ -1,0 +1,152 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/ec2sec/ec2sec/probes"
+)
+
+// Exit codes of `ec2sec scan`, as the contract fixes them.
+const (
+	ExitOK        = 0 // the scan ran and nothing reached --fail-on
+	ExitFailOn    = 1 // a FAILED result reached --fail-on
+	ExitUsage     = 2 // bad usage or config
+	ExitNoScan    = 3 // the scan could not run at all
+	defaultProcfs = "/proc"
+)
+
+// ScanCommand is `ec2sec scan` after flag parsing.
+type ScanCommand struct {
+	Root       string
+	Proc       string // "" = the default for Root
+	ProcSet    bool   // --proc given explicitly (even as "")
+	Probes     []string
+	Format     string // "" = table on a terminal, else json
+	Output     string // "" = stdout
+	FailOn     string // "" or "none" = never
+	ConfigPath string
+
+	Stdout, Stderr io.Writer
+	// IsTerminal tells whether w is a terminal (decides the default format and colour).
+	IsTerminal  func(w io.Writer) bool
+	ScanOptions ScanOptions // for tests: IMDS, Now, Dial, Resolver
+}
+
+// Run executes the scan command and returns its exit code. Messages go to Stderr.
+func (c ScanCommand) Run(ctx context.Context) int {
+	usage := func(err error) int {
+		fmt.Fprintf(c.Stderr, "ec2sec scan: %v\n", err)
+		return ExitUsage
+	}
+	var failOn probes.Severity
+	if c.FailOn != "" && !strings.EqualFold(c.FailOn, "none") {
+		s, err := probes.ParseSeverity(c.FailOn)
+		if err != nil {
+			return usage(fmt.Errorf("--fail-on: %w", err))
+		}
+		failOn = s
+	}
+	if c.Format != "" && c.Format != "table" && c.Format != "json" {
+		return usage(fmt.Errorf("--format: unknown format %q (want %s)", c.Format, strings.Join(Formats, ", ")))
+	}
+	if _, err := probes.Select(c.Probes); err != nil {
+		return usage(fmt.Errorf("--probes: %w", err))
+	}
+	cfg, err := LoadConfig(c.ConfigPath)
+	if err != nil {
+		return usage(err)
+	}
+	root := c.Root
+	if root == "" {
+		root = "/"
+	}
+	proc := c.Proc
+	if !c.ProcSet && root == "/" {
+		proc = defaultProcfs
+	}
+
+	out := c.Stdout
+	var file *os.File
+	if c.Output != "" && c.Output != "-" {
+		file, err = os.OpenFile(c.Output, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			fmt.Fprintf(c.Stderr, "ec2sec scan: --output: %v\n", err)
+			return ExitNoScan
+		}
+		defer file.Close()
+		out = file
+	}
+	tty := c.IsTerminal != nil && c.IsTerminal(out)
+	format := c.Format
+	if format == "" {
+		format = "json"
+		if tty {
+			format = "table"
+		}
+	}
+
+	o := c.ScanOptions
+	o.Root, o.Proc, o.Probes, o.Config = root, proc, c.Probes, cfg
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(c.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	report, err := Scan(ctx, o)
+	if err != nil {
+		fmt.Fprintf(c.Stderr, "ec2sec scan: %v\n", err)
+		return ExitNoScan
+	}
+	if err := Write(out, report, format, tty && os.Getenv("NO_COLOR") == ""); err != nil {
+		fmt.Fprintf(c.Stderr, "ec2sec scan: write report: %v\n", err)
+		return ExitNoScan
+	}
+	if file != nil {
+		if err := file.Close(); err != nil {
+			fmt.Fprintf(c.Stderr, "ec2sec scan: write %s: %v\n", c.Output, err)
+			return ExitNoScan
+		}
+	}
+	if report.Reaches(failOn) {
+		return ExitFailOn
+	}
+	return ExitOK
+}
+
+// IsUsage reports whether err is a config or usage error (exit 2).
+func IsUsage(err error) bool {
+	var ce *ConfigError
+	return errors.As(err, &ce)
+}
+
+// WriteChecks prints the check catalog from the code: id, probe, default severity, practices,
+// mappings and title.
+func WriteChecks(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CHECK\tPROBE\tSEVERITY\tPRACTICE\tCIS / SECURITY HUB\tTITLE")
+	for _, c := range probes.Catalog() {
+		var practices []string
+		for _, p := range c.Practices {
+			practices = append(practices, fmt.Sprint(p))
+		}
+		var maps []string
+		for _, s := range c.CIS {
+			maps = append(maps, "CIS "+s)
+		}
+		maps = append(maps, c.SecurityHub...)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Probe, c.Severity, strings.Join(practices, ","), dash(strings.Join(maps, ", ")), c.Title)
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,154 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"regexp"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/ec2sec/ec2sec/probes"
+)
+
+// DefaultConfigPath is read when --config is not given and the file exists.
+const DefaultConfigPath = "/etc/ec2sec/config.yaml"
+
+// Config is the agent's YAML config file. Every key is optional; unknown keys are an error.
+type Config struct {
+	Region         string         `yaml:"region"`
+	Interval       Duration       `yaml:"interval"`
+	Splay          Duration       `yaml:"splay"`
+	ProbeTimeout   Duration       `yaml:"probe_timeout"`
+	Probes         ProbesConfig   `yaml:"probes"`
+	CloudWatchLogs CloudWatchLogs `yaml:"cloudwatch_logs"`
+	SecurityHub    SecurityHub    `yaml:"security_hub"`
+	StateDir       string         `yaml:"state_dir"`
+}
+
+// ProbesConfig turns probes off by name.
+type ProbesConfig struct {
+	Disable []string `yaml:"disable"`
+}
+
+// CloudWatchLogs says where results are logged.
+type CloudWatchLogs struct {
+	LogGroup string `yaml:"log_group"`
+	RoleARN  string `yaml:"role_arn"`
+}
+
+// SecurityHub says whether findings go to Security Hub.
+type SecurityHub struct {
+	Enabled bool `yaml:"enabled"`
+}
+
+// DefaultConfig is the config with every key at its default.
+func DefaultConfig() Config {
+	return Config{
+		Interval:       Duration{time.Hour},
+		Splay:          Duration{10 * time.Minute},
+		ProbeTimeout:   Duration{30 * time.Second},
+		CloudWatchLogs: CloudWatchLogs{LogGroup: "/ec2sec/findings"},
+		SecurityHub:    SecurityHub{Enabled: true},
+		StateDir:       "/var/lib/ec2sec",
+	}
+}
+
+// Duration is a time.Duration written as "1h", "10m" in YAML.
+type Duration struct{ time.Duration }
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (like 1h or 10m)", n.Line, n.Value)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalYAML writes the duration string.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// ConfigError is a config file that cannot be used; the CLI exits 2 on it.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// maxConfigSize bounds the config file; a real one is a few hundred bytes.
+const maxConfigSize = 1 << 20
+
+var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
+
+// LoadConfig reads the config file at path over the defaults. An empty path reads
+// DefaultConfigPath when it exists, else returns the defaults. A world-writable file is
+// refused: anyone could turn probes off or redirect reports.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	explicit := path != ""
+	if !explicit {
+		path = DefaultConfigPath
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		if !explicit && errors.Is(err, fs.ErrNotExist) {
+			return cfg, nil
+		}
+		return cfg, &ConfigError{fmt.Errorf("config: %w", err)}
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return cfg, &ConfigError{fmt.Errorf("config %s: %w", path, err)}
+	}
+	if !fi.Mode().IsRegular() {
+		return cfg, &ConfigError{fmt.Errorf("config %s: not a regular file", path)}
+	}
+	if fi.Mode().Perm()&0o002 != 0 {
+		return cfg, &ConfigError{fmt.Errorf("config %s: refusing a world-writable config file (chmod o-w)", path)}
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+	if err != nil {
+		return cfg, &ConfigError{fmt.Errorf("config %s: %w", path, err)}
+	}
+	if len(b) > maxConfigSize {
+		return cfg, &ConfigError{fmt.Errorf("config %s: larger than %d bytes", path, maxConfigSize)}
+	}
+	if err := parseConfig(b, &cfg); err != nil {
+		return cfg, &ConfigError{fmt.Errorf("config %s: %w", path, err)}
+	}
+	return cfg, nil
+}
+
+func parseConfig(b []byte, cfg *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return errors.New(unknownField.ReplaceAllString(err.Error(), "unknown key $1"))
+	}
+	return cfg.validate()
+}
+
+func (c *Config) validate() error {
+	for _, name := range c.Probes.Disable {
+		if _, err := probes.Select([]string{name}); err != nil {
+			return fmt.Errorf("probes.disable: %w", err)
+		}
+	}
+	switch {
+	case c.Interval.Duration < time.Minute:
+		return fmt.Errorf("interval %s: must be at least 1m", c.Interval)
+	case c.Splay.Duration < 0:
+		return fmt.Errorf("splay %s: must not be negative", c.Splay)
+	case c.ProbeTimeout.Duration <= 0:
+		return fmt.Errorf("probe_timeout %s: must be positive", c.ProbeTimeout)
+	case c.StateDir == "":
+		return errors.New("state_dir: must not be empty")
+	}
+	return nil
+}

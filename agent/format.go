@@ -1,0 +1,117 @@
+package agent
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/ec2sec/ec2sec/probes"
+)
+
+// Formats that `scan --format` accepts.
+var Formats = []string{"table", "json"}
+
+// Write renders the report in format ("table" or "json") to w. color adds ANSI colours to
+// the table (only ever asked for on a terminal).
+func Write(w io.Writer, r *Report, format string, color bool) error {
+	switch format {
+	case "json":
+		return WriteJSON(w, r)
+	case "table":
+		return WriteTable(w, r, color)
+	default:
+		return fmt.Errorf("unknown format %q (want %s)", format, strings.Join(Formats, ", "))
+	}
+}
+
+// WriteJSON writes the report as the contract's single JSON object.
+func WriteJSON(w io.Writer, r *Report) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(r)
+}
+
+var statusOrder = map[probes.Status]int{probes.Failed: 0, probes.Warning: 1, probes.NotAvailable: 2, probes.Passed: 3}
+
+var statusHeading = map[probes.Status]string{
+	probes.Failed: "FAILED", probes.Warning: "WARNING",
+	probes.NotAvailable: "NOT AVAILABLE (could not look)", probes.Passed: "PASSED",
+}
+
+const (
+	ansiReset = "\x1b[0m"
+	ansiBold  = "\x1b[1m"
+	ansiDim   = "\x1b[2m"
+)
+
+var severityColor = map[probes.Severity]string{
+	probes.Critical: "\x1b[1;35m", probes.High: "\x1b[1;31m", probes.Medium: "\x1b[33m",
+	probes.Low: "\x1b[36m", probes.Informational: "\x1b[2m",
+}
+
+// WriteTable writes what a person wants at a terminal: who was scanned, then results grouped
+// by status (failures first), most severe first, then a one-line summary.
+func WriteTable(w io.Writer, r *Report, color bool) error {
+	paint := func(code, s string) string {
+		if !color || code == "" {
+			return s
+		}
+		return code + s + ansiReset
+	}
+	var b strings.Builder
+	host := cmp.Or(r.Host.InstanceID, r.Host.Hostname, "this host")
+	where := []string{}
+	for _, s := range []string{r.Host.AccountID, r.Host.Region, r.Host.AMIID} {
+		if s != "" {
+			where = append(where, s)
+		}
+	}
+	fmt.Fprintf(&b, "%s %s", paint(ansiBold, "ec2sec scan of"), paint(ansiBold, host))
+	if len(where) > 0 {
+		fmt.Fprintf(&b, " (%s)", strings.Join(where, ", "))
+	}
+	fmt.Fprintf(&b, " at %s\n", r.ScannedAt.Format("2006-01-02 15:04:05Z07:00"))
+	if id := r.identity; !id.OnEC2() && id.Reason != "" {
+		fmt.Fprintf(&b, "%s\n", paint(ansiDim, id.Reason))
+	}
+
+	rs := slices.Clone(r.Results)
+	slices.SortStableFunc(rs, func(a, b probes.Result) int {
+		return cmp.Or(cmp.Compare(statusOrder[a.Status], statusOrder[b.Status]), cmp.Compare(b.Severity, a.Severity))
+	})
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	var last probes.Status
+	for i, res := range rs {
+		if i == 0 || res.Status != last {
+			tw.Flush()
+			fmt.Fprintf(&b, "\n%s\n", paint(ansiBold, statusHeading[res.Status]))
+			last = res.Status
+		}
+		sev := ""
+		if res.Status == probes.Failed || res.Status == probes.Warning {
+			sev = res.Severity.String()
+		}
+		// Pad before painting so escape codes do not upset the column widths.
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", paint(severityColor[res.Severity], fmt.Sprintf("%-8s", sev)), res.Check, oneLine(res.Resource, 60), oneLine(res.Reason, 120))
+	}
+	tw.Flush()
+	s := r.Summary
+	fmt.Fprintf(&b, "\n%s failed, %d warning, %d passed, %d not available in %d ms\n",
+		paint(severityColor[probes.High], fmt.Sprint(s.Failed)), s.Warning, s.Passed, s.NotAvailable, s.DurationMS)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// oneLine keeps a table cell on one line and at most n runes.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}

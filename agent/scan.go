@@ -1,0 +1,331 @@
+// Package agent runs scans, loads config, formats reports and (later) delivers them.
+package agent
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ec2sec/ec2sec/probes"
+	"github.com/ec2sec/ec2sec/probes/hostfs"
+	"github.com/ec2sec/ec2sec/probes/metadata"
+)
+
+// Schema names the JSON report format; it changes only when the contract does.
+const Schema = "ec2sec/v1"
+
+// Report is one scan's outcome, shaped as the contract's `--format json`.
+type Report struct {
+	Schema    string            `json:"schema"`
+	ScannedAt time.Time         `json:"scanned_at"`
+	Host      Host              `json:"host"`
+	Results   []probes.Result   `json:"results"`
+	Summary   Summary           `json:"summary"`
+	Probes    []ProbeRun        `json:"probes"`
+	identity  metadata.Identity // kept for sinks that need more than Host shows
+}
+
+// Summary counts results by status; DurationMS is the scan's wall time.
+type Summary struct {
+	Passed       int   `json:"passed"`
+	Failed       int   `json:"failed"`
+	Warning      int   `json:"warning"`
+	NotAvailable int   `json:"not_available"`
+	DurationMS   int64 `json:"duration_ms"`
+}
+
+// ProbeRun records how one probe ran: "ok", "error", "timeout" or "panic", and how long it took.
+type ProbeRun struct {
+	Name       string `json:"name"`
+	Status     string `json:"status"`
+	DurationMS int64  `json:"duration_ms"`
+	Error      string `json:"error,omitempty"`
+}
+
+// ScanOptions say what to scan and how. Zero values take the defaults noted.
+type ScanOptions struct {
+	Root   string   // default "/"
+	Proc   string   // "" = processes not visible; the CLI defaults it to /proc for root "/"
+	Probes []string // probe names; empty = all not disabled by config
+	Config Config
+
+	IMDS     *metadata.Client // default: from the environment
+	Now      func() time.Time // default time.Now
+	Log      *slog.Logger     // default: discard
+	Dial     func(ctx context.Context, network, addr string) (net.Conn, error)
+	Resolver *net.Resolver
+}
+
+// Scan runs the selected probes once, concurrently, and returns their results. It fails only
+// when it cannot run at all (bad root, unknown probe); a probe that fails, times out or panics
+// yields NOT_AVAILABLE results instead.
+func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
+	if o.Root == "" {
+		o.Root = "/"
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.IMDS == nil {
+		o.IMDS = metadata.New(metadata.Options{})
+	}
+	if o.Dial == nil {
+		d := &net.Dialer{}
+		o.Dial = d.DialContext
+	}
+	if o.Resolver == nil {
+		o.Resolver = net.DefaultResolver
+	}
+	fsys, err := hostfs.New(o.Root)
+	if err != nil {
+		return nil, err
+	}
+	if o.Proc != "" {
+		if fi, err := os.Stat(o.Proc); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("procfs %s: not a directory", o.Proc)
+		}
+	}
+	names := o.Probes
+	selected, err := probes.Select(names)
+	if err != nil {
+		return nil, err
+	}
+	if len(names) == 0 {
+		selected = slices.DeleteFunc(selected, func(p probes.Probe) bool {
+			return slices.Contains(o.Config.Probes.Disable, p.Name())
+		})
+	}
+
+	start := o.Now()
+	id := o.IMDS.Identity(ctx)
+	if id.Hostname == "" {
+		id.Hostname = localHostname(fsys, o.Root)
+	}
+	o.Log.Debug("identity", "instance_id", id.InstanceID, "region", id.Region, "reason", id.Reason)
+
+	timeout := o.Config.ProbeTimeout.Duration
+	runs := make([]ProbeRun, len(selected))
+	results := make([][]probes.Result, len(selected))
+	var wg sync.WaitGroup
+	for i, p := range selected {
+		env := &probes.Env{
+			Root: o.Root, FS: fsys, Proc: o.Proc,
+			IMDS: o.IMDS, Identity: id,
+			Now: o.Now, Log: o.Log.With("probe", p.Name()),
+			Dial: o.Dial, Resolver: o.Resolver,
+			DialTimeout: 2 * time.Second, HTTPTimeout: o.IMDS.Timeout(),
+		}
+		wg.Go(func() {
+			rs, run := runProbe(ctx, p, env, timeout)
+			results[i], runs[i] = finish(p, rs, run, id), run
+		})
+	}
+	wg.Wait()
+
+	r := &Report{
+		Schema:    Schema,
+		ScannedAt: start.UTC().Truncate(time.Second),
+		Host:      hostOf(id),
+		Results:   slices.Concat(results...),
+		Probes:    runs,
+		identity:  id,
+	}
+	for _, res := range r.Results {
+		switch res.Status {
+		case probes.Passed:
+			r.Summary.Passed++
+		case probes.Failed:
+			r.Summary.Failed++
+		case probes.Warning:
+			r.Summary.Warning++
+		default:
+			r.Summary.NotAvailable++
+		}
+	}
+	r.Summary.DurationMS = o.Now().Sub(start).Milliseconds()
+	return r, nil
+}
+
+// runProbe runs one probe under its own deadline. A probe that ignores its context is
+// abandoned at the deadline (its goroutine finishes in the background) so one stuck probe
+// never holds up the scan.
+func runProbe(ctx context.Context, p probes.Probe, env *probes.Env, timeout time.Duration) ([]probes.Result, ProbeRun) {
+	run := ProbeRun{Name: p.Name(), Status: "ok"}
+	start := time.Now()
+	defer func() { run.DurationMS = time.Since(start).Milliseconds() }()
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	type outcome struct {
+		rs  []probes.Result
+		err error
+		pan bool
+	}
+	ch := make(chan outcome, 1)
+	go func() {
+		defer func() {
+			if v := recover(); v != nil {
+				// A panic value may quote what the probe was reading; log only what is
+				// safe (runtime errors are), and the stack for a bug report.
+				msg := fmt.Sprintf("%T", v)
+				if re, ok := v.(runtime.Error); ok {
+					msg = re.Error()
+				}
+				env.Log.Error("probe panicked", "panic", msg, "stack", string(debug.Stack()))
+				ch <- outcome{err: fmt.Errorf("probe crashed (%s); see the agent log", msg), pan: true}
+			}
+		}()
+		rs, err := p.Run(pctx, env)
+		ch <- outcome{rs: rs, err: err}
+	}()
+
+	var out outcome
+	select {
+	case out = <-ch:
+	case <-pctx.Done():
+		select {
+		case out = <-ch: // finished at the deadline: keep what it found
+		default:
+			out.err = fmt.Errorf("probe timed out after %s", timeout)
+			if ctx.Err() != nil {
+				out.err = fmt.Errorf("scan cancelled: %w", context.Cause(ctx))
+			}
+			run.Status = "timeout"
+		}
+	}
+	switch {
+	case out.pan:
+		run.Status = "panic"
+	case out.err != nil && run.Status == "ok":
+		if errors.Is(out.err, context.DeadlineExceeded) {
+			run.Status = "timeout"
+		} else {
+			run.Status = "error"
+		}
+	}
+	if out.err != nil {
+		run.Error = out.err.Error()
+		level := slog.LevelInfo // "not on EC2", "no permission": expected, and in the results
+		if run.Status != "error" {
+			level = slog.LevelWarn
+		}
+		env.Log.Log(context.Background(), level, "probe could not look", "status", run.Status, "err", out.err)
+		return nil, run
+	}
+	return out.rs, run
+}
+
+// finish fills results from the catalog, drops results for checks the probe does not own,
+// gives every check of the probe at least one result, and sorts them.
+func finish(p probes.Probe, rs []probes.Result, run ProbeRun, id metadata.Identity) []probes.Result {
+	checks := p.Checks()
+	if run.Error != "" {
+		rs = nil
+		for _, c := range checks {
+			rs = append(rs, probes.NewResult(c.ID, probes.NotAvailable, "", run.Error))
+		}
+	}
+	seen := map[string]bool{}
+	out := make([]probes.Result, 0, len(rs)+len(checks))
+	for _, r := range rs {
+		i := slices.IndexFunc(checks, func(c probes.Check) bool { return c.ID == r.Check })
+		if i < 0 {
+			continue // a probe bug; the probes' own tests catch it
+		}
+		seen[r.Check] = true
+		out = append(out, fill(r, checks[i], id))
+	}
+	for _, c := range checks {
+		if !seen[c.ID] {
+			out = append(out, fill(probes.NewResult(c.ID, probes.NotAvailable, "", "the probe reported nothing for this check"), c, id))
+		}
+	}
+	order := func(check string) int {
+		return slices.IndexFunc(checks, func(c probes.Check) bool { return c.ID == check })
+	}
+	slices.SortStableFunc(out, func(a, b probes.Result) int {
+		return cmp.Or(cmp.Compare(order(a.Check), order(b.Check)), cmp.Compare(a.Resource, b.Resource))
+	})
+	return out
+}
+
+func fill(r probes.Result, c probes.Check, id metadata.Identity) probes.Result {
+	r.Probe = c.Probe
+	r.Title = c.Title
+	r.Remediation = c.Remediation
+	r.Compliance = c.Compliance()
+	switch {
+	case r.Status != probes.Failed && r.Status != probes.Warning:
+		r.Severity = probes.Informational
+	case r.Severity == probes.SeverityUnset:
+		r.Severity = c.Severity
+	}
+	if r.Resource == "" {
+		r.Resource = hostResource(id)
+	}
+	if r.Evidence == nil {
+		r.Evidence = map[string]any{}
+	}
+	r.ID = resultID(id, r)
+	return r
+}
+
+// hostResource names the host itself: its instance ARN on EC2, else host/<hostname>.
+func hostResource(id metadata.Identity) string {
+	if arn := id.InstanceARN(); arn != "" {
+		return arn
+	}
+	return "host/" + cmp.Or(id.Hostname, "unknown")
+}
+
+// resultID is stable across runs for the same host, check, resource and (for secrets)
+// fingerprint, so findings update in place and resolve when they stop being reported.
+func resultID(id metadata.Identity, r probes.Result) string {
+	host := cmp.Or(id.InstanceID, id.Hostname, "unknown-host")
+	fp, _ := r.Evidence[probes.Fingerprint].(string)
+	h := sha256.Sum256([]byte(host + "\x00" + r.Check + "\x00" + r.Resource + "\x00" + fp))
+	return host + "/" + r.Check + "/" + hex.EncodeToString(h[:8])
+}
+
+// localHostname names the host off EC2: the image's /etc/hostname for a --root scan, the
+// kernel's hostname for this host.
+func localHostname(fsys *hostfs.FS, root string) string {
+	if root == "/" {
+		if h, err := os.Hostname(); err == nil {
+			return h
+		}
+	}
+	b, _, err := fsys.ReadFile("/etc/hostname", 256)
+	if err != nil {
+		return ""
+	}
+	return string(bytes.TrimSpace(b))
+}
+
+// Identity returns what IMDS said of the host during the scan.
+func (r *Report) Identity() metadata.Identity { return r.identity }
+
+// Reaches reports whether any FAILED result has severity at or above min.
+func (r *Report) Reaches(min probes.Severity) bool {
+	if min == probes.SeverityUnset {
+		return false
+	}
+	return slices.ContainsFunc(r.Results, func(res probes.Result) bool {
+		return res.Status == probes.Failed && res.Severity >= min
+	})
+}

@@ -1,0 +1,105 @@
+// Command ec2sec is the EC2 host security agent. It parses flags and hands over to package
+// agent; see `ec2sec help`.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/ec2sec/ec2sec/agent"
+)
+
+const usage = `ec2sec: EC2 host security agent
+
+Usage:
+  ec2sec scan [flags]     run the probes once and print the results
+  ec2sec checks           print the check catalog
+  ec2sec version          print version, commit and Go version
+
+Run 'ec2sec scan -h' for the scan flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return agent.ExitUsage
+	}
+	switch args[0] {
+	case "scan":
+		return scan(ctx, args[1:], stdout, stderr)
+	case "checks":
+		if len(args) > 1 {
+			fmt.Fprintf(stderr, "ec2sec checks: unexpected argument %q\n", args[1])
+			return agent.ExitUsage
+		}
+		if err := agent.WriteChecks(stdout); err != nil {
+			fmt.Fprintf(stderr, "ec2sec checks: %v\n", err)
+			return agent.ExitNoScan
+		}
+		return agent.ExitOK
+	case "version", "--version":
+		fmt.Fprint(stdout, agent.VersionInfo())
+		return agent.ExitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return agent.ExitOK
+	default:
+		fmt.Fprintf(stderr, "ec2sec: unknown command %q\n\n%s", args[0], usage)
+		return agent.ExitUsage
+	}
+}
+
+func scan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ec2sec scan", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := agent.ScanCommand{Stdout: stdout, Stderr: stderr, IsTerminal: isTerminal}
+	var probeList string
+	fs.StringVar(&c.Root, "root", "/", "read the host's files under `DIR` (a mounted image, a chroot, a fixture tree)")
+	fs.StringVar(&c.Proc, "proc", "", "procfs `DIR` for processes and sockets (default /proc when --root is /, else none)")
+	fs.StringVar(&probeList, "probes", "", "comma-separated probe `NAMES` to run (default all)")
+	fs.StringVar(&c.Format, "format", "", "output `FORMAT`: table or json (default table on a terminal, else json)")
+	fs.StringVar(&c.Output, "output", "", "write the report to `FILE` instead of stdout")
+	fs.StringVar(&c.FailOn, "fail-on", "none", "exit 1 when a FAILED result has `SEVERITY` or higher (low, medium, high, critical, none)")
+	fs.StringVar(&c.ConfigPath, "config", "", "config `FILE` (default "+agent.DefaultConfigPath+" when it exists)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return agent.ExitOK
+		}
+		return agent.ExitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "ec2sec scan: unexpected argument %q\n", fs.Arg(0))
+		return agent.ExitUsage
+	}
+	fs.Visit(func(f *flag.Flag) { c.ProcSet = c.ProcSet || f.Name == "proc" })
+	for _, p := range strings.Split(probeList, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			c.Probes = append(c.Probes, p)
+		}
+	}
+	return c.Run(ctx)
+}
+
+// isTerminal reports whether w is a character device (a terminal), without a dependency.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,282 @@
+// Package hostfs reads a host's files under a root directory as if chrooted there: absolute
+// symlinks resolve inside the root, ".." stops at the root, and nothing outside the root is
+// ever opened. Only regular files are opened (never a FIFO, socket or device), without
+// blocking, and never more than a caller-given number of bytes.
+package hostfs
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// maxLinks bounds symlink resolution, as the kernel's ELOOP does.
+const maxLinks = 40
+
+// ErrNotRegular is returned when asked to read something that is not a regular file.
+var ErrNotRegular = errors.New("not a regular file")
+
+// ErrTooManyLinks is returned for symlink loops and chains longer than 40 links.
+var ErrTooManyLinks = errors.New("too many levels of symbolic links")
+
+// FS is a host tree. The zero value is not usable; call New.
+type FS struct {
+	root string // absolute, cleaned host path of the tree's "/"
+}
+
+// New returns the tree rooted at root, which must be an existing directory.
+func New(root string) (*FS, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("root %s: %w", root, err)
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return nil, fmt.Errorf("root %s: %w", root, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("root %s: not a directory", root)
+	}
+	return &FS{root: abs}, nil
+}
+
+// Root returns the host path of the tree's root.
+func (f *FS) Root() string { return f.root }
+
+// HostPath returns where name (a path inside the tree) lies on the host, without resolving
+// any symlink. Use it for messages and for tools that need a host path; read through FS.
+func (f *FS) HostPath(name string) string {
+	return filepath.Join(f.root, filepath.FromSlash(path.Clean("/"+name)))
+}
+
+// resolve walks name inside the tree, following symlinks as a chroot would, and returns the
+// cleaned in-tree path it ends at. followLast says whether a symlink as the last component is
+// followed. A missing component is an error wrapping fs.ErrNotExist.
+func (f *FS) resolve(name string, followLast bool) (string, error) {
+	rest := split(name)
+	var cur []string
+	links := 0
+	for len(rest) > 0 {
+		c := rest[0]
+		rest = rest[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			if len(cur) > 0 {
+				cur = cur[:len(cur)-1]
+			}
+			continue
+		}
+		next := append(slices.Clip(cur), c)
+		hp := filepath.Join(f.root, filepath.Join(next...))
+		fi, err := os.Lstat(hp)
+		if err != nil {
+			return "", err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 && (len(rest) > 0 || followLast) {
+			if links++; links > maxLinks {
+				return "", &fs.PathError{Op: "resolve", Path: name, Err: ErrTooManyLinks}
+			}
+			target, err := os.Readlink(hp)
+			if err != nil {
+				return "", err
+			}
+			if path.IsAbs(filepath.ToSlash(target)) || filepath.IsAbs(target) {
+				cur = nil
+			}
+			rest = append(split(target), rest...)
+			continue
+		}
+		if len(rest) > 0 && !fi.IsDir() {
+			return "", &fs.PathError{Op: "resolve", Path: name, Err: fs.ErrNotExist}
+		}
+		cur = next
+	}
+	return "/" + strings.Join(cur, "/"), nil
+}
+
+func split(p string) []string {
+	return strings.Split(filepath.ToSlash(p), "/")
+}
+
+// Resolve returns the in-tree path that name refers to after following symlinks.
+func (f *FS) Resolve(name string) (string, error) {
+	return f.resolve(name, true)
+}
+
+// Lstat describes name itself (a symlink is not followed; its parents are).
+func (f *FS) Lstat(name string) (fs.FileInfo, error) {
+	p, err := f.resolve(name, false)
+	if err != nil {
+		return nil, err
+	}
+	return os.Lstat(f.HostPath(p))
+}
+
+// Stat describes what name refers to, following symlinks inside the tree.
+func (f *FS) Stat(name string) (fs.FileInfo, error) {
+	p, err := f.resolve(name, true)
+	if err != nil {
+		return nil, err
+	}
+	return os.Lstat(f.HostPath(p))
+}
+
+// Readlink returns the target of the symlink name, as written in the link.
+func (f *FS) Readlink(name string) (string, error) {
+	p, err := f.resolve(name, false)
+	if err != nil {
+		return "", err
+	}
+	return os.Readlink(f.HostPath(p))
+}
+
+// ReadDir lists the directory name refers to, sorted by name, at most limit entries
+// (limit <= 0 means all). truncated reports that more entries were left out.
+func (f *FS) ReadDir(name string, limit int) (entries []fs.DirEntry, truncated bool, err error) {
+	p, err := f.resolve(name, true)
+	if err != nil {
+		return nil, false, err
+	}
+	d, err := os.Open(f.HostPath(p))
+	if err != nil {
+		return nil, false, err
+	}
+	defer d.Close()
+	n := -1
+	if limit > 0 {
+		n = limit + 1
+	}
+	entries, err = d.ReadDir(n)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, false, fmt.Errorf("read dir %s: %w", name, err)
+	}
+	if limit > 0 && len(entries) > limit {
+		entries, truncated = entries[:limit], true
+	}
+	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	return entries, truncated, nil
+}
+
+// Glob returns the in-tree paths matching pattern (path.Match syntax per component), sorted.
+// Directories are followed through symlinks inside the tree. At most limit matches
+// (limit <= 0 means all).
+func (f *FS) Glob(pattern string, limit int) ([]string, error) {
+	parts := split(path.Clean("/" + pattern))[1:]
+	matches := []string{"/"}
+	for i, part := range parts {
+		var next []string
+		for _, dir := range matches {
+			if !hasMeta(part) {
+				p := path.Join(dir, part)
+				if _, err := f.Lstat(p); err == nil {
+					next = append(next, p)
+				}
+				continue
+			}
+			entries, _, err := f.ReadDir(dir, 0)
+			if err != nil {
+				continue // not a directory, unreadable or gone: no matches below it
+			}
+			for _, e := range entries {
+				if ok, _ := path.Match(part, e.Name()); ok {
+					next = append(next, path.Join(dir, e.Name()))
+				}
+			}
+		}
+		matches = next
+		if i == len(parts)-1 && limit > 0 && len(matches) > limit {
+			matches = matches[:limit]
+		}
+	}
+	if len(parts) == 0 {
+		return nil, nil
+	}
+	return matches, nil
+}
+
+func hasMeta(s string) bool { return strings.ContainsAny(s, `*?[\`) }
+
+// File is an open regular file of the tree.
+type File struct {
+	*os.File
+	Info fs.FileInfo // from fstat after opening
+}
+
+// Open opens the regular file name refers to for reading. Symlinks are followed inside the
+// tree only; anything but a regular file is refused with ErrNotRegular before it is opened,
+// and checked again after (O_NONBLOCK, so a FIFO swapped in meanwhile cannot block).
+func (f *FS) Open(name string) (*File, error) {
+	p, err := f.resolve(name, true)
+	if err != nil {
+		return nil, err
+	}
+	hp := f.HostPath(p)
+	before, err := os.Lstat(hp)
+	if err != nil {
+		return nil, err
+	}
+	if !before.Mode().IsRegular() {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: ErrNotRegular}
+	}
+	file, err := f.openNoFollow(p)
+	if err != nil {
+		return nil, err
+	}
+	after, err := file.Stat()
+	if err != nil {
+		file.Close()
+		return nil, fmt.Errorf("stat %s: %w", name, err)
+	}
+	if !after.Mode().IsRegular() || !os.SameFile(before, after) {
+		file.Close()
+		return nil, &fs.PathError{Op: "open", Path: name, Err: ErrNotRegular}
+	}
+	return &File{File: file, Info: after}, nil
+}
+
+// ReadFile reads at most limit bytes of the regular file name refers to. truncated reports
+// that the file was longer.
+func (f *FS) ReadFile(name string, limit int64) (data []byte, truncated bool, err error) {
+	file, err := f.Open(name)
+	if err != nil {
+		return nil, false, err
+	}
+	defer file.Close()
+	size := file.Info.Size()
+	if size > limit {
+		size = limit
+	}
+	buf := make([]byte, 0, size+1)
+	buf, err = readAll(io.LimitReader(file, limit+1), buf)
+	if err != nil {
+		return nil, false, fmt.Errorf("read %s: %w", name, err)
+	}
+	if int64(len(buf)) > limit {
+		return buf[:limit], true, nil
+	}
+	return buf, false, nil
+}
+
+func readAll(r io.Reader, b []byte) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}

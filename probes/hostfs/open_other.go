@@ -1,0 +1,11 @@
+//go:build !linux
+
+package hostfs
+
+import "os"
+
+// openNoFollow opens the already-resolved in-tree path p; O_NOFOLLOW is not portable, so the
+// caller's before/after SameFile comparison is what guards against a swap.
+func (f *FS) openNoFollow(p string) (*os.File, error) {
+	return os.Open(f.HostPath(p))
+}

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package procfs
+
+const noFollowNonblock = 0
