@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"regexp"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -28,6 +29,14 @@ type Config struct {
 	CloudWatchLogs CloudWatchLogs `yaml:"cloudwatch_logs"`
 	SecurityHub    SecurityHub    `yaml:"security_hub"`
 	StateDir       string         `yaml:"state_dir"`
+	Spool          SpoolConfig    `yaml:"spool"`
+}
+
+// SpoolConfig bounds the delivery spool under state_dir.
+type SpoolConfig struct {
+	// MaxMB is the spool's size bound in MiB; past it the oldest log events are dropped
+	// (counted and reported), findings never.
+	MaxMB int `yaml:"max_mb"`
 }
 
 // ProbesConfig turns probes off by name.
@@ -35,7 +44,7 @@ type ProbesConfig struct {
 	Disable []string `yaml:"disable"`
 }
 
-// CloudWatchLogs says where results are logged.
+// CloudWatchLogs says where results are logged; an empty LogGroup turns CloudWatch Logs off.
 type CloudWatchLogs struct {
 	LogGroup string `yaml:"log_group"`
 	RoleARN  string `yaml:"role_arn"`
@@ -55,6 +64,7 @@ func DefaultConfig() Config {
 		CloudWatchLogs: CloudWatchLogs{LogGroup: "/ec2sec/findings"},
 		SecurityHub:    SecurityHub{Enabled: true},
 		StateDir:       "/var/lib/ec2sec",
+		Spool:          SpoolConfig{MaxMB: 50},
 	}
 }
 
@@ -149,6 +159,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("probe_timeout %s: must be positive", c.ProbeTimeout)
 	case c.StateDir == "":
 		return errors.New("state_dir: must not be empty")
+	case c.Spool.MaxMB < 1 || c.Spool.MaxMB > 10240:
+		return fmt.Errorf("spool.max_mb %d: must be between 1 and 10240", c.Spool.MaxMB)
+	case c.CloudWatchLogs.RoleARN != "" && !strings.HasPrefix(c.CloudWatchLogs.RoleARN, "arn:"):
+		return fmt.Errorf("cloudwatch_logs.role_arn %q: not an ARN", c.CloudWatchLogs.RoleARN)
 	}
 	return nil
 }

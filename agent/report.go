@@ -1,0 +1,395 @@
+package agent
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/ec2sec/ec2sec/agent/asff"
+	"github.com/ec2sec/ec2sec/agent/sink"
+	"github.com/ec2sec/ec2sec/agent/spool"
+	"github.com/ec2sec/ec2sec/agent/state"
+	"github.com/ec2sec/ec2sec/probes"
+)
+
+// Reporter takes scan reports to CloudWatch Logs and Security Hub: it diffs each report
+// against the lifecycle state, writes what is to be sent to the spool, saves the state, and
+// flushes the spool to the sinks. The spool and state live in Config.StateDir; a file lock
+// there keeps a daemon and a `scan --report` from sending the same batch at once.
+type Reporter struct {
+	cfg   Config
+	log   *slog.Logger
+	spool *spool.Spool
+	dir   string
+	opts  ReporterOptions
+
+	host     string // the host key the sinks were built for
+	cw, sh   sink.Sink
+	hubIssue string // why Security Hub cannot be reached from this host, if it cannot
+}
+
+// ReporterOptions are for tests and the daemon: SDK tuning and sink overrides.
+type ReporterOptions struct {
+	AWS sink.AWSOptions
+	// Sinks, when set, replace the AWS clients (tests with strict fakes use the SDK anyway,
+	// through AWS_ENDPOINT_URL_*; this is for unit tests of the lifecycle).
+	CloudWatch, SecurityHub sink.Sink
+	// LockWait bounds the wait for another ec2sec holding the state lock (default 2m).
+	LockWait time.Duration
+	// Refresh overrides state.DefaultRefresh.
+	Refresh time.Duration
+}
+
+// SpoolStats says what one report put into the spool.
+type SpoolStats struct {
+	LogEvents     int    `json:"log_events"`
+	Findings      int    `json:"findings"`
+	Archived      int    `json:"archived"`
+	DroppedEvents int    `json:"dropped_events"` // old log events dropped to keep the spool bounded
+	HubSkipped    int    `json:"hub_skipped"`    // findings not sent: Security Hub unreachable from this host
+	HubIssue      string `json:"hub_issue,omitempty"`
+}
+
+// FlushStats says what one flush delivered.
+type FlushStats struct {
+	Accepted map[string]int `json:"accepted"`
+	Rejected map[string]int `json:"rejected"`
+	Pending  map[string]int `json:"pending"` // items left for a later attempt
+}
+
+// NewReporter opens the spool under cfg.StateDir.
+func NewReporter(cfg Config, log *slog.Logger, o ReporterOptions) (*Reporter, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if o.LockWait <= 0 {
+		o.LockWait = 2 * time.Minute
+	}
+	sp, err := spool.Open(filepath.Join(cfg.StateDir, "spool"), int64(cfg.Spool.MaxMB)<<20)
+	if err != nil {
+		return nil, err
+	}
+	return &Reporter{cfg: cfg, log: log, spool: sp, dir: cfg.StateDir, opts: o}, nil
+}
+
+func (r *Reporter) lock(ctx context.Context) (*spool.Lock, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, r.opts.LockWait, errors.New("timed out"))
+	defer cancel()
+	return spool.Acquire(ctx, filepath.Join(r.dir, "lock"))
+}
+
+var sessionUnsafe = regexp.MustCompile(`[^\w+=,.@-]`)
+
+// sinks builds the sinks for the report's host once (again when the host changes).
+func (r *Reporter) sinks(ctx context.Context, rep *Report) error {
+	id := rep.Identity()
+	key := cmp.Or(id.InstanceID, id.Hostname, "unknown-host")
+	if r.host == key && (r.cw != nil || r.sh != nil || r.hubIssue != "") {
+		return nil
+	}
+	r.host, r.cw, r.sh, r.hubIssue = key, r.opts.CloudWatch, r.opts.SecurityHub, ""
+	h := hubHost(rep)
+	if ok, why := h.CanImport(); !ok && r.cfg.SecurityHub.Enabled {
+		r.hubIssue = why
+		r.log.Warn("security hub delivery is not possible from this host; findings are not sent", "reason", why)
+	}
+	needCW := r.cw == nil && r.cfg.CloudWatchLogs.LogGroup != ""
+	needSH := r.sh == nil && r.cfg.SecurityHub.Enabled && r.hubIssue == ""
+	if !needCW && !needSH {
+		return nil
+	}
+	if needCW {
+		o := r.opts.AWS
+		o.Region = cmp.Or(r.cfg.Region, id.Region, o.Region)
+		cfg, err := sink.LoadAWS(ctx, o)
+		if err != nil {
+			return err
+		}
+		if arn := r.cfg.CloudWatchLogs.RoleARN; arn != "" {
+			cfg = sink.AssumeRole(cfg, arn, sessionUnsafe.ReplaceAllString(trunc("ec2sec-"+key, 64), "-"))
+		}
+		r.cw = sink.NewCloudWatch(cfg, r.cfg.CloudWatchLogs.LogGroup, key, r.log)
+	}
+	if needSH {
+		// Findings go to the Security Hub of the instance's own region and account: the
+		// product ARN names them, and cross-region aggregation is Security Hub's job.
+		o := r.opts.AWS
+		o.Region = id.Region
+		cfg, err := sink.LoadAWS(ctx, o)
+		if err != nil {
+			return err
+		}
+		r.sh = sink.NewSecurityHub(cfg, r.log)
+	}
+	return nil
+}
+
+func trunc(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+func hubHost(rep *Report) asff.Host {
+	id := rep.Identity()
+	return asff.Host{AccountID: id.AccountID, Region: id.Region, Partition: id.Partition, InstanceARN: id.InstanceARN(), Hostname: id.Hostname}
+}
+
+// Spool diffs the report against the lifecycle state and durably spools what is to be sent:
+// a CloudWatch Logs event per new, changed or resolved result plus the run summary, and a
+// Security Hub finding per new, changed, refreshed or archived finding. The state is saved
+// only after the spool holds the changes, so a crash in between re-sends (idempotently)
+// rather than loses.
+func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
+	var st SpoolStats
+	if err := r.sinks(ctx, rep); err != nil {
+		return st, err
+	}
+	lk, err := r.lock(ctx)
+	if err != nil {
+		return st, err
+	}
+	defer lk.Release()
+	statePath := filepath.Join(r.dir, "state.json")
+	s, err := state.Load(statePath)
+	if err != nil {
+		// An unreadable state would re-send everything as new and archive nothing; say so
+		// and start afresh rather than stop reporting for good.
+		r.log.Error("lifecycle state unreadable; starting afresh", "err", err)
+		s = &state.State{}
+	}
+	ok := map[string]bool{}
+	for _, p := range rep.Probes {
+		if p.Status == "ok" {
+			ok[p.Name] = true
+		}
+	}
+	id := rep.Identity()
+	changes := s.Apply(state.Scan{
+		Host: cmp.Or(id.InstanceID, id.Hostname, "unknown-host"), ScannedAt: rep.ScannedAt,
+		Results: rep.Results, ProbesOK: ok,
+	}, state.Options{Refresh: r.opts.Refresh})
+
+	host := hubHost(rep)
+	var findings []json.RawMessage
+	var events []sink.LogEvent
+	ts := rep.ScannedAt.UnixMilli()
+	for _, c := range changes {
+		if c.Log && r.cfg.CloudWatchLogs.LogGroup != "" {
+			events = append(events, sink.LogEvent{Timestamp: ts, Message: resultEvent(rep, c)})
+		}
+		if !c.Import || !r.cfg.SecurityHub.Enabled {
+			continue
+		}
+		if r.hubIssue != "" {
+			st.HubSkipped++
+			continue
+		}
+		o := asff.Options{AgentVersion: Version(), Archived: c.Archive}
+		if c.Archive && c.Lifecycle == state.Resolved {
+			o.ArchiveReason = fmt.Sprintf("No longer found by the scan at %s: the resource is gone or fixed.", rep.ScannedAt.Format(time.RFC3339))
+		}
+		f := asff.FromResult(c.Result, host, asff.Times{
+			FirstObserved: c.FirstObserved, LastObserved: c.LastObserved,
+			Created: c.FirstObserved, Updated: rep.ScannedAt,
+		}, o)
+		b, err := json.Marshal(f)
+		if err != nil {
+			return st, fmt.Errorf("encode finding: %w", err)
+		}
+		findings = append(findings, b)
+		st.Findings++
+		if c.Archive {
+			st.Archived++
+		}
+	}
+	st.HubIssue = r.hubIssue
+	// Findings first: they are never dropped, and the log batch's room is made after them.
+	if _, err := r.spool.Put(spool.Findings, findings); err != nil {
+		return st, err
+	}
+	if r.cfg.CloudWatchLogs.LogGroup != "" {
+		summary := summaryEvent(rep, st)
+		est := len(summary) + 64
+		for _, e := range events {
+			est += len(e.Message) + 64
+		}
+		dropped, err := r.spool.MakeRoom(int64(est))
+		if err != nil {
+			return st, err
+		}
+		st.DroppedEvents = dropped
+		if dropped > 0 {
+			r.log.Warn("spool full: dropped the oldest log events", "dropped_events", dropped, "max_mb", r.cfg.Spool.MaxMB)
+			summary = summaryEvent(rep, st)
+		}
+		events = append(events, sink.LogEvent{Timestamp: ts, Message: summary})
+		items := make([]json.RawMessage, len(events))
+		for i, e := range events {
+			items[i], _ = json.Marshal(e)
+		}
+		more, err := r.spool.Put(spool.Logs, items)
+		st.DroppedEvents += more
+		if err != nil {
+			return st, err
+		}
+		st.LogEvents = len(items)
+	}
+	if err := s.Save(statePath); err != nil {
+		return st, err
+	}
+	if st.HubSkipped > 0 {
+		r.log.Warn("findings not sent to security hub", "count", st.HubSkipped, "reason", r.hubIssue)
+	}
+	return st, nil
+}
+
+// resultEvent is one CloudWatch Logs event: the result as in `--format json`, with why it is
+// reported. Oversized evidence is cut so the event stays within CloudWatch's event limit.
+func resultEvent(rep *Report, c state.Change) string {
+	ev := struct {
+		Type         string        `json:"type"`
+		Lifecycle    string        `json:"lifecycle"`
+		ScannedAt    time.Time     `json:"scanned_at"`
+		AgentVersion string        `json:"agent_version"`
+		Host         Host          `json:"host"`
+		Result       probes.Result `json:"result"`
+	}{"result", string(c.Lifecycle), rep.ScannedAt, Version(), rep.Host, c.Result}
+	b, _ := json.Marshal(ev)
+	if len(b) > sink.MaxEventBytes {
+		ev.Result.Evidence = map[string]any{"truncated": "evidence too large for a log event"}
+		ev.Result.Reason = asff.Trunc(ev.Result.Reason, 1024)
+		b, _ = json.Marshal(ev)
+	}
+	return string(b)
+}
+
+// summaryEvent is the run summary in CloudWatch Embedded Metric Format: the root holds the
+// metric values, _aws says which are metrics, so dashboards and alarms need no PutMetricData.
+func summaryEvent(rep *Report, st SpoolStats) string {
+	m := map[string]any{
+		"type":            "run-summary",
+		"Host":            cmp.Or(rep.Host.InstanceID, rep.Host.Hostname, "unknown-host"),
+		"agent_version":   Version(),
+		"scanned_at":      rep.ScannedAt,
+		"probes":          rep.Probes,
+		"Passed":          rep.Summary.Passed,
+		"Failed":          rep.Summary.Failed,
+		"Warning":         rep.Summary.Warning,
+		"NotAvailable":    rep.Summary.NotAvailable,
+		"DurationMs":      rep.Summary.DurationMS,
+		"DroppedEvents":   st.DroppedEvents,
+		"FindingsSkipped": st.HubSkipped,
+	}
+	metrics := []map[string]string{
+		{"Name": "Passed", "Unit": "Count"}, {"Name": "Failed", "Unit": "Count"},
+		{"Name": "Warning", "Unit": "Count"}, {"Name": "NotAvailable", "Unit": "Count"},
+		{"Name": "DurationMs", "Unit": "Milliseconds"}, {"Name": "DroppedEvents", "Unit": "Count"},
+	}
+	bySev := map[probes.Severity]int{}
+	for _, res := range rep.Results {
+		if res.Status == probes.Failed {
+			bySev[res.Severity]++
+		}
+	}
+	for s := probes.Informational; s <= probes.Critical; s++ {
+		name := "Failed" + titleCase(s.String())
+		m[name] = bySev[s]
+		metrics = append(metrics, map[string]string{"Name": name, "Unit": "Count"})
+	}
+	m["_aws"] = map[string]any{
+		"Timestamp": rep.ScannedAt.UnixMilli(),
+		"CloudWatchMetrics": []any{map[string]any{
+			"Namespace":  "ec2sec",
+			"Dimensions": [][]string{{"Host"}, {}},
+			"Metrics":    metrics,
+		}},
+	}
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
+func titleCase(s string) string {
+	if s == "" {
+		return s
+	}
+	b := []byte(s)
+	for i := 1; i < len(b); i++ {
+		if b[i] >= 'A' && b[i] <= 'Z' {
+			b[i] += 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// Flush sends what the spool holds, oldest first per sink, keeping what was not accepted.
+// It stops a sink at its first failure so its batches arrive in order.
+func (r *Reporter) Flush(ctx context.Context) (FlushStats, error) {
+	fs := FlushStats{Accepted: map[string]int{}, Rejected: map[string]int{}, Pending: map[string]int{}}
+	lk, err := r.lock(ctx)
+	if err != nil {
+		return fs, err
+	}
+	defer lk.Release()
+	var errs []error
+	for _, q := range []struct {
+		kind spool.Kind
+		s    sink.Sink
+	}{{spool.Logs, r.cw}, {spool.Findings, r.sh}} {
+		names, err := r.spool.Pending(q.kind)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if q.s == nil {
+			for _, n := range names {
+				if b, err := r.spool.Read(n); err == nil {
+					fs.Pending[string(q.kind)] += len(b.Items)
+				}
+			}
+			continue
+		}
+		stop := false
+		for _, name := range names {
+			b, err := r.spool.Read(name)
+			if err != nil {
+				r.log.Error("spool: dropping an unreadable batch", "file", name, "err", err)
+				r.spool.Replace(name, q.kind, nil)
+				continue
+			}
+			if stop {
+				fs.Pending[q.s.Name()] += len(b.Items)
+				continue
+			}
+			outcomes, sendErr := q.s.Send(ctx, b.Items)
+			var keep []json.RawMessage
+			for i, o := range outcomes {
+				switch o {
+				case sink.Accepted:
+					fs.Accepted[q.s.Name()]++
+				case sink.Rejected:
+					fs.Rejected[q.s.Name()]++
+				default:
+					keep = append(keep, b.Items[i])
+				}
+			}
+			if err := r.spool.Replace(name, q.kind, keep); err != nil {
+				errs = append(errs, err)
+				stop = true
+			}
+			fs.Pending[q.s.Name()] += len(keep)
+			if sendErr != nil || len(keep) > 0 {
+				errs = append(errs, fmt.Errorf("%s: %w", q.s.Name(), cmp.Or(sendErr, errors.New("some items not accepted"))))
+				stop = true
+			}
+		}
+	}
+	return fs, errors.Join(errs...)
+}

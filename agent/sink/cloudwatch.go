@@ -1,0 +1,180 @@
+package sink
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
+)
+
+// PutLogEvents limits (CloudWatch Logs quotas).
+const (
+	MaxBatchEvents = 10_000
+	MaxBatchBytes  = 1_048_576
+	EventOverhead  = 26 // bytes counted per event on top of its UTF-8 message
+	// MaxEventBytes bounds one event's message; the agent's events are far smaller.
+	MaxEventBytes = 256*1024 - EventOverhead
+	MaxBatchSpan  = 24 * time.Hour
+	// CloudWatch Logs refuses events older than 14 days or more than 2 hours in the future.
+	MaxEventAge    = 14 * 24 * time.Hour
+	MaxEventFuture = 2 * time.Hour
+)
+
+// LogEvent is one spooled CloudWatch Logs event.
+type LogEvent struct {
+	Timestamp int64  `json:"timestamp"` // ms since the epoch
+	Message   string `json:"message"`
+}
+
+// CloudWatchAPI is the part of the CloudWatch Logs client the sink uses.
+type CloudWatchAPI interface {
+	CreateLogGroup(context.Context, *cloudwatchlogs.CreateLogGroupInput, ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.CreateLogGroupOutput, error)
+	CreateLogStream(context.Context, *cloudwatchlogs.CreateLogStreamInput, ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.CreateLogStreamOutput, error)
+	PutLogEvents(context.Context, *cloudwatchlogs.PutLogEventsInput, ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.PutLogEventsOutput, error)
+}
+
+// CloudWatch writes events to one log group and stream, creating them when missing.
+type CloudWatch struct {
+	api           CloudWatchAPI
+	group, stream string
+	log           *slog.Logger
+	now           func() time.Time
+
+	mu    sync.Mutex
+	ready bool // group and stream are known to exist
+}
+
+// NewCloudWatch returns a sink writing to group/stream with the client built from cfg.
+func NewCloudWatch(cfg aws.Config, group, stream string, log *slog.Logger) *CloudWatch {
+	return NewCloudWatchAPI(cloudwatchlogs.NewFromConfig(cfg), group, stream, log)
+}
+
+// NewCloudWatchAPI is NewCloudWatch over any implementation of the API.
+func NewCloudWatchAPI(api CloudWatchAPI, group, stream string, log *slog.Logger) *CloudWatch {
+	return &CloudWatch{api: api, group: group, stream: stream, log: log, now: time.Now}
+}
+
+// Name implements Sink.
+func (c *CloudWatch) Name() string { return "cloudwatch_logs" }
+
+// Stream returns the log stream name.
+func (c *CloudWatch) Stream() string { return c.stream }
+
+func (c *CloudWatch) ensure(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ready {
+		return nil
+	}
+	var exists *types.ResourceAlreadyExistsException
+	if _, err := c.api.CreateLogGroup(ctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: &c.group}); err != nil && !errors.As(err, &exists) {
+		return fmt.Errorf("create log group %s: %w", c.group, err)
+	}
+	if _, err := c.api.CreateLogStream(ctx, &cloudwatchlogs.CreateLogStreamInput{LogGroupName: &c.group, LogStreamName: &c.stream}); err != nil && !errors.As(err, &exists) {
+		return fmt.Errorf("create log stream %s/%s: %w", c.group, c.stream, err)
+	}
+	c.ready = true
+	return nil
+}
+
+// Send implements Sink: it puts the events in chronological batches within PutLogEvents'
+// limits and maps RejectedLogEventsInfo back to the items.
+func (c *CloudWatch) Send(ctx context.Context, items []json.RawMessage) ([]Outcome, error) {
+	out := make([]Outcome, len(items))
+	type ev struct {
+		i int
+		e LogEvent
+	}
+	now := c.now()
+	var evs []ev
+	rejected := 0
+	for i, raw := range items {
+		var e LogEvent
+		if err := json.Unmarshal(raw, &e); err != nil || e.Message == "" || len(e.Message) > MaxEventBytes {
+			out[i] = Rejected
+			rejected++
+			continue
+		}
+		t := time.UnixMilli(e.Timestamp)
+		if now.Sub(t) > MaxEventAge-time.Hour || t.Sub(now) > MaxEventFuture {
+			out[i] = Rejected // CloudWatch would refuse it; sending it again never helps
+			rejected++
+			continue
+		}
+		evs = append(evs, ev{i, e})
+	}
+	if rejected > 0 {
+		c.log.Warn("cloudwatch logs: dropping events CloudWatch would refuse (malformed, too large, older than 14 days or in the future)", "count", rejected)
+	}
+	slices.SortStableFunc(evs, func(a, b ev) int { return cmp.Compare(a.e.Timestamp, b.e.Timestamp) })
+	if len(evs) == 0 {
+		return out, nil
+	}
+	if err := c.ensure(ctx); err != nil {
+		return out, err
+	}
+	for start := 0; start < len(evs); {
+		end, size := start, 0
+		for end < len(evs) && end-start < MaxBatchEvents {
+			n := len(evs[end].e.Message) + EventOverhead
+			if size+n > MaxBatchBytes || time.Duration(evs[end].e.Timestamp-evs[start].e.Timestamp)*time.Millisecond >= MaxBatchSpan {
+				break
+			}
+			size += n
+			end++
+		}
+		batch := evs[start:end]
+		in := &cloudwatchlogs.PutLogEventsInput{LogGroupName: &c.group, LogStreamName: &c.stream}
+		for _, e := range batch {
+			in.LogEvents = append(in.LogEvents, types.InputLogEvent{Timestamp: aws.Int64(e.e.Timestamp), Message: aws.String(e.e.Message)})
+		}
+		res, err := c.api.PutLogEvents(ctx, in)
+		if err != nil {
+			var nf *types.ResourceNotFoundException
+			if errors.As(err, &nf) { // deleted behind our back: create again next time
+				c.mu.Lock()
+				c.ready = false
+				c.mu.Unlock()
+			}
+			return out, fmt.Errorf("put log events to %s/%s: %w", c.group, c.stream, err)
+		}
+		tooNew, tooOld, expired := len(batch), -1, -1 // inclusive start; exclusive-end indexes made inclusive below
+		if ri := res.RejectedLogEventsInfo; ri != nil {
+			if ri.TooNewLogEventStartIndex != nil {
+				tooNew = int(*ri.TooNewLogEventStartIndex)
+			}
+			if ri.TooOldLogEventEndIndex != nil {
+				tooOld = int(*ri.TooOldLogEventEndIndex) - 1
+			}
+			if ri.ExpiredLogEventEndIndex != nil {
+				expired = int(*ri.ExpiredLogEventEndIndex) - 1
+			}
+		}
+		nrej := 0
+		for k, e := range batch {
+			if k >= tooNew || k <= tooOld || k <= expired {
+				out[e.i] = Rejected
+				nrej++
+			} else {
+				out[e.i] = Accepted
+			}
+		}
+		if nrej > 0 {
+			c.log.Warn("cloudwatch logs rejected events (too old, too new or past retention)", "count", nrej,
+				"too_new_start", res.RejectedLogEventsInfo.TooNewLogEventStartIndex,
+				"too_old_end", res.RejectedLogEventsInfo.TooOldLogEventEndIndex,
+				"expired_end", res.RejectedLogEventsInfo.ExpiredLogEventEndIndex)
+		}
+		start = end
+	}
+	return out, nil
+}

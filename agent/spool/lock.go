@@ -1,0 +1,46 @@
+package spool
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Lock is an exclusive lock on a file, held across processes, so a daemon and a
+// `scan --report` never send the same spool batch at once.
+type Lock struct{ f *os.File }
+
+// Acquire takes the lock on path (created 0600), waiting until ctx is done.
+func Acquire(ctx context.Context, path string) (*Lock, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	for {
+		ok, err := tryLock(f)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if ok {
+			return &Lock{f}, nil
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("lock %s: another ec2sec holds it: %w", path, context.Cause(ctx))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Release drops the lock.
+func (l *Lock) Release() error {
+	if l == nil || l.f == nil {
+		return nil
+	}
+	err := l.f.Close() // closing the descriptor releases the lock
+	l.f = nil
+	return err
+}

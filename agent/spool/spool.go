@@ -1,0 +1,304 @@
+// Package spool is the agent's durable outbox: everything to deliver is written here first
+// (temp file, fsync, rename, fsync dir), sent from here, and removed only once accepted, so a
+// crash or kill -9 at any point loses nothing. Files are 0600 in a 0700 directory. The spool is
+// bounded: past the bound the oldest log batches go first, counted; findings are never dropped.
+package spool
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Kind is what a batch holds; each kind is its own FIFO queue.
+type Kind string
+
+// The kinds of batches.
+const (
+	Logs     Kind = "logs"     // CloudWatch Logs events; may be dropped past the bound
+	Findings Kind = "findings" // Security Hub findings; never dropped
+)
+
+// maxFile bounds one batch file when read back, so a corrupt or planted huge file cannot
+// make the agent allocate without limit.
+const maxFile = 64 << 20
+
+// Spool is a directory of batch files named <seq>-<kind>.json, oldest first. Its methods are
+// safe for concurrent use within one process; across processes the caller holds a lock.
+type Spool struct {
+	dir string
+	max int64
+	mu  sync.Mutex
+	seq uint64
+}
+
+// Batch is one file: a kind and its items, each an opaque JSON value.
+type Batch struct {
+	Kind  Kind              `json:"kind"`
+	Items []json.RawMessage `json:"items"`
+}
+
+// Open opens (creating with mode 0700) the spool directory dir, bounded to maxBytes, and
+// removes temp files a crash left behind.
+func Open(dir string, maxBytes int64) (*Spool, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("spool %s: %w", dir, err)
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("spool %s: %w", dir, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("spool %s: not a directory", dir)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("spool %s: %w", dir, err)
+		}
+	}
+	s := &Spool{dir: dir, max: maxBytes}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("spool %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasSuffix(name, ".tmp") {
+			os.Remove(filepath.Join(dir, name)) // a write that never completed: its data is in no queue yet
+			continue
+		}
+		if seq, _, ok := parseName(name); ok && seq > s.seq {
+			s.seq = seq
+		}
+	}
+	return s, nil
+}
+
+// Dir returns the spool directory.
+func (s *Spool) Dir() string { return s.dir }
+
+func parseName(name string) (uint64, Kind, bool) {
+	base, ok := strings.CutSuffix(name, ".json")
+	if !ok {
+		return 0, "", false
+	}
+	num, kind, ok := strings.Cut(base, "-")
+	if !ok || (Kind(kind) != Logs && Kind(kind) != Findings) {
+		return 0, "", false
+	}
+	seq, err := strconv.ParseUint(num, 10, 64)
+	if err != nil {
+		return 0, "", false
+	}
+	return seq, Kind(kind), true
+}
+
+// Put writes a new batch durably at the end of its queue. Before writing it makes room for
+// the batch by dropping the oldest log batches; it returns how many log items it dropped.
+// Findings are written even past the bound.
+func (s *Spool) Put(kind Kind, items []json.RawMessage) (dropped int, err error) {
+	if len(items) == 0 {
+		return 0, nil
+	}
+	b, err := json.Marshal(Batch{Kind: kind, Items: items})
+	if err != nil {
+		return 0, fmt.Errorf("spool: encode batch: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dropped, err = s.makeRoom(int64(len(b)))
+	if err != nil {
+		return dropped, err
+	}
+	s.seq++
+	name := fmt.Sprintf("%020d-%s.json", s.seq, kind)
+	return dropped, s.write(name, b)
+}
+
+// makeRoom drops the oldest log batches until need more bytes fit under the bound.
+func (s *Spool) makeRoom(need int64) (int, error) {
+	files, total, err := s.list("")
+	if err != nil {
+		return 0, err
+	}
+	dropped := 0
+	for _, f := range files {
+		if total+need <= s.max {
+			break
+		}
+		if f.kind != Logs {
+			continue
+		}
+		n := 0
+		if b, err := s.Read(f.name); err == nil {
+			n = len(b.Items)
+		}
+		if err := os.Remove(filepath.Join(s.dir, f.name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return dropped, fmt.Errorf("spool: drop %s: %w", f.name, err)
+		}
+		total -= f.size
+		dropped += n
+	}
+	return dropped, nil
+}
+
+// write stores b as name atomically and durably: temp file, fsync, rename, fsync dir.
+func (s *Spool) write(name string, b []byte) error {
+	return WriteFile(filepath.Join(s.dir, name), b)
+}
+
+// WriteFile writes b to path atomically and durably, mode 0600: a reader sees the old
+// content or the new, never a mix, even after a crash.
+func WriteFile(path string, b []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Chmod(0o600); err != nil {
+		return fail(err)
+	}
+	if _, err := f.Write(b); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return syncDir(dir)
+}
+
+type file struct {
+	name string
+	kind Kind
+	seq  uint64
+	size int64
+}
+
+// list returns the batch files of kind ("" = all), oldest first, and the spool's total size.
+func (s *Spool) list(kind Kind) ([]file, int64, error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, 0, fmt.Errorf("spool %s: %w", s.dir, err)
+	}
+	var out []file
+	var total int64
+	for _, e := range entries {
+		seq, k, ok := parseName(e.Name())
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		total += fi.Size()
+		if kind == "" || k == kind {
+			out = append(out, file{e.Name(), k, seq, fi.Size()})
+		}
+	}
+	slices.SortFunc(out, func(a, b file) int {
+		if a.seq < b.seq {
+			return -1
+		}
+		if a.seq > b.seq {
+			return 1
+		}
+		return 0
+	})
+	return out, total, nil
+}
+
+// Pending returns the names of kind's batch files, oldest first.
+func (s *Spool) Pending(kind Kind) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	files, _, err := s.list(kind)
+	var names []string
+	for _, f := range files {
+		names = append(names, f.name)
+	}
+	return names, err
+}
+
+// Size returns the number of batch files and their total bytes.
+func (s *Spool) Size() (int, int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	files, total, err := s.list("")
+	return len(files), total, err
+}
+
+// Read returns the batch stored as name. A file that is not a valid batch is an error; the
+// caller removes it (with Replace(name, nil)) so one bad file cannot block the queue.
+func (s *Spool) Read(name string) (Batch, error) {
+	p := filepath.Join(s.dir, name)
+	f, err := os.OpenFile(p, os.O_RDONLY|noFollow, 0)
+	if err != nil {
+		return Batch{}, fmt.Errorf("spool: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return Batch{}, fmt.Errorf("spool: %w", err)
+	}
+	if !fi.Mode().IsRegular() || fi.Size() > maxFile {
+		return Batch{}, fmt.Errorf("spool %s: not a regular file of at most %d bytes", p, maxFile)
+	}
+	b := make([]byte, fi.Size())
+	if _, err := f.ReadAt(b, 0); err != nil && fi.Size() > 0 {
+		return Batch{}, fmt.Errorf("spool %s: %w", p, err)
+	}
+	var batch Batch
+	if err := json.Unmarshal(b, &batch); err != nil {
+		return Batch{}, fmt.Errorf("spool %s: %w", p, err)
+	}
+	return batch, nil
+}
+
+// Replace keeps only remaining of batch name (atomically), removing the file when nothing
+// remains. Call it after a send with the items that were not accepted.
+func (s *Spool) Replace(name string, kind Kind, remaining []json.RawMessage) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := filepath.Join(s.dir, name)
+	if len(remaining) == 0 {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("spool: %w", err)
+		}
+		return syncDir(s.dir)
+	}
+	b, err := json.Marshal(Batch{Kind: kind, Items: remaining})
+	if err != nil {
+		return fmt.Errorf("spool: encode batch: %w", err)
+	}
+	return s.write(name, b)
+}
+
+// MakeRoom drops the oldest log batches until need more bytes fit under the bound, and
+// returns how many log items it dropped. Findings are never dropped.
+func (s *Spool) MakeRoom(need int64) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.makeRoom(need)
+}
