@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -32,11 +33,13 @@ type ScanCommand struct {
 	Output     string // "" = stdout
 	FailOn     string // "" or "none" = never
 	ConfigPath string
+	Report     bool // --report: also deliver to CloudWatch Logs and Security Hub
 
 	Stdout, Stderr io.Writer
 	// IsTerminal tells whether w is a terminal (decides the default format and colour).
 	IsTerminal  func(w io.Writer) bool
 	ScanOptions ScanOptions // for tests: IMDS, Now, Dial, Resolver
+	Reporter    ReporterOptions
 }
 
 // Run executes the scan command and returns its exit code. Messages go to Stderr.
@@ -53,7 +56,7 @@ func (c ScanCommand) Run(ctx context.Context) int {
 		}
 		failOn = s
 	}
-	if c.Format != "" && c.Format != "table" && c.Format != "json" {
+	if c.Format != "" && !slices.Contains(Formats, c.Format) {
 		return usage(fmt.Errorf("--format: unknown format %q (want %s)", c.Format, strings.Join(Formats, ", ")))
 	}
 	if _, err := probes.Select(c.Probes); err != nil {
@@ -111,6 +114,14 @@ func (c ScanCommand) Run(ctx context.Context) int {
 			fmt.Fprintf(c.Stderr, "ec2sec scan: write %s: %v\n", c.Output, err)
 			return ExitNoScan
 		}
+	}
+	if format == "asff" {
+		if ok, why := hubHost(report).CanImport(); !ok {
+			fmt.Fprintf(c.Stderr, "ec2sec scan: warning: the ASFF findings lack account and region: %s\n", why)
+		}
+	}
+	if c.Report && !c.deliver(ctx, cfg, report, o.Log) {
+		return ExitNoScan
 	}
 	if report.Reaches(failOn) {
 		return ExitFailOn

@@ -13,7 +13,7 @@ import (
 )
 
 // Formats that `scan --format` accepts.
-var Formats = []string{"table", "json"}
+var Formats = []string{"table", "json", "asff", "sarif"}
 
 // Write renders the report in format ("table" or "json") to w. color adds ANSI colours to
 // the table (only ever asked for on a terminal).
@@ -23,6 +23,10 @@ func Write(w io.Writer, r *Report, format string, color bool) error {
 		return WriteJSON(w, r)
 	case "table":
 		return WriteTable(w, r, color)
+	case "asff":
+		return WriteASFF(w, r)
+	case "sarif":
+		return WriteSARIF(w, r)
 	default:
 		return fmt.Errorf("unknown format %q (want %s)", format, strings.Join(Formats, ", "))
 	}

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -20,6 +21,7 @@ const usage = `ec2sec: EC2 host security agent
 
 Usage:
   ec2sec scan [flags]     run the probes once and print the results
+  ec2sec run [flags]      the agent: scan on a schedule and report (SIGHUP reloads the config)
   ec2sec checks           print the check catalog
   ec2sec version          print version, commit and Go version
 
@@ -41,6 +43,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "scan":
 		return scan(ctx, args[1:], stdout, stderr)
+	case "run":
+		return runAgent(ctx, args[1:], stderr)
 	case "checks":
 		if len(args) > 1 {
 			fmt.Fprintf(stderr, "ec2sec checks: unexpected argument %q\n", args[1])
@@ -71,10 +75,11 @@ func scan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.Root, "root", "/", "read the host's files under `DIR` (a mounted image, a chroot, a fixture tree)")
 	fs.StringVar(&c.Proc, "proc", "", "procfs `DIR` for processes and sockets (default /proc when --root is /, else none)")
 	fs.StringVar(&probeList, "probes", "", "comma-separated probe `NAMES` to run (default all)")
-	fs.StringVar(&c.Format, "format", "", "output `FORMAT`: table or json (default table on a terminal, else json)")
+	fs.StringVar(&c.Format, "format", "", "output `FORMAT`: table, json, asff or sarif (default table on a terminal, else json)")
 	fs.StringVar(&c.Output, "output", "", "write the report to `FILE` instead of stdout")
 	fs.StringVar(&c.FailOn, "fail-on", "none", "exit 1 when a FAILED result has `SEVERITY` or higher (low, medium, high, critical, none)")
 	fs.StringVar(&c.ConfigPath, "config", "", "config `FILE` (default "+agent.DefaultConfigPath+" when it exists)")
+	fs.BoolVar(&c.Report, "report", false, "also deliver to the configured CloudWatch Logs group and Security Hub")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return agent.ExitOK
@@ -102,4 +107,30 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// runAgent is `ec2sec run`: JSON logs to stderr (journald keeps them), SIGHUP reloads.
+func runAgent(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ec2sec run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := agent.RunCommand{}
+	fs.StringVar(&c.ConfigPath, "config", "", "config `FILE` (default "+agent.DefaultConfigPath+" when it exists)")
+	fs.StringVar(&c.Root, "root", "/", "read the host's files under `DIR`")
+	fs.StringVar(&c.Proc, "proc", "", "procfs `DIR` (default /proc when --root is /)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return agent.ExitOK
+		}
+		return agent.ExitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "ec2sec run: unexpected argument %q\n", fs.Arg(0))
+		return agent.ExitUsage
+	}
+	c.Log = slog.New(slog.NewJSONHandler(stderr, nil))
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	c.Reload = hup
+	return c.Run(ctx)
 }
