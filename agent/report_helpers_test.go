@@ -1,0 +1,175 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/json"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ec2sec/ec2sec/agent/sink"
+	"github.com/ec2sec/ec2sec/internal/awsfake"
+	"github.com/ec2sec/ec2sec/probes"
+	"github.com/ec2sec/ec2sec/probes/metadata"
+)
+
+// Planted secrets: none of them may appear in anything the agent writes or sends.
+const (
+	plantedKeyID      = "AKIAPLANTEDKEY123456"
+	plantedSecret     = "wJalrXUtnFEMI/K7MDENG/PLANTEDSECRETxAMPLEKEY"
+	plantedSigningKey = "signing-secret-PLANTED-9f8e7d6c5b4a39281706"
+)
+
+var plantedAll = []string{plantedKeyID, plantedSecret, plantedSigningKey, "role-secret-PLANTED", "role-session-token-PLANTED"}
+
+// fakeIMDS serves an instance identity (and user data holding planted secrets) on loopback.
+func fakeIMDS(t *testing.T, instanceID string) *httptest.Server {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /latest/api/token", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", "21600")
+		w.Write([]byte("token-abc"))
+	})
+	need := func(h http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("X-Aws-Ec2-Metadata-Token") != "token-abc" {
+				w.WriteHeader(401)
+				return
+			}
+			h(w, r)
+		}
+	}
+	mux.HandleFunc("GET /latest/dynamic/instance-identity/document", need(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]string{"instanceId": instanceID, "accountId": "123456789012", "region": "us-east-1", "imageId": "ami-0123456789abcdef0"})
+	}))
+	mux.HandleFunc("GET /latest/meta-data/hostname", need(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ip-10-0-0-1.ec2.internal")) }))
+	mux.HandleFunc("GET /latest/meta-data/services/partition", need(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("aws")) }))
+	mux.HandleFunc("GET /latest/meta-data/services/domain", need(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("amazonaws.com")) }))
+	mux.HandleFunc("GET /latest/user-data", need(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("#!/bin/bash\nexport AWS_ACCESS_KEY_ID=" + plantedKeyID + "\nexport AWS_SECRET_ACCESS_KEY=" + plantedSecret + "\n"))
+	}))
+	s := httptest.NewServer(mux)
+	t.Cleanup(s.Close)
+	return s
+}
+
+// testIdentity is the identity fakeIMDS serves.
+func testIdentity(instanceID string) metadata.Identity {
+	return metadata.Identity{InstanceID: instanceID, AccountID: "123456789012", Region: "us-east-1", Partition: "aws", Domain: "amazonaws.com", Hostname: "ip-10-0-0-1.ec2.internal"}
+}
+
+// synthetic builds a report with the given results (checks from the imds probe's catalog or
+// any id), as Scan would: ids from the identity, summary counted.
+func synthetic(id metadata.Identity, at time.Time, probesOK []string, rs ...probes.Result) *Report {
+	r := &Report{Schema: Schema, ScannedAt: at.UTC().Truncate(time.Second), Host: hostOf(id), identity: id}
+	for _, p := range probesOK {
+		r.Probes = append(r.Probes, ProbeRun{Name: p, Status: "ok"})
+	}
+	for _, res := range rs {
+		if res.Probe == "" {
+			res.Probe = "imds"
+		}
+		if res.Title == "" {
+			res.Title = "title of " + res.Check
+		}
+		if res.Severity == probes.SeverityUnset {
+			res.Severity = probes.High
+			if res.Status == probes.Passed || res.Status == probes.NotAvailable {
+				res.Severity = probes.Informational
+			}
+		}
+		if res.Evidence == nil {
+			res.Evidence = map[string]any{}
+		}
+		if res.Resource == "" {
+			res.Resource = hostResource(id)
+		}
+		res.Compliance = []string{"CIS AWS Foundations 5.6", "Security Hub EC2.8", "practice 1"}
+		res.Remediation = probes.Remediation{Text: "fix it", URL: "https://docs.aws.amazon.com/"}
+		res.ID = resultID(id, res)
+		r.Results = append(r.Results, res)
+		switch res.Status {
+		case probes.Passed:
+			r.Summary.Passed++
+		case probes.Failed:
+			r.Summary.Failed++
+		case probes.Warning:
+			r.Summary.Warning++
+		default:
+			r.Summary.NotAvailable++
+		}
+	}
+	return r
+}
+
+// useFake points the SDK at the strict fake, with fast retries and the planted signing key.
+func useFake(t *testing.T, f *awsfake.Server) {
+	t.Helper()
+	for k, v := range f.Env() {
+		t.Setenv(k, v)
+	}
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDSIGNINGKEY000001")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", plantedSigningKey)
+}
+
+func fastAWS() sink.AWSOptions {
+	return sink.AWSOptions{MaxAttempts: 4, MaxBackoff: 50 * time.Millisecond, HTTPTimeout: 5 * time.Second}
+}
+
+func testConfig(t *testing.T) Config {
+	cfg := DefaultConfig()
+	cfg.StateDir = filepath.Join(t.TempDir(), "state")
+	return cfg
+}
+
+// assertNoLeak fails when any planted secret appears in data.
+func assertNoLeak(t *testing.T, what string, data []byte) {
+	t.Helper()
+	for _, p := range plantedAll {
+		if bytes.Contains(data, []byte(p)) {
+			t.Errorf("%s leaks planted secret %q", what, p)
+		}
+	}
+}
+
+// assertDirNoLeak checks every file under dir.
+func assertDirNoLeak(t *testing.T, dir string) {
+	t.Helper()
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			b, _ := os.ReadFile(p)
+			assertNoLeak(t, p, b)
+		}
+		return nil
+	})
+}
+
+func decodeFinding(t *testing.T, raw json.RawMessage) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func field(m map[string]any, path string) any {
+	var v any = m
+	for _, k := range strings.Split(path, ".") {
+		mm, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = mm[k]
+	}
+	return v
+}
+
+func identityOff(hostname string) metadata.Identity {
+	return metadata.Identity{Hostname: hostname, Reason: "not on EC2"}
+}

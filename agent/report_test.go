@@ -1,0 +1,294 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ec2sec/ec2sec/agent/spool"
+	"github.com/ec2sec/ec2sec/internal/awsfake"
+	"github.com/ec2sec/ec2sec/internal/testenv"
+	"github.com/ec2sec/ec2sec/probes"
+)
+
+// TestReporterLifecycle drives the lifecycle through the strict fake: new findings, an
+// unchanged rescan (nothing sent), a fix (archived as PASSED), a vanished resource (archived),
+// a partial scan (nothing of other probes archived) and the daily refresh.
+func TestReporterLifecycle(t *testing.T) {
+	f := awsfake.New(t)
+	useFake(t, f)
+	cfg := testConfig(t)
+	rep, err := NewReporter(cfg, nil, ReporterOptions{AWS: fastAWS()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	id := testIdentity("i-0aaaaaaaaaaaaaaa1")
+	t0 := time.Now().Add(-30 * time.Hour).Truncate(time.Second)
+	v1 := probes.NewResult("imds-v1-enabled", probes.Failed, "", "IMDSv1 answered")
+	hop := probes.NewResult("imds-hop-limit", probes.Failed, "", "hop limit 2")
+	sec := probes.NewResult("secret-in-local-file", probes.Failed, "/etc/app.conf", "a secret").With("fingerprint", "fp1")
+	sec.Probe = "credentials"
+	run := func(at time.Time, ok []string, rs ...probes.Result) SpoolStats {
+		t.Helper()
+		st, err := rep.Spool(ctx, synthetic(id, at, ok, rs...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rep.Flush(ctx); err != nil {
+			t.Fatalf("%#v", err)
+		}
+		return st
+	}
+	all := []string{"imds", "credentials"}
+	st := run(t0, all, v1, hop, sec)
+	if st.Findings != 3 || st.LogEvents != 4 {
+		t.Fatalf("first scan: %+v, want 3 findings and 4 events (3 results + summary)", st)
+	}
+	st = run(t0.Add(time.Hour), all, v1, hop, sec)
+	if st.Findings != 0 || st.LogEvents != 1 {
+		t.Fatalf("unchanged rescan: %+v, want only the summary event", st)
+	}
+	// Partial scan of imds only, where the hop limit is fixed: the secret finding of the
+	// credentials probe must not be archived.
+	hopOK := hop
+	hopOK.Status, hopOK.Reason = probes.Passed, "hop limit 1"
+	st = run(t0.Add(2*time.Hour), []string{"imds"}, v1, hopOK)
+	if st.Findings != 1 || st.Archived != 1 {
+		t.Fatalf("partial scan: %+v, want exactly the hop limit archived", st)
+	}
+	got := f.Findings()
+	hopID := resultID(id, fillLike(hop))
+	secID := resultID(id, fillLike(sec))
+	if s := field(decodeFinding(t, got[hopID]), "RecordState"); s != "ARCHIVED" {
+		t.Errorf("fixed finding RecordState = %v, want ARCHIVED", s)
+	}
+	if s := field(decodeFinding(t, got[hopID]), "Compliance.Status"); s != "PASSED" {
+		t.Errorf("fixed finding Compliance.Status = %v, want PASSED", s)
+	}
+	if s := field(decodeFinding(t, got[secID]), "RecordState"); s != "ACTIVE" {
+		t.Errorf("secret finding after a partial scan: RecordState = %v, want ACTIVE", s)
+	}
+	// The secret is gone in a full scan: archived.
+	st = run(t0.Add(3*time.Hour), all, v1, hopOK)
+	if st.Archived != 1 || field(decodeFinding(t, f.Findings()[secID]), "RecordState") != "ARCHIVED" {
+		t.Fatalf("vanished secret not archived: %+v", st)
+	}
+	// 23 h after the first import, the still-failing v1 finding is refreshed.
+	v1ID := resultID(id, fillLike(v1))
+	before := f.Imports()[v1ID]
+	st = run(t0.Add(25*time.Hour), all, v1, hopOK)
+	if st.Findings != 1 || f.Imports()[v1ID] != before+1 {
+		t.Fatalf("refresh: %+v, imports %d -> %d", st, before, f.Imports()[v1ID])
+	}
+	if u := field(decodeFinding(t, f.Findings()[v1ID]), "UpdatedAt"); u != t0.Add(25*time.Hour).UTC().Format(time.RFC3339Nano) {
+		t.Errorf("refreshed UpdatedAt = %v", u)
+	}
+	if fa := field(decodeFinding(t, f.Findings()[v1ID]), "FirstObservedAt"); fa != t0.UTC().Format(time.RFC3339Nano) {
+		t.Errorf("FirstObservedAt = %v, want the first scan's time", fa)
+	}
+
+	evs := f.Events("/ec2sec/findings", "i-0aaaaaaaaaaaaaaa1")
+	var lifecycles []string
+	summaries := 0
+	for _, e := range evs {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(e.Message), &m); err != nil {
+			t.Fatalf("event is not JSON: %v", err)
+		}
+		switch m["type"] {
+		case "result":
+			lifecycles = append(lifecycles, m["lifecycle"].(string))
+		case "run-summary":
+			summaries++
+			checkEMF(t, m)
+		}
+	}
+	if summaries != 5 {
+		t.Errorf("%d run summaries, want 5", summaries)
+	}
+	want := []string{"new", "new", "new", "changed", "resolved"}
+	if !slices.Equal(lifecycles, want) {
+		t.Errorf("result events %v, want %v", lifecycles, want)
+	}
+	if v := f.Violations(); len(v) > 0 {
+		t.Errorf("limit violations: %v", v)
+	}
+	awsfake.ValidateBatchImportFindings(t, f.Bodies())
+	for _, b := range f.AllBodies() {
+		assertNoLeak(t, "request body", b)
+	}
+	assertDirNoLeak(t, cfg.StateDir)
+	checkModes(t, cfg.StateDir)
+}
+
+// fillLike gives a test result the resource Scan would (the host ARN when empty).
+func fillLike(r probes.Result) probes.Result {
+	if r.Resource == "" {
+		r.Resource = hostResource(testIdentity("i-0aaaaaaaaaaaaaaa1"))
+	}
+	return r
+}
+
+func checkEMF(t *testing.T, m map[string]any) {
+	t.Helper()
+	aws, ok := m["_aws"].(map[string]any)
+	if !ok {
+		t.Fatalf("summary without _aws: %v", m)
+	}
+	if _, ok := aws["Timestamp"].(float64); !ok {
+		t.Errorf("EMF Timestamp missing")
+	}
+	cms := aws["CloudWatchMetrics"].([]any)
+	cm := cms[0].(map[string]any)
+	if cm["Namespace"] != "ec2sec" {
+		t.Errorf("namespace %v", cm["Namespace"])
+	}
+	for _, d := range cm["Dimensions"].([]any) {
+		for _, name := range d.([]any) {
+			if _, ok := m[name.(string)].(string); !ok {
+				t.Errorf("dimension %v has no string value at the root", name)
+			}
+		}
+	}
+	for _, mt := range cm["Metrics"].([]any) {
+		name := mt.(map[string]any)["Name"].(string)
+		if _, ok := m[name].(float64); !ok {
+			t.Errorf("metric %s has no number at the root", name)
+		}
+	}
+	for _, k := range []string{"FailedCritical", "FailedHigh", "Passed", "Failed", "DurationMs", "agent_version"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("summary lacks %s", k)
+		}
+	}
+}
+
+func checkModes(t *testing.T, dir string) {
+	t.Helper()
+	sp := filepath.Join(dir, "spool")
+	fi, err := os.Stat(sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		t.Errorf("spool dir mode %v, want 0700", fi.Mode().Perm())
+	}
+	for _, p := range []string{filepath.Join(dir, "state.json")} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode %v, want 0600", p, fi.Mode().Perm())
+		}
+	}
+}
+
+// TestReporterEndpointsDown: with every endpoint refusing connections the report is spooled
+// and kept; once they are back the next flush delivers it, oldest first.
+func TestReporterEndpointsDown(t *testing.T) {
+	cfg := testConfig(t)
+	rep, err := NewReporter(cfg, nil, ReporterOptions{AWS: fastAWS()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	id := testIdentity("i-0bbbbbbbbbbbbbbb2")
+	t0 := time.Now().Add(-time.Hour)
+	// testenv points every endpoint at a closed loopback port.
+	for i := range 3 {
+		r := probes.NewResult("imds-v1-enabled", probes.Failed, "", "answered "+string(rune('a'+i)))
+		if _, err := rep.Spool(ctx, synthetic(id, t0.Add(time.Duration(i)*time.Minute), []string{"imds"}, r)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rep.Flush(ctx); err == nil {
+			t.Fatal("flush to a closed port succeeded")
+		}
+	}
+	logs, _ := rep.spool.Pending(spool.Logs)
+	finds, _ := rep.spool.Pending(spool.Findings)
+	if len(logs) != 3 || len(finds) != 3 {
+		t.Fatalf("spooled %d log and %d finding batches, want 3 each", len(logs), len(finds))
+	}
+	f := awsfake.New(t)
+	useFake(t, f)
+	rep2, err := NewReporter(cfg, nil, ReporterOptions{AWS: fastAWS()}) // the next run
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rep2.Spool(ctx, synthetic(id, t0.Add(10*time.Minute), []string{"imds"}, probes.NewResult("imds-v1-enabled", probes.Failed, "", "answered z"))); err != nil {
+		t.Fatal(err)
+	}
+	st, err := rep2.Flush(ctx)
+	if err != nil {
+		t.Fatalf("flush: %v (%+v)", err, st)
+	}
+	if n, _, _ := rep2.spool.Size(); n != 0 {
+		t.Errorf("%d spool files left after delivery", n)
+	}
+	evs := f.Events("/ec2sec/findings", "i-0bbbbbbbbbbbbbbb2")
+	var reasons []string
+	for _, e := range evs {
+		if strings.Contains(e.Message, `"type":"result"`) {
+			var m struct{ Result probes.Result }
+			json.Unmarshal([]byte(e.Message), &m)
+			reasons = append(reasons, m.Result.Reason)
+		}
+	}
+	if want := []string{"answered a", "answered b", "answered c", "answered z"}; !slices.Equal(reasons, want) {
+		t.Errorf("delivered %v, want %v in order", reasons, want)
+	}
+	fs := f.Findings()
+	if len(fs) != 1 {
+		t.Fatalf("%d findings, want 1 (one id, upserted)", len(fs))
+	}
+	for _, raw := range fs {
+		if d := field(decodeFinding(t, raw), "Description"); d != "answered z" {
+			t.Errorf("latest finding says %v, want the newest version", d)
+		}
+	}
+	awsfake.ValidateBatchImportFindings(t, f.Bodies())
+}
+
+// TestReporterOffEC2: no account or region, so no Security Hub: said and counted; CloudWatch
+// Logs gets the stream named after the hostname.
+func TestReporterOffEC2(t *testing.T) {
+	f := awsfake.New(t)
+	useFake(t, f)
+	cfg := testConfig(t)
+	rep, err := NewReporter(cfg, nil, ReporterOptions{AWS: fastAWS()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := testIdentity("")
+	id = identityOff("buildhost")
+	st, err := rep.Spool(context.Background(), synthetic(id, time.Now(), []string{"imds"}, probes.NewResult("imds-v1-enabled", probes.NotAvailable, "", "not on EC2"), probes.NewResult("imds-hop-limit", probes.Failed, "", "x")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.HubSkipped != 1 || st.HubIssue == "" || st.Findings != 0 {
+		t.Errorf("off EC2: %+v, want 1 finding skipped with a reason", st)
+	}
+	if _, err := rep.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.Events("/ec2sec/findings", "buildhost")); n != 3 {
+		t.Errorf("%d events in stream buildhost, want 3", n)
+	}
+	if f.Calls(awsfake.OpBatchImportFindings) != 0 {
+		t.Error("security hub called off EC2")
+	}
+	var sum map[string]any
+	evs := f.Events("/ec2sec/findings", "buildhost")
+	json.Unmarshal([]byte(evs[len(evs)-1].Message), &sum)
+	if sum["FindingsSkipped"] != float64(1) {
+		t.Errorf("summary FindingsSkipped = %v", sum["FindingsSkipped"])
+	}
+	_ = testenv.Closed
+}
