@@ -299,7 +299,7 @@ func (s *Server) logs(w http.ResponseWriter, op string, body []byte) {
 		if now-e.Timestamp > (14 * 24 * time.Hour).Milliseconds() {
 			tooOld = i + 1 // exclusive end
 		}
-		if tooNew < 0 && e.Timestamp-now > (2 * time.Hour).Milliseconds() {
+		if tooNew < 0 && e.Timestamp-now > (2*time.Hour).Milliseconds() {
 			tooNew = i
 		}
 	}
