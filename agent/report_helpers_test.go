@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,8 +29,14 @@ const (
 var plantedAll = []string{plantedKeyID, plantedSecret, plantedSigningKey, "role-secret-PLANTED", "role-session-token-PLANTED"}
 
 // fakeIMDS serves an instance identity (and user data holding planted secrets) on loopback.
-func fakeIMDS(t *testing.T, instanceID string) *httptest.Server {
+type imdsFake struct {
+	*httptest.Server
+	profile atomic.Bool // serve iam/info: an instance profile is attached
+}
+
+func fakeIMDS(t *testing.T, instanceID string) *imdsFake {
 	t.Helper()
+	fake := &imdsFake{}
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /latest/api/token", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", "21600")
@@ -53,9 +60,16 @@ func fakeIMDS(t *testing.T, instanceID string) *httptest.Server {
 	mux.HandleFunc("GET /latest/user-data", need(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("#!/bin/bash\nexport AWS_ACCESS_KEY_ID=" + plantedKeyID + "\nexport AWS_SECRET_ACCESS_KEY=" + plantedSecret + "\n"))
 	}))
-	s := httptest.NewServer(mux)
-	t.Cleanup(s.Close)
-	return s
+	mux.HandleFunc("GET /latest/meta-data/iam/info", need(func(w http.ResponseWriter, r *http.Request) {
+		if !fake.profile.Load() {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte(`{"Code":"Success","InstanceProfileArn":"arn:aws:iam::123456789012:instance-profile/web"}`))
+	}))
+	fake.Server = httptest.NewServer(mux)
+	t.Cleanup(fake.Close)
+	return fake
 }
 
 // testIdentity is the identity fakeIMDS serves.
