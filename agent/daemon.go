@@ -77,6 +77,14 @@ func (c RunCommand) Run(ctx context.Context) int {
 		rep = r
 	}
 	openReporter()
+	if rep != nil {
+		// Deliver what an earlier run left before waiting out the splay.
+		fctx, cancel := context.WithTimeout(ctx, time.Minute)
+		if st, err := rep.Flush(fctx); err != nil || sum(st.Accepted) > 0 {
+			log.Info("delivered what an earlier run spooled", "accepted", st.Accepted, "pending", st.Pending, "err", errString(err))
+		}
+		cancel()
+	}
 
 	interval := func() time.Duration {
 		if c.interval > 0 {

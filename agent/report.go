@@ -16,6 +16,7 @@ import (
 	"github.com/ec2sec/ec2sec/agent/spool"
 	"github.com/ec2sec/ec2sec/agent/state"
 	"github.com/ec2sec/ec2sec/probes"
+	"github.com/ec2sec/ec2sec/probes/metadata"
 )
 
 // Reporter takes scan reports to CloudWatch Logs and Security Hub: it diffs each report
@@ -87,14 +88,13 @@ func (r *Reporter) lock(ctx context.Context) (*spool.Lock, error) {
 var sessionUnsafe = regexp.MustCompile(`[^\w+=,.@-]`)
 
 // sinks builds the sinks for the report's host once (again when the host changes).
-func (r *Reporter) sinks(ctx context.Context, rep *Report) error {
-	id := rep.Identity()
+func (r *Reporter) sinks(ctx context.Context, id metadata.Identity) error {
 	key := cmp.Or(id.InstanceID, id.Hostname, "unknown-host")
 	if r.host == key && (r.cw != nil || r.sh != nil || r.hubIssue != "") {
 		return nil
 	}
 	r.host, r.cw, r.sh, r.hubIssue = key, r.opts.CloudWatch, r.opts.SecurityHub, ""
-	h := hubHost(rep)
+	h := hubHostOf(id)
 	if ok, why := h.CanImport(); !ok && r.cfg.SecurityHub.Enabled {
 		r.hubIssue = why
 		r.log.Warn("security hub delivery is not possible from this host; findings are not sent", "reason", why)
@@ -137,8 +137,9 @@ func trunc(s string, n int) string {
 	return s
 }
 
-func hubHost(rep *Report) asff.Host {
-	id := rep.Identity()
+func hubHost(rep *Report) asff.Host { return hubHostOf(rep.Identity()) }
+
+func hubHostOf(id metadata.Identity) asff.Host {
 	return asff.Host{AccountID: id.AccountID, Region: id.Region, Partition: id.Partition, InstanceARN: id.InstanceARN(), Hostname: id.Hostname}
 }
 
@@ -149,7 +150,7 @@ func hubHost(rep *Report) asff.Host {
 // rather than loses.
 func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 	var st SpoolStats
-	if err := r.sinks(ctx, rep); err != nil {
+	if err := r.sinks(ctx, rep.Identity()); err != nil {
 		return st, err
 	}
 	lk, err := r.lock(ctx)
@@ -157,14 +158,7 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 		return st, err
 	}
 	defer lk.Release()
-	statePath := filepath.Join(r.dir, "state.json")
-	s, err := state.Load(statePath)
-	if err != nil {
-		// An unreadable state would re-send everything as new and archive nothing; say so
-		// and start afresh rather than stop reporting for good.
-		r.log.Error("lifecycle state unreadable; starting afresh", "err", err)
-		s = &state.State{}
-	}
+	s := r.recoverState()
 	ok := map[string]bool{}
 	for _, p := range rep.Probes {
 		if p.Status == "ok" {
@@ -242,13 +236,38 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 		}
 		st.LogEvents = len(items)
 	}
-	if err := s.Save(statePath); err != nil {
+	s.SpoolSeq, s.Identity = r.spool.Last(), rep.Identity()
+	if err := s.Save(r.statePath()); err != nil {
 		return st, err
 	}
 	if st.HubSkipped > 0 {
 		r.log.Warn("findings not sent to security hub", "count", st.HubSkipped, "reason", r.hubIssue)
 	}
 	return st, nil
+}
+
+func (r *Reporter) statePath() string { return filepath.Join(r.dir, "state.json") }
+
+// recoverState loads the lifecycle state and removes spool batches a crashed report wrote
+// without saving its state (they will be made again, from the same state, by the next report).
+// Call it holding the lock.
+func (r *Reporter) recoverState() *state.State {
+	s, err := state.Load(r.statePath())
+	if err != nil {
+		// An unreadable state would re-send everything as new and archive nothing; say so
+		// and start afresh rather than stop reporting for good.
+		r.log.Error("lifecycle state unreadable; starting afresh", "err", err)
+		return &state.State{}
+	}
+	if !s.Exists() {
+		return s
+	}
+	if n, err := r.spool.Commit(s.SpoolSeq); err != nil {
+		r.log.Error("spool: cannot remove uncommitted batches", "err", err)
+	} else if n > 0 {
+		r.log.Warn("spool: removed batches of a report that did not finish; the next report makes them again", "batches", n)
+	}
+	return s
 }
 
 // resultEvent is one CloudWatch Logs event: the result as in `--format json`, with why it is
@@ -338,6 +357,14 @@ func (r *Reporter) Flush(ctx context.Context) (FlushStats, error) {
 		return fs, err
 	}
 	defer lk.Release()
+	s := r.recoverState()
+	if r.host == "" && s.Exists() && (s.Identity.InstanceID != "" || s.Identity.Hostname != "") {
+		// Nothing scanned yet in this process: deliver what an earlier run left, for the
+		// host it was for.
+		if err := r.sinks(ctx, s.Identity); err != nil {
+			return fs, err
+		}
+	}
 	var errs []error
 	for _, q := range []struct {
 		kind spool.Kind

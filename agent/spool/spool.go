@@ -302,3 +302,38 @@ func (s *Spool) MakeRoom(need int64) (int, error) {
 	defer s.mu.Unlock()
 	return s.makeRoom(need)
 }
+
+// Last returns the sequence number of the newest batch written.
+func (s *Spool) Last() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seq
+}
+
+// Commit makes the batches up to seq the committed ones: batches after seq were written by a
+// report whose state was never saved (a crash in between) and are removed, since the next
+// report produces them again from the unchanged state; and new batches number after seq even
+// when the spool had emptied, so the rule holds across restarts. It returns how many batches
+// it removed.
+func (s *Spool) Commit(seq uint64) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	files, _, err := s.list("")
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, f := range files {
+		if f.seq > seq {
+			if err := os.Remove(filepath.Join(s.dir, f.name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return n, fmt.Errorf("spool: %w", err)
+			}
+			n++
+		}
+	}
+	s.seq = max(s.seq, seq)
+	if n > 0 {
+		return n, syncDir(s.dir)
+	}
+	return 0, nil
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ec2sec/ec2sec/agent/spool"
 	"github.com/ec2sec/ec2sec/probes"
+	"github.com/ec2sec/ec2sec/probes/metadata"
 )
 
 // Version of the state file format.
@@ -47,7 +48,17 @@ type State struct {
 	Version int               `json:"version"`
 	Host    string            `json:"host"`
 	Entries map[string]*Entry `json:"entries"`
+	// Identity is the host the spooled batches are for, so a restarted agent can deliver
+	// them before its first scan.
+	Identity metadata.Identity `json:"identity"`
+	// SpoolSeq is the newest spool batch written for the reports this state reflects.
+	SpoolSeq uint64 `json:"spool_seq"`
+	// exists: loaded from a file (not a fresh state).
+	exists bool
 }
+
+// Exists reports whether the state was loaded from a file.
+func (s *State) Exists() bool { return s.exists }
 
 // Load reads the state file at path; a missing file is an empty state.
 func Load(path string) (*State, error) {
@@ -73,6 +84,7 @@ func Load(path string) (*State, error) {
 	if s.Entries == nil {
 		s.Entries = map[string]*Entry{}
 	}
+	s.exists = true
 	return s, nil
 }
 
