@@ -45,6 +45,15 @@ type ReporterOptions struct {
 	LockWait time.Duration
 	// Refresh overrides state.DefaultRefresh.
 	Refresh time.Duration
+	// pause is a test hook at the crash-sensitive points ("spooled": batches written, state
+	// not yet saved; "sent": a batch delivered, the spool not yet updated).
+	pause func(point string)
+}
+
+func (o ReporterOptions) at(point string) {
+	if o.pause != nil {
+		o.pause(point)
+	}
 }
 
 // SpoolStats says what one report put into the spool.
@@ -236,6 +245,7 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 		}
 		st.LogEvents = len(items)
 	}
+	r.opts.at("spooled")
 	s.SpoolSeq, s.Identity = r.spool.Last(), rep.Identity()
 	if err := s.Save(r.statePath()); err != nil {
 		return st, err
@@ -396,6 +406,7 @@ func (r *Reporter) Flush(ctx context.Context) (FlushStats, error) {
 				continue
 			}
 			outcomes, sendErr := q.s.Send(ctx, b.Items)
+			r.opts.at("sent")
 			var keep []json.RawMessage
 			for i, o := range outcomes {
 				switch o {

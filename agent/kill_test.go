@@ -1,0 +1,218 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"log/slog"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ec2sec/ec2sec/agent/state"
+	"github.com/ec2sec/ec2sec/internal/awsfake"
+	"github.com/ec2sec/ec2sec/internal/testenv"
+	"github.com/ec2sec/ec2sec/probes"
+)
+
+const killChildEnv = "EC2SEC_KILL9_CHILD_STATE"
+
+// killReport is iteration i of the child's endless scans: 150 results whose statuses flip and
+// some of which vanish, with enough evidence that spool writes take a while.
+func killReport(i int, at time.Time) *Report {
+	id := testIdentity("i-0kkkkkkkkkkkkkkk9")
+	var rs []probes.Result
+	for j := range 150 {
+		if (i*7+j)%11 == 0 {
+			continue // gone this time
+		}
+		st := probes.Failed
+		if (i+j)%3 == 0 {
+			st = probes.Passed
+		}
+		r := probes.NewResult("imds-v1-enabled", st, fmt.Sprintf("/etc/conf-%03d", j), fmt.Sprintf("iteration %d", i%4)).
+			With("blob", strings.Repeat("e", 3000))
+		rs = append(rs, r)
+	}
+	rep := synthetic(id, at, []string{"imds"}, rs...)
+	rep.ScannedAt = at.UTC().Truncate(time.Millisecond)
+	return rep
+}
+
+// TestKill9Child is the child of TestKill9: it spools and delivers forever until killed.
+func TestKill9Child(t *testing.T) {
+	dir := os.Getenv(killChildEnv)
+	if dir == "" {
+		t.Skip("helper process for TestKill9")
+	}
+	// testenv.Main reset the endpoints to a closed port: point them at the parent's fake.
+	url := os.Getenv(killChildEnv + "_URL")
+	for _, k := range []string{"AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", "AWS_ENDPOINT_URL_SECURITYHUB"} {
+		t.Setenv(k, url)
+	}
+	t.Setenv("AWS_SECRET_ACCESS_KEY", plantedSigningKey)
+	cfg := DefaultConfig()
+	cfg.StateDir = dir
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// Widen the windows where a crash hurts most, so the parent's kills land in them.
+	pause := func(point string) {
+		fmt.Printf("pause %s\n", point)
+		time.Sleep(time.Duration(50+rand.N(200)) * time.Millisecond)
+	}
+	rep, err := NewReporter(cfg, log, ReporterOptions{AWS: fastAWS(), pause: pause})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// Start where no earlier child did, so every report changes something.
+	for i := rand.N(1 << 20); ; i++ {
+		if _, err := rep.Spool(ctx, killReport(i, time.Now())); err != nil {
+			log.Error("spool", "err", err)
+		}
+		if _, err := rep.Flush(ctx); err != nil {
+			log.Error("flush", "err", err)
+		}
+	}
+}
+
+// TestKill9 kills the agent with SIGKILL at random points of spool writes and sends, many
+// times, then lets a fresh run deliver. Nothing may be lost or torn: the spool ends empty,
+// the state loads, and Security Hub holds, for every finding the state remembers, exactly
+// the version the state last sent (same UpdatedAt and RecordState).
+func TestKill9(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("SIGKILL semantics")
+	}
+	f := awsfake.New(t)
+	useFake(t, f)
+	dir := filepath.Join(t.TempDir(), "state")
+	// Kill k lands at a random time (k%3 == 0), in the window between writing a report's
+	// batches and saving its state (1), or between a send and the spool update (2). The last
+	// kill is of kind 1, whose leftovers the final check sees unmasked.
+	kills := 17
+	if testing.Short() {
+		kills = 5
+	}
+	for k := range kills {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestKill9Child$", "-test.count=1")
+		cmd.Env = testenv.Environ(killChildEnv+"="+dir, killChildEnv+"_URL="+f.URL)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		points := make(chan string, 64)
+		go func() {
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				select {
+				case points <- sc.Text():
+				default:
+				}
+			}
+		}()
+		want := map[int]string{1: "pause spooled", 2: "pause sent"}[k%3]
+		if want == "" {
+			time.Sleep(time.Duration(100+rand.N(1400)) * time.Millisecond)
+		} else {
+			timeout := time.After(20 * time.Second)
+		wait:
+			for {
+				select {
+				case p := <-points:
+					if p == want {
+						break wait
+					}
+				case <-timeout:
+					t.Fatalf("child never reached %q; stderr:\n%s", want, stderr.String())
+				}
+			}
+		}
+		cmd.Process.Signal(os.Kill)
+		cmd.Wait()
+		t.Logf("kill %d: %d findings imported so far", k, len(f.Findings()))
+		if k == 0 {
+			t.Logf("child stderr: %s", stderr.String())
+		}
+	}
+	if len(f.Findings()) == 0 {
+		t.Fatal("the child never delivered anything: the test did not test")
+	}
+	// Leftover temp files are allowed (cleaned on open); batches must all be whole.
+	entries, _ := os.ReadDir(filepath.Join(dir, "spool"))
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".json") && !strings.HasPrefix(e.Name(), ".") {
+			b, err := os.ReadFile(filepath.Join(dir, "spool", e.Name()))
+			if err != nil || !json.Valid(b) {
+				t.Errorf("torn spool batch %s", e.Name())
+			}
+		}
+	}
+
+	cfg := DefaultConfig()
+	cfg.StateDir = dir
+	rep, err := NewReporter(cfg, nil, ReporterOptions{AWS: fastAWS()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A fresh run delivers what is left, before any scan of its own (so nothing newer
+	// masks a stale or lost batch).
+	if _, err := rep.Flush(context.Background()); err != nil {
+		t.Fatalf("flush of leftovers: %v", err)
+	}
+	entries, _ = os.ReadDir(filepath.Join(dir, "spool"))
+	if len(entries) != 0 {
+		t.Errorf("spool not empty after delivery: %v", entries)
+	}
+	s, err := state.Load(filepath.Join(dir, "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := f.Findings()
+	checked := 0
+	for id, e := range s.Entries {
+		if e.LastImported.IsZero() {
+			if _, ok := got[id]; ok && e.Result.Status != probes.Passed {
+				t.Errorf("%s: in Security Hub but the state never sent it", id)
+			}
+			continue
+		}
+		raw, ok := got[id]
+		if !ok {
+			t.Errorf("%s: the state says sent, Security Hub never got it", id)
+			continue
+		}
+		m := decodeFinding(t, raw)
+		want := "ARCHIVED"
+		if e.Active {
+			want = "ACTIVE"
+		}
+		if m["RecordState"] != want || m["UpdatedAt"] != e.LastImported.UTC().Format(time.RFC3339Nano) {
+			t.Errorf("%s: Security Hub has %v at %v, the state says %s at %s", id, m["RecordState"], m["UpdatedAt"], want, e.LastImported.UTC().Format(time.RFC3339Nano))
+		}
+		checked++
+	}
+	if checked == 0 {
+		t.Fatal("no finding checked")
+	}
+	for _, e := range f.Events("/ec2sec/findings", "i-0kkkkkkkkkkkkkkk9") {
+		if !json.Valid([]byte(e.Message)) {
+			t.Fatal("torn log event")
+		}
+	}
+	if v := f.Violations(); len(v) > 0 {
+		t.Errorf("violations: %v", v)
+	}
+	t.Logf("%d findings consistent after %d kills; %d imports, %d PutLogEvents", checked, kills, f.Calls(awsfake.OpBatchImportFindings), f.Calls(awsfake.OpPutLogEvents))
+}
