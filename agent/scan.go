@@ -60,6 +60,8 @@ type ScanOptions struct {
 	Proc   string   // "" = processes not visible; the CLI defaults it to /proc for root "/"
 	Probes []string // probe names; empty = all not disabled by config
 	Config Config
+	// Available is the set of probes to choose from (default probes.All()); tests add their own.
+	Available []probes.Probe
 
 	IMDS     *metadata.Client // default: from the environment
 	Now      func() time.Time // default time.Now
@@ -100,8 +102,11 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 			return nil, fmt.Errorf("procfs %s: not a directory", o.Proc)
 		}
 	}
+	if o.Available == nil {
+		o.Available = probes.All()
+	}
 	names := o.Probes
-	selected, err := probes.Select(names)
+	selected, err := probes.Select(o.Available, names)
 	if err != nil {
 		return nil, err
 	}
@@ -119,6 +124,9 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 	o.Log.Debug("identity", "instance_id", id.InstanceID, "region", id.Region, "reason", id.Reason)
 
 	timeout := o.Config.ProbeTimeout.Duration
+	if timeout <= 0 {
+		timeout = DefaultConfig().ProbeTimeout.Duration
+	}
 	runs := make([]ProbeRun, len(selected))
 	results := make([][]probes.Result, len(selected))
 	var wg sync.WaitGroup

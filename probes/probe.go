@@ -69,17 +69,18 @@ func Catalog() []Check {
 
 // Lookup returns the check with the given id.
 func Lookup(id string) (Check, bool) {
-	i := slices.IndexFunc(Catalog(), func(c Check) bool { return c.ID == id })
+	cat := Catalog()
+	i := slices.IndexFunc(cat, func(c Check) bool { return c.ID == id })
 	if i < 0 {
 		return Check{}, false
 	}
-	return Catalog()[i], true
+	return cat[i], true
 }
 
-// Select returns the probes named in names (all when names is empty), in catalog order, or an
-// error naming the first unknown probe.
-func Select(names []string) ([]Probe, error) {
-	all := All()
+// Select returns the probes of all named in names (all of them when names is empty), in
+// their order, or an error naming the first unknown probe.
+func Select(all []Probe, names []string) ([]Probe, error) {
+	all = slices.Clone(all)
 	if len(names) == 0 {
 		return all, nil
 	}
