@@ -226,3 +226,26 @@ func TestIMDSIdentityFaults(t *testing.T) {
 		})
 	}
 }
+
+func TestIMDSHopLimitIPv6(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("IPV6_MINHOPCOUNT is Linux-only")
+	}
+	l, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	for _, n := range []int{1, 3} {
+		s := fakeimds.NewOn(t, l)
+		s.HopLimit = n
+		r := runIMDS(t, testEnv(t, "", s.URL))["imds-hop-limit"]
+		if r.Evidence["hop_limit"] != n {
+			t.Errorf("IPv6 endpoint %s: hop limit %v, want %d (%s)", s.URL, r.Evidence["hop_limit"], n, r.Reason)
+		}
+		l, err = net.Listen("tcp6", "[::1]:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+}

@@ -49,8 +49,19 @@ type connKey struct{}
 // limit 1, and stops it when the test ends.
 func New(t testing.TB) *Server {
 	t.Helper()
+	return NewOn(t, nil)
+}
+
+// NewOn is New on a listener of the caller's (nil = 127.0.0.1), e.g. one on [::1] for the
+// IPv6 endpoint.
+func NewOn(t testing.TB, l net.Listener) *Server {
+	t.Helper()
 	s := &Server{HopLimit: 1, TokenHeader: "fake-token-0123456789", Paths: Instance()}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	if l != nil {
+		s.srv.Listener.Close()
+		s.srv.Listener = l
+	}
 	s.srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
 		return context.WithValue(ctx, connKey{}, c)
 	}
