@@ -278,15 +278,17 @@ func parseMatch(args []string) *Match {
 }
 
 // Lookup returns the directive sshd takes keyword (lower case) from for conn, or false when
-// sshd uses its default. With conn nil it answers as `sshd -T` without -C: the first value
-// outside Match blocks (and under Match All). With a conn it answers as `sshd -T -C`: the
-// first value in a Match block that matches conn, else the global one.
+// sshd uses its default. sshd re-reads its config for every connection: the first value in a
+// Match block that matches the connection wins, else the first global one (sshd -T -C). With
+// conn nil it answers for a connection that matches no criterion, as sshd -T without -C does:
+// only Match All blocks apply, and they override the global value.
 func (c *Config) Lookup(keyword string, conn *Conn) (Directive, bool) {
-	if conn != nil {
-		for _, d := range c.Directives {
-			if d.Keyword == keyword && len(d.Context) > 0 && conn.matchesAll(d.Context) {
-				return d, true
-			}
+	if conn == nil {
+		conn = &Conn{}
+	}
+	for _, d := range c.Directives {
+		if d.Keyword == keyword && len(d.Context) > 0 && conn.matchesAll(d.Context) {
+			return d, true
 		}
 	}
 	for _, d := range c.Directives {
