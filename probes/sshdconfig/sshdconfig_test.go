@@ -212,8 +212,8 @@ func sshdT(out []byte) map[string]string {
 
 func TestIncludeRelativeToSSHDir(t *testing.T) {
 	fsys := mapFS{
-		"/etc/ssh/sshd_config":               "Include sshd_config.d/*.conf\nPasswordAuthentication no\n",
-		"/etc/ssh/sshd_config.d/60-cloudimg": "PasswordAuthentication yes\n", // no .conf: not included
+		"/etc/ssh/sshd_config":                      "Include sshd_config.d/*.conf\nPasswordAuthentication no\n",
+		"/etc/ssh/sshd_config.d/60-cloudimg":        "PasswordAuthentication yes\n", // no .conf: not included
 		"/etc/ssh/sshd_config.d/50-cloud-init.conf": "PasswordAuthentication yes\n",
 	}
 	cfg, err := Parse(fsys, "/etc/ssh/sshd_config")
