@@ -209,40 +209,25 @@ func sshdKeywordName(kw string) string {
 	return kw
 }
 
-// sshListener is a listening socket attributed to SSH.
-type sshListener struct {
-	l          procfs.Listener
-	pids       []int
-	procs      []string // "1234 sshd (/usr/sbin/sshd)"
-	activation string   // "sshd", "systemd socket", "unknown owner"
-}
-
-// sshdListeners finds SSH listeners through procfs and reports each non-loopback one.
-func sshdListeners(ctx context.Context, env *Env, cfg *sshdconfig.Config, common map[string]any) []Result {
-	const check = "ssh-listening-public"
-	if env.Proc == "" {
-		return []Result{NewResult(check, NotAvailable, "", "sockets are not visible without a procfs (--proc): an offline image has no listeners")}
-	}
+// findSSHListeners returns the TCP listeners that belong to SSH: held by an sshd process, or
+// by systemd on a port of an enabled ssh.socket, or (when some processes' sockets cannot be
+// read) unattributed on a port sshd_config names. unreadable counts those processes.
+func findSSHListeners(env *Env, cfg *sshdconfig.Config) (found []sshListener, unreadable int, err error) {
 	p := procfs.FS{Dir: env.Proc}
 	ls, err := p.Listeners()
 	if err != nil {
-		return []Result{NewResult(check, NotAvailable, "", "cannot read the TCP socket tables: "+err.Error())}
+		return nil, 0, fmt.Errorf("cannot read the TCP socket tables: %w", err)
 	}
 	wanted := make(map[uint64]bool, len(ls))
 	for _, l := range ls {
 		wanted[l.Inode] = true
 	}
-	if ctx.Err() != nil {
-		return []Result{NewResult(check, NotAvailable, "", "scan deadline reached before sockets were read")}
-	}
 	owners, unreadable, err := p.SocketOwners(wanted)
 	if err != nil {
-		return []Result{NewResult(check, NotAvailable, "", "cannot map sockets to processes: "+err.Error())}
+		return nil, 0, fmt.Errorf("cannot map sockets to processes: %w", err)
 	}
 	socketPorts := sshSocketPorts(env)
 	configPorts := sshdConfigPorts(cfg)
-
-	var found []sshListener
 	for _, l := range ls {
 		s := sshListener{l: l, pids: owners[l.Inode]}
 		isSSH := false
@@ -269,7 +254,30 @@ func sshdListeners(ctx context.Context, env *Env, cfg *sshdconfig.Config, common
 			found = append(found, s)
 		}
 	}
+	return found, unreadable, nil
+}
 
+// sshListener is a listening socket attributed to SSH.
+type sshListener struct {
+	l          procfs.Listener
+	pids       []int
+	procs      []string // "1234 sshd (/usr/sbin/sshd)"
+	activation string   // "sshd", "systemd socket", "unknown owner"
+}
+
+// sshdListeners finds SSH listeners through procfs and reports each non-loopback one.
+func sshdListeners(ctx context.Context, env *Env, cfg *sshdconfig.Config, common map[string]any) []Result {
+	const check = "ssh-listening-public"
+	if env.Proc == "" {
+		return []Result{NewResult(check, NotAvailable, "", "sockets are not visible without a procfs (--proc): an offline image has no listeners")}
+	}
+	if ctx.Err() != nil {
+		return []Result{NewResult(check, NotAvailable, "", "scan deadline reached before sockets were read")}
+	}
+	found, unreadable, err := findSSHListeners(env, cfg)
+	if err != nil {
+		return []Result{NewResult(check, NotAvailable, "", err.Error())}
+	}
 	var out []Result
 	var loopback []string
 	for _, s := range found {
