@@ -2,9 +2,11 @@ package probes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,6 +43,10 @@ var serialTTY = regexp.MustCompile(`^(ttyS|ttyAMA)[0-9]+$`)
 // Run implements Probe.
 func (ConsoleProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 	const check = "serial-console-login"
+	if runtime.GOOS == "windows" {
+		// Windows serves the serial console through EMS/SAC (bcdedit /ems), not a getty.
+		return nil, errors.New("the serial console of Windows (EMS/SAC) is not examined: only Linux gettys are")
+	}
 	ttys, sources := serialGettys(env)
 	if len(ttys) == 0 {
 		return []Result{NewResult(check, Passed, "", "no getty serves a serial console").

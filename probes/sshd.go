@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,10 +24,22 @@ type SSHDProbe struct{}
 // Name implements Probe.
 func (SSHDProbe) Name() string { return "sshd" }
 
-const sshdConfigPath = "/etc/ssh/sshd_config"
+// sshdLayout is where a platform keeps sshd and its configuration.
+type sshdLayout struct {
+	dir, config string
+	binaries    []string
+}
 
-// sshdBinaries are where distributions install sshd.
-var sshdBinaries = []string{"/usr/sbin/sshd", "/usr/bin/sshd", "/usr/local/sbin/sshd"}
+// sshdLayoutFor returns the layout of OpenSSH on Linux (distribution packages) or Windows
+// (the OpenSSH.Server capability).
+func sshdLayoutFor(goos string) sshdLayout {
+	if goos == "windows" {
+		return sshdLayout{dir: "/ProgramData/ssh", config: "/ProgramData/ssh/sshd_config",
+			binaries: []string{"/Windows/System32/OpenSSH/sshd.exe", "/Program Files/OpenSSH/sshd.exe"}}
+	}
+	return sshdLayout{dir: sshdconfig.SSHDir, config: "/etc/ssh/sshd_config",
+		binaries: []string{"/usr/sbin/sshd", "/usr/bin/sshd", "/usr/local/sbin/sshd"}}
+}
 
 // Checks implements Probe.
 func (SSHDProbe) Checks() []Check {
@@ -63,12 +76,13 @@ func (SSHDProbe) Checks() []Check {
 
 // Run implements Probe.
 func (SSHDProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
-	cfg, cfgErr := loadSSHDConfig(env)
+	lay := sshdLayoutFor(runtime.GOOS)
+	cfg, cfgErr := loadSSHDConfig(env, lay)
 	common := sshdCommonEvidence(cfg)
 	var out []Result
 	out = append(out, sshdListeners(ctx, env, cfg, common)...)
-	out = append(out, sshdSetting(env, cfg, cfgErr, common, "ssh-password-auth", "passwordauthentication", "yes", []string{"yes"})...)
-	out = append(out, sshdSetting(env, cfg, cfgErr, common, "ssh-root-login", "permitrootlogin", "prohibit-password", []string{"yes"})...)
+	out = append(out, sshdSetting(lay, cfg, cfgErr, common, "ssh-password-auth", "passwordauthentication", "yes", []string{"yes"})...)
+	out = append(out, sshdSetting(lay, cfg, cfgErr, common, "ssh-root-login", "permitrootlogin", "prohibit-password", []string{"yes"})...)
 	return out, nil
 }
 
@@ -91,15 +105,15 @@ func (h hostConfigFS) Glob(pattern string) ([]string, error) {
 }
 
 // loadSSHDConfig parses sshd_config; (nil, nil) means there is none and no sshd either.
-func loadSSHDConfig(env *Env) (*sshdconfig.Config, error) {
-	cfg, err := sshdconfig.Parse(hostConfigFS{env.FS}, sshdConfigPath)
+func loadSSHDConfig(env *Env, lay sshdLayout) (*sshdconfig.Config, error) {
+	cfg, err := sshdconfig.ParseIn(hostConfigFS{env.FS}, lay.config, lay.dir)
 	if err == nil {
 		return cfg, nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	for _, b := range sshdBinaries {
+	for _, b := range lay.binaries {
 		if _, serr := env.FS.Stat(b); serr == nil {
 			// sshd without a config file runs on its compiled-in defaults.
 			return &sshdconfig.Config{}, nil
@@ -137,12 +151,12 @@ func withAll(r Result, ev map[string]any) Result {
 
 // sshdSetting rates one yes/no-style setting: its global effective value (sshd -T) and every
 // Match block that sets it to a bad value for some connections.
-func sshdSetting(env *Env, cfg *sshdconfig.Config, cfgErr error, common map[string]any, check, keyword, def string, bad []string) []Result {
+func sshdSetting(lay sshdLayout, cfg *sshdconfig.Config, cfgErr error, common map[string]any, check, keyword, def string, bad []string) []Result {
 	if cfgErr != nil {
-		return []Result{NewResult(check, NotAvailable, sshdConfigPath, "cannot read the sshd configuration: "+cfgErr.Error())}
+		return []Result{NewResult(check, NotAvailable, lay.config, "cannot read the sshd configuration: "+cfgErr.Error())}
 	}
 	if cfg == nil {
-		return []Result{NewResult(check, Passed, sshdConfigPath, "sshd is not installed (no sshd_config and no sshd binary)")}
+		return []Result{NewResult(check, Passed, lay.config, "sshd is not installed (no sshd_config and no sshd binary)")}
 	}
 	norm := func(v string) string {
 		v = strings.ToLower(v)
@@ -166,7 +180,7 @@ func sshdSetting(env *Env, cfg *sshdconfig.Config, cfgErr error, common map[stri
 		}
 	}
 	name := sshdKeywordName(keyword)
-	r := withAll(NewResult(check, Passed, sshdConfigPath, ""), common).
+	r := withAll(NewResult(check, Passed, lay.config, ""), common).
 		With("effective", value).With("source", source)
 	if len(overrides) > 0 {
 		r = r.With("match_overrides", overrides)

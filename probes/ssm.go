@@ -522,7 +522,7 @@ func ssmReachability(ctx context.Context, env *Env, layout ssmLayout) []Result {
 func ssmReach(ctx context.Context, env *Env, t ssmTarget) Result {
 	const check = "ssm-endpoints-unreachable"
 	if t.err != "" {
-		return NewResult(check, NotAvailable, t.svc.name, t.svc.name+": "+t.err).With("service", t.svc.name)
+		return NewResult(check, NotAvailable, t.svc.name+" endpoint", t.svc.name+": "+t.err).With("service", t.svc.name)
 	}
 	timeout := env.DialTimeout
 	if timeout <= 0 {
@@ -537,7 +537,8 @@ func ssmReach(ctx context.Context, env *Env, t ssmTarget) Result {
 		dial = (&net.Dialer{}).DialContext
 	}
 	target := net.JoinHostPort(t.host, t.port)
-	r := NewResult(check, Passed, target, "").
+	// The service is part of the resource: overrides may point all three at one address.
+	r := NewResult(check, Passed, t.svc.name+" endpoint "+target, "").
 		With("service", t.svc.name).With("host", t.host).With("port", t.port).With("source", t.source)
 	fail := func(stage string, err error) Result {
 		r.Status = Failed

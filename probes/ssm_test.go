@@ -299,7 +299,7 @@ func TestSSMReachability(t *testing.T) {
 		t.Helper()
 		for svc, w := range wants {
 			r := got[svc]
-			if r.Status != w.status || r.Resource != w.resource || !strings.Contains(r.Reason, w.has) {
+			if r.Status != w.status || r.Resource != svc+" endpoint "+w.resource || !strings.Contains(r.Reason, w.has) {
 				t.Errorf("%s: %s %s (%s); want %s %s (%q)", svc, r.Status, r.Resource, r.Reason, w.status, w.resource, w.has)
 			}
 		}

@@ -22,7 +22,8 @@ const (
 	MaxFileSize = 1 << 20
 )
 
-// SSHDir is where sshd looks for relative Include paths.
+// SSHDir is where sshd looks for relative Include paths (OpenSSH for Windows uses
+// %ProgramData%\ssh; see ParseIn).
 const SSHDir = "/etc/ssh"
 
 // FS is what the parser reads through: ec2sec's root-bound host tree in the agent, any tree
@@ -93,11 +94,19 @@ type Config struct {
 	// Problems are things sshd would complain about or that the parser could not read
 	// (a missing Include target is not one: sshd ignores globs without matches).
 	Problems []string
+
+	sshDir string
 }
 
-// Parse reads the config at name and everything it includes.
+// Parse reads the config at name and everything it includes, relative Include paths taken
+// from SSHDir.
 func Parse(fsys FS, name string) (*Config, error) {
-	c := &Config{}
+	return ParseIn(fsys, name, SSHDir)
+}
+
+// ParseIn is Parse with relative Include paths taken from sshDir.
+func ParseIn(fsys FS, name, sshDir string) (*Config, error) {
+	c := &Config{sshDir: sshDir}
 	data, err := fsys.ReadFile(name)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", name, err)
@@ -148,7 +157,7 @@ func (c *Config) include(fsys FS, file string, line int, args []string, ctx []*M
 	}
 	for _, pat := range args {
 		if !path.IsAbs(pat) {
-			pat = path.Join(SSHDir, pat)
+			pat = path.Join(c.sshDir, pat)
 		}
 		names, err := fsys.Glob(pat)
 		if err != nil {
