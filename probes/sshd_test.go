@@ -242,3 +242,22 @@ func TestSSHDRealDaemon(t *testing.T) {
 		t.Errorf("password auth: %s (%s)", pw.Status, pw.Reason)
 	}
 }
+
+// TestSSHDWindowsLayout reads OpenSSH for Windows' config, relative includes from
+// %ProgramData%\ssh.
+func TestSSHDWindowsLayout(t *testing.T) {
+	lay := sshdLayoutFor("windows")
+	env := mgmtEnv(t, mgmtRoot(t, map[string]string{
+		"/ProgramData/ssh/sshd_config":            "Include sshd_config.d/*.conf\nPasswordAuthentication yes\n",
+		"/ProgramData/ssh/sshd_config.d/ec2.conf": "PasswordAuthentication no\n",
+		"/etc/ssh/sshd_config.d/ignored.conf":     "PasswordAuthentication yes\n",
+	}), "")
+	cfg, err := loadSSHDConfig(env, lay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := sshdSetting(lay, cfg, nil, nil, "ssh-password-auth", "passwordauthentication", "yes", []string{"yes"})
+	if rs[0].Status != Passed || rs[0].Evidence["source"] != "/ProgramData/ssh/sshd_config.d/ec2.conf:1" || rs[0].Resource != "/ProgramData/ssh/sshd_config" {
+		t.Errorf("%s %s %v", rs[0].Status, rs[0].Resource, rs[0].Evidence)
+	}
+}

@@ -600,6 +600,10 @@ func ssmLocalWindows(env *Env) ssmState {
 			st.installed = append(st.installed, b)
 		}
 	}
+	if !liveWindowsRoot(env) {
+		st.note = "the root " + env.Root + " is not this system's drive: an offline image has no service manager to ask"
+		return st
+	}
 	svc, err := querySSMService(ssmWindowsServiceName)
 	if err != nil {
 		st.note = "cannot query the Windows service " + ssmWindowsServiceName + ": " + err.Error()
@@ -615,4 +619,18 @@ func ssmLocalWindows(env *Env) ssmState {
 		}
 	}
 	return st
+}
+
+// liveWindowsRoot reports whether the scan looks at the running Windows system (its root is
+// the system drive) rather than a mounted image, whose services the local manager does not know.
+func liveWindowsRoot(env *Env) bool {
+	if env.Getenv == nil {
+		return false
+	}
+	drive := env.Getenv("SystemDrive")
+	if drive == "" {
+		drive = "C:"
+	}
+	root := strings.TrimRight(strings.ReplaceAll(env.Root, "/", `\`), `\`)
+	return strings.EqualFold(root, drive) || env.Root == "/"
 }

@@ -402,3 +402,14 @@ func TestSSMReachability(t *testing.T) {
 		}
 	})
 }
+
+func TestLiveWindowsRoot(t *testing.T) {
+	env := mgmtEnv(t, t.TempDir(), "")
+	env.Getenv = func(k string) string { return map[string]string{"SystemDrive": "D:"}[k] }
+	for root, want := range map[string]bool{"/": true, `D:\`: true, "d:": true, "D:/": true, `C:\`: false, `E:\mnt\image`: false} {
+		env.Root = root
+		if got := liveWindowsRoot(env); got != want {
+			t.Errorf("liveWindowsRoot(%q) = %v", root, got)
+		}
+	}
+}
