@@ -134,8 +134,9 @@ func sshdCommonEvidence(cfg *sshdconfig.Config) map[string]any {
 		ev["config_problems"] = cfg.Problems
 	}
 	if d, ok := cfg.Lookup("authorizedkeyscommand", nil); ok && !strings.EqualFold(d.Value(), "none") {
-		ev["authorized_keys_command"] = d.Value()
-		ev["ec2_instance_connect"] = strings.Contains(d.Value(), "eic_run_authorized_keys")
+		// The program only: its arguments may carry a token for a key service.
+		ev["authorized_keys_command"] = strings.Fields(d.Value() + " x")[0]
+		ev["ec2_instance_connect"] = strings.Contains(strings.Join(d.Args, " "), "eic_run_authorized_keys")
 	} else {
 		ev["ec2_instance_connect"] = false
 	}
@@ -185,17 +186,18 @@ func sshdSetting(lay sshdLayout, cfg *sshdconfig.Config, cfgErr error, common ma
 	if len(overrides) > 0 {
 		r = r.With("match_overrides", overrides)
 	}
+	pamPasswords := false
 	if keyword == "passwordauthentication" {
-		// With PAM, keyboard-interactive can ask for a password even when this is no.
-		kbd := "no"
+		// With PAM, keyboard-interactive asks for the password even when this is no.
+		kbd, pam := "yes", "no" // OpenSSH's defaults
 		if d, ok := cfg.Lookup("kbdinteractiveauthentication", nil); ok {
 			kbd = strings.ToLower(d.Value())
-		} else if d, ok := cfg.Lookup("challengeresponseauthentication", nil); ok {
-			kbd = strings.ToLower(d.Value())
-		} else {
-			kbd = "yes" // OpenSSH's default
 		}
-		r = r.With("kbd_interactive_authentication", kbd)
+		if d, ok := cfg.Lookup("usepam", nil); ok {
+			pam = strings.ToLower(d.Value())
+		}
+		r = r.With("kbd_interactive_authentication", kbd).With("use_pam", pam)
+		pamPasswords = kbd == "yes" && pam == "yes"
 	}
 	switch {
 	case slices.Contains(bad, value):
@@ -207,6 +209,9 @@ func sshdSetting(lay sshdLayout, cfg *sshdconfig.Config, cfgErr error, common ma
 	case len(badMatches) > 0:
 		r.Status = Failed
 		r.Reason = fmt.Sprintf("%s is %s globally (%s) but a Match block re-enables it for some connections: %s", name, value, source, strings.Join(badMatches, ", "))
+	case pamPasswords:
+		r.Status, r.Severity = Warning, Medium
+		r.Reason = fmt.Sprintf("%s is %s (%s), but KbdInteractiveAuthentication yes with UsePAM yes lets PAM prompt for the password anyway", name, value, source)
 	default:
 		r.Reason = fmt.Sprintf("%s is effectively %s (%s), and no Match block sets it to %s", name, value, source, strings.Join(bad, " or "))
 	}

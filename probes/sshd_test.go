@@ -68,6 +68,10 @@ func TestSSHDSettings(t *testing.T) {
 		{"binary without config runs on defaults", map[string]string{"/usr/sbin/sshd": "ELF"},
 			Failed, Passed, "yes", "prohibit-password", "OpenSSH default", "PasswordAuthentication is effectively yes (OpenSSH default)", false},
 		{"no sshd", map[string]string{"/etc/hostname": "h"}, Passed, Passed, "", "", "", "sshd is not installed", false},
+		{"PAM keyboard-interactive asks for passwords", map[string]string{"/etc/ssh/sshd_config": "PasswordAuthentication no\nUsePAM yes\n"},
+			Warning, Passed, "no", "prohibit-password", "/etc/ssh/sshd_config:1", "lets PAM prompt for the password anyway", false},
+		{"key service token stays out of evidence", map[string]string{"/etc/ssh/sshd_config": "PasswordAuthentication no\nAuthorizedKeysCommand /usr/local/bin/keys --token s3cr3t-t0ken %u\n"},
+			Passed, Passed, "no", "prohibit-password", "/etc/ssh/sshd_config:1", "", false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -89,6 +93,9 @@ func TestSSHDSettings(t *testing.T) {
 			}
 			if !strings.Contains(pw.Reason, c.reasonHas) {
 				t.Errorf("password reason %q lacks %q", pw.Reason, c.reasonHas)
+			}
+			if strings.Contains(evidenceJSON(t, rs), "s3cr3t") {
+				t.Error("AuthorizedKeysCommand arguments leaked into evidence")
 			}
 			if pw.Resource != "/etc/ssh/sshd_config" {
 				t.Errorf("resource %q", pw.Resource)

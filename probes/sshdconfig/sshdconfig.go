@@ -180,6 +180,16 @@ func (c *Config) include(fsys FS, file string, line int, args []string, ctx []*M
 	}
 }
 
+// aliases are old keyword names sshd still reads as another keyword: they share its
+// first-value-wins slot, so they are stored under the current name.
+var aliases = map[string]string{
+	"challengeresponseauthentication": "kbdinteractiveauthentication",
+	"skeyauthentication":              "kbdinteractiveauthentication",
+	"dsaauthentication":               "pubkeyauthentication",
+	"pubkeyacceptedkeytypes":          "pubkeyacceptedalgorithms",
+	"hostbasedacceptedkeytypes":       "hostbasedacceptedalgorithms",
+}
+
 // splitLine returns the lower-case keyword and the arguments of one line ("" for blank and
 // comment lines), as sshd's strdelim and argv_split do: the keyword ends at white space or a
 // single '=', arguments may be quoted, and a word starting with '#' starts a comment.
@@ -191,9 +201,13 @@ func splitLine(s string) (string, []string, error) {
 	}
 	i := strings.IndexAny(s, " \t=")
 	if i < 0 {
-		return "", nil, fmt.Errorf("no argument after keyword %q", s)
+		// The line is not quoted back: a stray line may be anything, a pasted secret included.
+		return "", nil, errors.New("a keyword without argument")
 	}
 	kw := strings.ToLower(s[:i])
+	if c, ok := aliases[kw]; ok {
+		kw = c
+	}
 	rest := strings.TrimLeft(s[i:], " \t")
 	if strings.HasPrefix(rest, "=") {
 		rest = strings.TrimLeft(rest[1:], " \t")
@@ -203,7 +217,7 @@ func splitLine(s string) (string, []string, error) {
 		return "", nil, err
 	}
 	if len(args) == 0 && kw != "match" {
-		return "", nil, fmt.Errorf("no argument after keyword %q", kw)
+		return "", nil, errors.New("a keyword without argument")
 	}
 	return kw, args, nil
 }
@@ -274,11 +288,11 @@ func parseMatch(args []string) *Match {
 	for i := 0; i < len(args); i += 2 {
 		name := strings.ToLower(args[i])
 		if !criteria[name] {
-			m.Invalid = fmt.Sprintf("unsupported attribute %q", args[i])
+			m.Invalid = fmt.Sprintf("unsupported attribute (word %d)", i+1)
 			return m
 		}
 		if i+1 >= len(args) {
-			m.Invalid = fmt.Sprintf("%q without argument", args[i])
+			m.Invalid = fmt.Sprintf("attribute %s without argument", name)
 			return m
 		}
 		m.Criteria = append(m.Criteria, Criterion{Name: name, Pattern: args[i+1]})

@@ -79,6 +79,9 @@ var configCases = []configCase{
 	{"match wildcards", map[string]string{"sshd_config": "PermitRootLogin no\nMatch User adm*,!admin\n  PermitRootLogin yes\nMatch Host *.EXAMPLE.com\n  PasswordAuthentication no\n"}},
 	{"match several criteria", map[string]string{"sshd_config": "PasswordAuthentication no\nMatch User bob Address 192.168.0.0/16\n  PasswordAuthentication yes\nMatch LocalPort 2222\n  PermitRootLogin yes\nMatch LocalAddress 127.0.0.2\n  PermitRootLogin no\n"}},
 	{"match group", map[string]string{"sshd_config": "PasswordAuthentication no\nMatch Group root,wheel\n  PasswordAuthentication yes\nMatch Group !root,*\n  PermitRootLogin yes\n"}},
+	{"aliases share a slot", map[string]string{"sshd_config": "ChallengeResponseAuthentication no\nKbdInteractiveAuthentication yes\nUsePAM yes\n"}},
+	{"skey alias", map[string]string{"sshd_config": "SKeyAuthentication no\nKbdInteractiveAuthentication yes\n"}},
+	{"kbd in match", map[string]string{"sshd_config": "KbdInteractiveAuthentication no\nMatch User bob\n  ChallengeResponseAuthentication yes\n"}},
 	{"match first value wins over global", map[string]string{"sshd_config": "Match User bob\n  PasswordAuthentication no\n  PasswordAuthentication yes\nMatch User b*\n  PasswordAuthentication yes\n  PermitRootLogin no\nMatch All\n  PermitRootLogin yes\n"}},
 }
 
@@ -133,7 +136,7 @@ func writeCase(t *testing.T, c configCase, extra string) string {
 func effective(cfg *Config, kw string, conn *Conn) string {
 	d, ok := cfg.Lookup(kw, conn)
 	if !ok {
-		return map[string]string{"passwordauthentication": "yes", "permitrootlogin": "prohibit-password"}[kw]
+		return map[string]string{"passwordauthentication": "yes", "permitrootlogin": "prohibit-password", "kbdinteractiveauthentication": "yes", "usepam": "no"}[kw]
 	}
 	v := strings.ToLower(d.Value())
 	if v == "without-password" {
@@ -180,7 +183,7 @@ func TestAgainstOpenSSH(t *testing.T) {
 					t.Fatalf("sshd %s: %v: %s", strings.Join(args, " "), err, stderr.String())
 				}
 				want := sshdT(out)
-				for _, kw := range []string{"passwordauthentication", "permitrootlogin"} {
+				for _, kw := range []string{"passwordauthentication", "permitrootlogin", "kbdinteractiveauthentication", "usepam"} {
 					if got := effective(cfg, kw, conn); got != want[kw] {
 						t.Errorf("%s: %s: parser says %q, sshd -T says %q", label, kw, got, want[kw])
 					}
@@ -253,7 +256,7 @@ func TestOverridesAndBadMatch(t *testing.T) {
 	if len(o) != 1 || o[0].Context[0].Text != "User bob" || o[0].Line != 3 {
 		t.Fatalf("overrides %+v", o)
 	}
-	if len(cfg.Problems) != 1 || !strings.Contains(cfg.Problems[0], "Bogus") {
+	if len(cfg.Problems) != 1 || !strings.Contains(cfg.Problems[0], "unsupported attribute") || strings.Contains(cfg.Problems[0], "Bogus") {
 		t.Errorf("problems %v", cfg.Problems)
 	}
 	if d, _ := cfg.Lookup("permitrootlogin", &Conn{User: "x", Host: "x"}); d.Value() != "no" {
