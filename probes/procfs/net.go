@@ -80,27 +80,49 @@ func ParseListeners(proto string, r io.Reader) ([]Listener, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 512), maxNetLine)
 	var out []Listener
+	var f [10][]byte
 	for n := 0; sc.Scan() && n < maxNetLines; n++ {
-		f := strings.Fields(sc.Text())
 		// sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...
-		if len(f) < 10 || f[3] != tcpListen {
+		if firstFields(sc.Bytes(), &f) < len(f) || string(f[3]) != tcpListen {
 			continue
 		}
-		addr, err := parseHexAddr(f[1])
+		addr, err := parseHexAddr(string(f[1]))
 		if err != nil {
 			continue
 		}
-		inode, err := strconv.ParseUint(f[9], 10, 64)
+		inode, err := strconv.ParseUint(string(f[9]), 10, 64)
 		if err != nil {
 			continue
 		}
-		uid, _ := strconv.Atoi(f[7])
+		uid, _ := strconv.Atoi(string(f[7]))
 		out = append(out, Listener{Proto: proto, Addr: addr, Inode: inode, UID: uid})
 	}
 	if err := sc.Err(); err != nil {
 		return out, err
 	}
 	return out, nil
+}
+
+// firstFields fills f with the first len(f) space-separated fields of line (slices of it)
+// and returns how many it found: only LISTEN rows are then converted, not every field of
+// every row of a busy host's table.
+func firstFields(line []byte, f *[10][]byte) int {
+	n := 0
+	for i := 0; i < len(line) && n < len(f); {
+		for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
+			i++
+		}
+		j := i
+		for j < len(line) && line[j] != ' ' && line[j] != '\t' {
+			j++
+		}
+		if j > i {
+			f[n] = line[i:j]
+			n++
+		}
+		i = j
+	}
+	return n
 }
 
 // parseHexAddr decodes "0100007F:0016" (IPv4) or a 32-hex-digit IPv6 address. The kernel

@@ -1,11 +1,13 @@
 package procfs_test
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/ec2sec/ec2sec/internal/testenv"
@@ -123,6 +125,29 @@ func TestSocketInode(t *testing.T) {
 		got, ok := procfs.SocketInode(in)
 		if got != want || ok != (want != 0) {
 			t.Errorf("SocketInode(%q) = %d, %v", in, got, ok)
+		}
+	}
+}
+
+// BenchmarkParseListeners parses a busy host's table: 100k established rows and a few LISTEN
+// rows; only the LISTEN rows are kept, so memory stays flat.
+func BenchmarkParseListeners(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n")
+	for i := range 100_000 {
+		st := "01"
+		if i%10_000 == 0 {
+			st = "0A"
+		}
+		fmt.Fprintf(&sb, "%6d: 0F02000A:%04X 0F02000B:D431 %s 00000000:00000000 02:000AFB6F 00000000     0        0 %d 2 0000000000000000 20 4 31 10 -1\n", i, i%65536, st, 5000+i)
+	}
+	table := sb.String()
+	b.SetBytes(int64(len(table)))
+	b.ReportAllocs()
+	for b.Loop() {
+		ls, err := procfs.ParseListeners("tcp", strings.NewReader(table))
+		if err != nil || len(ls) != 10 {
+			b.Fatalf("%d listeners, %v", len(ls), err)
 		}
 	}
 }
