@@ -70,7 +70,6 @@ func TestScanRaisesPublicSSH(t *testing.T) {
 		Root: root, Proc: proc, Probes: []string{"sshd", "network"},
 		Config: Config{ProbeTimeout: Duration{10 * time.Second}},
 		IMDS:   metadata.New(metadata.Options{Endpoint: imdsURL}),
-		Getenv: func(string) string { return "" },
 	})
 	if err != nil {
 		t.Fatal(err)

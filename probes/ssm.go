@@ -77,7 +77,7 @@ func (SSMProbe) Checks() []Check {
 		},
 		{
 			ID: "ssm-agent-unhealthy", Probe: "ssm", Severity: Medium,
-			Title:     "The SSM Agent logs recent credential, access or health-ping errors, or is too old",
+			Title:     "The SSM Agent logs recent credential, access or health-ping errors, or is older than " + SSMAgentMinVersion,
 			Practices: []int{5},
 			Remediation: Remediation{
 				Text: "Check the instance profile (AmazonSSMManagedInstanceCore), IMDS reachability and the endpoints (ssm-cli get-diagnostics), read /var/log/amazon/ssm/errors.log, and update the agent (AWS-UpdateSSMAgent).",
@@ -528,13 +528,11 @@ func ssmReach(ctx context.Context, env *Env, t ssmTarget) Result {
 	if timeout <= 0 {
 		timeout = 2 * time.Second
 	}
-	resolver := env.Resolver
-	if resolver == nil {
-		resolver = net.DefaultResolver
-	}
-	dial := env.Dial
-	if dial == nil {
-		dial = (&net.Dialer{}).DialContext
+	// No fallback to the system's resolver or dialer: the scan injects both, and an Env
+	// built without them (a test) must not reach the network by accident.
+	resolver, dial := env.Resolver, env.Dial
+	if resolver == nil || dial == nil {
+		return NewResult(check, NotAvailable, t.svc.name+" endpoint", "no resolver or dialer was given to the probe").With("service", t.svc.name)
 	}
 	target := net.JoinHostPort(t.host, t.port)
 	// The service is part of the resource: overrides may point all three at one address.

@@ -372,6 +372,17 @@ func TestSSMReachability(t *testing.T) {
 		}
 	})
 
+	t.Run("no injected resolver: no network", func(t *testing.T) {
+		env := mgmtEnv(t, t.TempDir(), "")
+		env.Identity = metadata.Identity{Region: "eu-west-1", Domain: "amazonaws.com", Reachable: true}
+		env.Resolver = nil
+		for svc, r := range run(t, env) {
+			if r.Status != NotAvailable {
+				t.Errorf("%s: %s (%s)", svc, r.Status, r.Reason)
+			}
+		}
+	})
+
 	t.Run("off EC2", func(t *testing.T) {
 		env := mgmtEnv(t, t.TempDir(), "")
 		env.Identity = metadata.Identity{Reason: "not on EC2: IMDS did not answer"}
