@@ -93,19 +93,23 @@ type ssmLayout struct {
 	units    []string // systemd units whose wants links mean "enabled at boot"
 	logs     []string
 	config   []string // amazon-ssm-agent.json, whose endpoint overrides the agent uses
+	// notEnabled says what "not enabled at boot" means on the platform.
+	notEnabled string
 }
 
 var ssmLinux = ssmLayout{
-	binaries: []string{"/usr/bin/amazon-ssm-agent", "/snap/amazon-ssm-agent/current/amazon-ssm-agent", "/usr/sbin/amazon-ssm-agent"},
-	units:    []string{"amazon-ssm-agent.service", "snap.amazon-ssm-agent.amazon-ssm-agent.service"},
-	logs:     []string{"/var/log/amazon/ssm/amazon-ssm-agent.log", "/var/log/amazon/ssm/errors.log"},
-	config:   []string{"/etc/amazon/ssm/amazon-ssm-agent.json", "/snap/amazon-ssm-agent/current/amazon-ssm-agent.json"},
+	binaries:   []string{"/usr/bin/amazon-ssm-agent", "/snap/amazon-ssm-agent/current/amazon-ssm-agent", "/usr/sbin/amazon-ssm-agent"},
+	units:      []string{"amazon-ssm-agent.service", "snap.amazon-ssm-agent.amazon-ssm-agent.service"},
+	logs:       []string{"/var/log/amazon/ssm/amazon-ssm-agent.log", "/var/log/amazon/ssm/errors.log"},
+	config:     []string{"/etc/amazon/ssm/amazon-ssm-agent.json", "/snap/amazon-ssm-agent/current/amazon-ssm-agent.json"},
+	notEnabled: "no systemd wants link for amazon-ssm-agent.service or snap.amazon-ssm-agent.amazon-ssm-agent.service",
 }
 
 var ssmWindows = ssmLayout{
-	binaries: []string{"/Program Files/Amazon/SSM/amazon-ssm-agent.exe"},
-	logs:     []string{"/ProgramData/Amazon/SSM/Logs/amazon-ssm-agent.log", "/ProgramData/Amazon/SSM/Logs/errors.log"},
-	config:   []string{"/Program Files/Amazon/SSM/amazon-ssm-agent.json"},
+	binaries:   []string{"/Program Files/Amazon/SSM/amazon-ssm-agent.exe"},
+	logs:       []string{"/ProgramData/Amazon/SSM/Logs/amazon-ssm-agent.log", "/ProgramData/Amazon/SSM/Logs/errors.log"},
+	config:     []string{"/Program Files/Amazon/SSM/amazon-ssm-agent.json"},
+	notEnabled: "the start type of service AmazonSSMAgent is not Automatic",
 }
 
 // ssmState is what the probe learnt about the local agent.
@@ -197,7 +201,7 @@ func ssmNotRunning(st ssmState) Result {
 		problems = append(problems, "not running")
 	}
 	if st.enabled != nil && !*st.enabled {
-		problems = append(problems, "not enabled at boot (no wants link for "+strings.Join(st.layout.units, " or ")+")")
+		problems = append(problems, "not enabled at boot ("+st.layout.notEnabled+")")
 	}
 	switch {
 	case len(problems) > 0:
@@ -208,8 +212,10 @@ func ssmNotRunning(st ssmState) Result {
 		r.Reason = "cannot tell whether the SSM Agent runs or is enabled: " + st.note
 	case st.running == nil:
 		r.Reason = "the SSM Agent is enabled at boot (" + st.note + ")"
-	default:
+	case len(st.pids) > 0:
 		r.Reason = fmt.Sprintf("the SSM Agent is running (pid %s) and enabled at boot", joinInts(st.pids))
+	default:
+		r.Reason = "the SSM Agent is running and enabled at boot"
 	}
 	if st.enabled == nil && st.note != "" && r.Status == Passed {
 		r.Reason += " (" + st.note + ")"

@@ -424,3 +424,18 @@ func TestLiveWindowsRoot(t *testing.T) {
 		}
 	}
 }
+
+// TestSSMWindowsOfflineImage runs the Windows code path on a mounted image: the binary is
+// found under the root, and the service manager (which knows only the live system) is not
+// asked, so running and enabled are NOT_AVAILABLE with the reason.
+func TestSSMWindowsOfflineImage(t *testing.T) {
+	env := mgmtEnv(t, mgmtRoot(t, map[string]string{"/Program Files/Amazon/SSM/amazon-ssm-agent.exe": "MZ"}), "")
+	env.Getenv = func(k string) string { return map[string]string{"SystemDrive": "C:"}[k] }
+	st := ssmLocalWindows(env)
+	if m := ssmMissing(st); m.Status != Passed || m.Resource != "/Program Files/Amazon/SSM/amazon-ssm-agent.exe" {
+		t.Errorf("missing: %s %s", m.Status, m.Resource)
+	}
+	if r := ssmNotRunning(st); r.Status != NotAvailable || !strings.Contains(r.Reason, "offline image has no service manager") {
+		t.Errorf("not running: %s (%s)", r.Status, r.Reason)
+	}
+}
