@@ -231,7 +231,7 @@ func sshdKeywordName(kw string) string {
 // findSSHListeners returns the TCP listeners that belong to SSH: held by an sshd process, or
 // by systemd on a port of an enabled ssh.socket, or (when some processes' sockets cannot be
 // read) unattributed on a port sshd_config names. unreadable counts those processes.
-func findSSHListeners(env *Env, cfg *sshdconfig.Config) (found []sshListener, unreadable int, err error) {
+func findSSHListeners(ctx context.Context, env *Env, cfg *sshdconfig.Config) (found []sshListener, unreadable int, err error) {
 	p := procfs.FS{Dir: env.Proc}
 	ls, err := p.Listeners()
 	if err != nil {
@@ -241,7 +241,7 @@ func findSSHListeners(env *Env, cfg *sshdconfig.Config) (found []sshListener, un
 	for _, l := range ls {
 		wanted[l.Inode] = true
 	}
-	owners, unreadable, err := p.SocketOwners(wanted)
+	owners, unreadable, err := p.SocketOwners(ctx, wanted)
 	if err != nil {
 		return nil, 0, fmt.Errorf("cannot map sockets to processes: %w", err)
 	}
@@ -293,7 +293,7 @@ func sshdListeners(ctx context.Context, env *Env, cfg *sshdconfig.Config, common
 	if ctx.Err() != nil {
 		return []Result{NewResult(check, NotAvailable, "", "scan deadline reached before sockets were read")}
 	}
-	found, unreadable, err := findSSHListeners(env, cfg)
+	found, unreadable, err := findSSHListeners(ctx, env, cfg)
 	if err != nil {
 		return []Result{NewResult(check, NotAvailable, "", err.Error())}
 	}

@@ -222,7 +222,7 @@ func TestSSHDRealDaemon(t *testing.T) {
 	}
 
 	env := mgmtEnv(t, mgmtRoot(t, map[string]string{"/etc/ssh/sshd_config": cfgText, "/usr/sbin/sshd": "ELF"}), "/proc")
-	found, _, err := findSSHListeners(env, nil)
+	found, _, err := findSSHListeners(context.Background(), env, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package procfs
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -159,13 +160,17 @@ func parseHexAddr(s string) (netip.AddrPort, error) {
 // listener (systemd and a socket-activated daemon). unreadable counts the
 // processes whose fd directory could not be read (another user's, without privilege): an
 // inode without owner may belong to one of them.
-func (p FS) SocketOwners(wanted map[uint64]bool) (owners map[uint64][]int, unreadable int, err error) {
+func (p FS) SocketOwners(ctx context.Context, wanted map[uint64]bool) (owners map[uint64][]int, unreadable int, err error) {
 	pids, err := p.PIDs()
 	if err != nil {
 		return nil, 0, err
 	}
 	owners = map[uint64][]int{}
 	for _, pid := range pids {
+		// A host with very many processes and descriptors takes a while: stop at the deadline.
+		if err := ctx.Err(); err != nil {
+			return nil, 0, fmt.Errorf("reading process sockets: %w", err)
+		}
 		inodes, err := p.socketInodes(pid)
 		if err != nil {
 			if !errors.Is(err, fs.ErrNotExist) {

@@ -1,6 +1,7 @@
 package procfs_test
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -75,7 +76,7 @@ func TestSocketOwnersFromFixture(t *testing.T) {
 		{PID: 812, Comm: "sshd", Exe: "/usr/sbin/sshd", Sockets: []uint64{1001, 1004}, Files: []string{"/dev/null", "pipe:[5]"}},
 		{PID: 900, Comm: "mysqld", NoFD: true},
 	}, fixtureTables(t))
-	owners, unreadable, err := procfs.FS{Dir: dir}.SocketOwners(map[uint64]bool{1001: true, 1004: true, 1002: true})
+	owners, unreadable, err := procfs.FS{Dir: dir}.SocketOwners(context.Background(), map[uint64]bool{1001: true, 1004: true, 1002: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +109,7 @@ func TestListenersRealProc(t *testing.T) {
 	if i < 0 {
 		t.Fatalf("listener %s not in /proc/net/tcp", want)
 	}
-	owners, _, err := p.SocketOwners(map[uint64]bool{ls[i].Inode: true})
+	owners, _, err := p.SocketOwners(context.Background(), map[uint64]bool{ls[i].Inode: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,5 +150,14 @@ func BenchmarkParseListeners(b *testing.B) {
 		if err != nil || len(ls) != 10 {
 			b.Fatalf("%d listeners, %v", len(ls), err)
 		}
+	}
+}
+
+func TestSocketOwnersStopsAtDeadline(t *testing.T) {
+	dir := procfstest.Build(t, t.TempDir(), []procfstest.Proc{{PID: 1, Comm: "systemd", Sockets: []uint64{1}}}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := (procfs.FS{Dir: dir}).SocketOwners(ctx, map[uint64]bool{1: true}); err == nil {
+		t.Error("a cancelled context must stop the walk")
 	}
 }
