@@ -304,7 +304,11 @@ func sshdListeners(ctx context.Context, env *Env, cfg *sshdconfig.Config, common
 			loopback = append(loopback, s.l.String())
 			continue
 		}
-		r := withAll(NewResult(check, Failed, s.l.String(), fmt.Sprintf("SSH listens on %s port %d (%s)", s.l.Addr.Addr(), s.l.Addr.Port(), s.activation)), common).
+		who := s.activation
+		if len(s.procs) > 0 {
+			who += ": " + strings.Join(s.procs, ", ")
+		}
+		r := withAll(NewResult(check, Failed, s.l.String(), fmt.Sprintf("SSH listens on %s port %d (%s)", s.l.Addr.Addr(), s.l.Addr.Port(), who)), common).
 			With("address", s.l.Addr.Addr().String()).With("port", int(s.l.Addr.Port())).
 			With("protocol", s.l.Proto).With("owner", s.activation)
 		if len(s.procs) > 0 {

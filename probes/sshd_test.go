@@ -170,6 +170,9 @@ func TestSSHDListeners(t *testing.T) {
 			}
 			if c.name == "sshd on all addresses" {
 				r := got[0]
+				if r.Reason != "SSH listens on 0.0.0.0 port 22 (sshd: 812 sshd (/usr/sbin/sshd))" {
+					t.Errorf("reason %q", r.Reason)
+				}
 				if r.Evidence["port"] != 22 || r.Evidence["address"] != "0.0.0.0" || !slices.Equal(r.Evidence["processes"].([]string), []string{"812 sshd (/usr/sbin/sshd)"}) {
 					t.Errorf("evidence %v", r.Evidence)
 				}
