@@ -68,6 +68,7 @@ type ScanOptions struct {
 	Log      *slog.Logger     // default: discard
 	Dial     func(ctx context.Context, network, addr string) (net.Conn, error)
 	Resolver *net.Resolver
+	Getenv   func(string) string // default os.Getenv
 }
 
 // Scan runs the selected probes once, concurrently, and returns their results. It fails only
@@ -92,6 +93,9 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 	}
 	if o.Resolver == nil {
 		o.Resolver = net.DefaultResolver
+	}
+	if o.Getenv == nil {
+		o.Getenv = os.Getenv
 	}
 	fsys, err := hostfs.New(o.Root)
 	if err != nil {
@@ -137,6 +141,7 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 			Now: o.Now, Log: o.Log.With("probe", p.Name()),
 			Dial: o.Dial, Resolver: o.Resolver,
 			DialTimeout: 2 * time.Second, HTTPTimeout: o.IMDS.Timeout(),
+			Getenv: o.Getenv,
 		}
 		wg.Go(func() {
 			rs, run := runProbe(ctx, p, env, timeout)
@@ -149,7 +154,7 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 		Schema:    Schema,
 		ScannedAt: start.UTC().Truncate(time.Second),
 		Host:      hostOf(id),
-		Results:   slices.Concat(results...),
+		Results:   probes.Correlate(slices.Concat(results...)),
 		Probes:    runs,
 		identity:  id,
 	}

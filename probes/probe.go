@@ -49,12 +49,19 @@ type Env struct {
 	// DialTimeout bounds one connection attempt, HTTPTimeout one HTTP exchange.
 	DialTimeout time.Duration
 	HTTPTimeout time.Duration
+	// Getenv reads the agent's environment (os.Getenv in the agent); probes never call
+	// os.Getenv themselves, so tests can inject endpoint overrides.
+	Getenv func(string) string
 }
 
 // All returns every probe, in catalog order.
 func All() []Probe {
 	return []Probe{
 		IMDSProbe{},
+		SSMProbe{},
+		SSHDProbe{},
+		NetworkProbe{},
+		ConsoleProbe{},
 	}
 }
 
