@@ -32,9 +32,9 @@ func testEnv(t *testing.T, root, endpoint string) *Env {
 	}
 }
 
-// byCheck indexes results by check id, failing on duplicates (these probes report one
+// checkIndex indexes results by check id, failing on duplicates (for probes that report one
 // result per check).
-func byCheck(t *testing.T, rs []Result) map[string]Result {
+func checkIndex(t *testing.T, rs []Result) map[string]Result {
 	t.Helper()
 	m := map[string]Result{}
 	for _, r := range rs {

@@ -20,7 +20,7 @@ func runIMDS(t *testing.T, env *Env) map[string]Result {
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	return byCheck(t, rs)
+	return checkIndex(t, rs)
 }
 
 func TestIMDSv1(t *testing.T) {
