@@ -102,8 +102,9 @@ func (d *Detector) Scan(text, part string, key []byte) []Finding {
 		return nil
 	}
 	li := newLineIndex(text)
-	cands := awsKeys(text, li)
-	cands = append(cands, ownRules(text, li)...)
+	lower := strings.ToLower(text)
+	cands := awsKeys(text, lower, li)
+	cands = append(cands, ownRules(text, lower, li)...)
 	cands = append(cands, d.gitleaks(text)...)
 	return finish(cands, text, part, li, key)
 }
@@ -112,7 +113,7 @@ func (d *Detector) Scan(text, part string, key []byte) []Finding {
 // Scan for places where nothing else is looked for.
 func (d *Detector) ScanAWS(text, part string, key []byte) []Finding {
 	li := newLineIndex(text)
-	return finish(awsKeys(text, li), text, part, li, key)
+	return finish(awsKeys(text, strings.ToLower(text), li), text, part, li, key)
 }
 
 // candidate is a secret before deduplication; value is dropped once fingerprinted.

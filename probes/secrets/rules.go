@@ -35,13 +35,18 @@ var (
 	// scheme://user:pass@host
 	reURLCreds = regexp.MustCompile(`\b[a-zA-Z][a-zA-Z0-9+.-]{1,15}://[^\s:/@'"]+:([^\s@/'"]+)@[A-Za-z0-9_.-]+`)
 	// net user NAME PASS /add ; ConvertTo-SecureString "PASS" -AsPlainText
-	reNetUser     = regexp.MustCompile(`(?i)\bnet[ \t]+user[ \t]+(?:"[^"\n]+"|\S+)[ \t]+("[^"\n]+"|[^\s/*]\S*)[ \t]+/add`)
+	reNetUser = regexp.MustCompile(`(?i)\bnet[ \t]+user[ \t]+(?:"[^"\n]+"|\S+)[ \t]+("[^"\n]+"|[^\s/*]\S*)[ \t]+/add`)
+	// the base64 user:password of a registry in ~/.docker/config.json
+	reDockerAuth  = regexp.MustCompile(`"auth"[ \t]*:[ \t]*"([A-Za-z0-9+/]{8,}={0,2})"`)
 	reSecureStrng = regexp.MustCompile(`(?i)ConvertTo-SecureString[ \t]+(?:-String[ \t]+)?["']([^"'\n]+)["'][ \t]+-AsPlainText`)
 )
 
 // awsKeys finds AWS access key ids and pairs each with its secret key (and, for temporary
 // keys, its session token) when they are within a few lines: one finding per key.
-func awsKeys(text string, li *lineIndex) []candidate {
+func awsKeys(text, lower string, li *lineIndex) []candidate {
+	if !containsAny(lower, []string{"akia", "asia", "abia", "acca", "a3t", "secret"}) {
+		return nil
+	}
 	type tok struct {
 		v     string
 		line  int
@@ -159,23 +164,25 @@ func abs(x int) int {
 type ownRule struct {
 	id  string
 	re  *regexp.Regexp
-	grp int // submatch holding the secret
+	grp int      // submatch holding the secret
+	kw  []string // the rule runs only when the lowercased text holds one of these
 }
 
 var specificRules = []ownRule{
-	{"chpasswd-echo", reEchoChpasswd, 1},
-	{"passwd-stdin", reEchoPasswd, 1},
-	{"mysql-password-argument", reMySQL, 1},
-	{"password-argument", rePasswordFlag, 1},
-	{"docker-login-password", reDockerLogin, 1},
-	{"curl-user-password", reCurlUser, 1},
-	{"url-credentials", reURLCreds, 1},
-	{"windows-net-user-password", reNetUser, 1},
-	{"powershell-plaintext-password", reSecureStrng, 1},
+	{"chpasswd-echo", reEchoChpasswd, 1, []string{"chpasswd"}},
+	{"passwd-stdin", reEchoPasswd, 1, []string{"--stdin"}},
+	{"mysql-password-argument", reMySQL, 1, []string{"mysql"}},
+	{"password-argument", rePasswordFlag, 1, []string{"--"}},
+	{"docker-login-password", reDockerLogin, 1, []string{" login"}},
+	{"curl-user-password", reCurlUser, 1, []string{"curl"}},
+	{"url-credentials", reURLCreds, 1, []string{"://"}},
+	{"windows-net-user-password", reNetUser, 1, []string{"/add"}},
+	{"powershell-plaintext-password", reSecureStrng, 1, []string{"securestring"}},
+	{"docker-config-auth", reDockerAuth, 1, []string{`"auth"`}},
 }
 
 // ownRules runs our rules over text.
-func ownRules(text string, li *lineIndex) []candidate {
+func ownRules(text, lower string, li *lineIndex) []candidate {
 	var out []candidate
 	add := func(rule string, prio int, off int, raw string) {
 		v := unquote(raw)
@@ -185,9 +192,16 @@ func ownRules(text string, li *lineIndex) []candidate {
 		out = append(out, candidate{rule: rule, prio: prio, line: li.line(off), value: v, claims: []string{v}})
 	}
 	for _, r := range specificRules {
+		if !containsAny(lower, r.kw) {
+			continue
+		}
 		for _, m := range r.re.FindAllStringSubmatchIndex(text, -1) {
 			add(r.id, prioOwnSpecific, m[2*r.grp], text[m[2*r.grp]:m[2*r.grp+1]])
 		}
+	}
+	chpasswdList(text, li, add)
+	if !containsAny(lower, assignKeywords) {
+		return out
 	}
 	for _, m := range reAssign.FindAllStringSubmatchIndex(text, -1) {
 		if !secretKeyName(text[m[2]:m[3]]) {
@@ -195,8 +209,18 @@ func ownRules(text string, li *lineIndex) []candidate {
 		}
 		add("password-assignment", prioOwnGeneric, m[4], text[m[4]:m[5]])
 	}
-	chpasswdList(text, li, add)
 	return out
+}
+
+var assignKeywords = []string{"pass", "pwd", "secret", "token", "key", "credential"}
+
+func containsAny(s string, words []string) bool {
+	for _, w := range words {
+		if strings.Contains(s, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // chpasswdList finds the user:password lines of cloud-config chpasswd lists (the old
