@@ -290,8 +290,10 @@ func (st *credState) scanFile(f credFile) {
 		return // a FIFO, socket or device is never opened
 	}
 	resolved := f.path
-	if r, err := env.FS.Resolve(f.path); err == nil {
-		resolved = r
+	if lfi.Mode()&fs.ModeSymlink != 0 {
+		if r, err := env.FS.Resolve(f.path); err == nil {
+			resolved = r // a link to a file also listed: read it once
+		}
 	}
 	if st.seen[resolved] {
 		return

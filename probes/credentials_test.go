@@ -139,3 +139,41 @@ func TestCredentialsProcessEnv(t *testing.T) {
 		t.Fatalf("no procfs: %+v", pe)
 	}
 }
+
+// BenchmarkSecretProbes is a full secrets scan of a host with 200 users (rc files, one
+// credentials file each), 2000 processes and 3 cached user-data files.
+func BenchmarkSecretProbes(b *testing.B) {
+	root, proc := b.TempDir(), b.TempDir()
+	var passwd strings.Builder
+	passwd.WriteString("root:x:0:0:root:/root:/bin/bash\n")
+	var entries []entry
+	for i := range 200 {
+		u := fmt.Sprintf("user%d", i)
+		fmt.Fprintf(&passwd, "%s:x:%d:%d::/home/%s:/bin/bash\n", u, 2000+i, 2000+i, u)
+		entries = append(entries,
+			entry{path: "/home/" + u + "/.bashrc", content: strings.Repeat("alias ll='ls -l'\nexport PATH=$PATH:/opt/bin\n", 20)},
+			entry{path: "/home/" + u + "/.profile", content: "[ -f ~/.bashrc ] && . ~/.bashrc\n"},
+			entry{path: "/home/" + u + "/.aws/config", content: "[default]\nregion = eu-west-1\nrole_arn = arn:aws:iam::123456789012:role/x\n"},
+		)
+	}
+	entries = append(entries, entry{path: "/etc/passwd", content: passwd.String()})
+	for i := range 3 {
+		entries = append(entries, entry{path: fmt.Sprintf("/var/lib/cloud/instances/i-%017d/user-data.txt", i), content: "#!/bin/bash\nyum install -y httpd\nsystemctl enable --now httpd\n"})
+	}
+	buildTree(b, root, entries)
+	for pid := 1; pid <= 2000; pid++ {
+		d := filepath.Join(proc, strconv.Itoa(pid))
+		os.MkdirAll(d, 0o755)
+		os.WriteFile(filepath.Join(d, "environ"), []byte("HOME=/root\x00PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin\x00LANG=C.UTF-8\x00INVOCATION_ID=0123456789abcdef0123456789abcdef\x00"), 0o400)
+	}
+	env := secretsEnv(b, root, proc, testenv.Closed)
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := (CredentialsProbe{}).Run(context.Background(), env); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := (UserDataProbe{}).Run(context.Background(), env); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

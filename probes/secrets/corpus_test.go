@@ -168,6 +168,8 @@ func TestCorpusGitleaksCLI(t *testing.T) {
 			}
 			if ok {
 				found++
+			} else {
+				t.Logf("gitleaks missed: %s %s:%d", name, e.Part, e.Line)
 			}
 		}
 		for _, i := range mine {
