@@ -131,6 +131,7 @@ type credState struct {
 	permsOK  bool     // the platform tells file owners
 	permsRan int
 	seen     map[string]bool
+	queue    []credFile
 }
 
 // Run implements Probe.
@@ -140,7 +141,9 @@ func (CredentialsProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 	}
 	st := &credState{env: env, seen: map[string]bool{}}
 	users, passwdErr := readPasswd(env)
-	for _, f := range st.credFiles(users) {
+	st.queue = st.credFiles(users)
+	for i := 0; i < len(st.queue); i++ { // scanFile appends units' EnvironmentFile= targets
+		f := st.queue[i]
 		if ctx.Err() != nil {
 			st.bad.add(f.path, ctx.Err())
 			continue
@@ -175,6 +178,8 @@ func (CredentialsProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 		switch {
 		case !st.permsOK && st.permsRan > 0:
 			out = append(out, NewResult("cred-file-permissions", NotAvailable, "", "this platform does not report file owners and modes; ACLs are not checked"))
+		case st.permsRan == 0:
+			out = append(out, NewResult("cred-file-permissions", Passed, "", "no file holds credentials"))
 		default:
 			out = append(out, NewResult("cred-file-permissions", Passed, "", fmt.Sprintf("%s with credentials, none readable by group or other or owned by another user", plural(st.permsRan, "file", "files"))))
 		}
@@ -310,6 +315,9 @@ func (st *credState) scanFile(f credFile) {
 		return
 	}
 	st.scanned++
+	if strings.HasPrefix(f.path, "/etc/systemd/") {
+		st.queueEnvironmentFiles(data)
+	}
 	findings := env.Secrets.Scan(string(data), "plain", env.FingerprintKey)
 	data = nil
 	if len(findings) == 0 {
@@ -331,6 +339,23 @@ func (st *credState) scanFile(f credFile) {
 		st.results = append(st.results, secretResult(check, fd, sourceFile, f.path, f.path, reason))
 	}
 	st.checkPerms(f, fi)
+}
+
+// queueEnvironmentFiles adds the files a systemd unit loads with EnvironmentFile= to the
+// files to scan (system files: root's). Specifiers (%h, ...) cannot be resolved and are skipped.
+func (st *credState) queueEnvironmentFiles(unit []byte) {
+	for line := range bytes.Lines(unit) {
+		k, v, ok := strings.Cut(strings.TrimSpace(string(line)), "=")
+		if !ok || strings.TrimSpace(k) != "EnvironmentFile" {
+			continue
+		}
+		for _, p := range strings.Fields(v) {
+			p = strings.TrimPrefix(strings.Trim(p, `"'`), "-")
+			if strings.HasPrefix(p, "/") && !strings.Contains(p, "%") && len(st.queue) < maxDirEntries*4 {
+				st.queue = append(st.queue, credFile{path: path.Clean(p), owner: 0})
+			}
+		}
+	}
 }
 
 // checkPerms reports a file holding credentials that group or other can read, or that

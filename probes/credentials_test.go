@@ -32,6 +32,8 @@ func TestCredentialsFiles(t *testing.T) {
 	ghp := "ghp_" + randString(t, 36, alnum)
 	dbpw := randString(t, 14, alnum) + "%z"
 	outID, outSecret := fakeKey(t, "AKIA")
+	unitID, unitSecret := fakeKey(t, "AKIA")
+	apiToken := randString(t, 32, alnum)
 	os.WriteFile(filepath.Join(outside, "creds"), []byte("aws_access_key_id="+outID+"\naws_secret_access_key="+outSecret+"\n"), 0o644)
 	rel, _ := filepath.Rel(filepath.Join(root, "home/carol"), filepath.Join(outside, "creds"))
 
@@ -50,6 +52,8 @@ func TestCredentialsFiles(t *testing.T) {
 		{path: "/home/carol/.profile", link: "/../../../../../../" + filepath.Join(outside, "creds")},
 		{path: "/etc/environment", content: "PATH=/usr/bin\nDB_PASSWORD=" + dbpw + "\n", mode: 0o644},
 		{path: "/etc/profile.d/proxy.sh", content: "export HTTP_PROXY=http://proxy:3128\n"},
+		{path: "/etc/systemd/system/app.service", content: "[Service]\nEnvironmentFile=-/opt/app/app.env\nEnvironment=API_TOKEN=" + apiToken + "\nExecStart=/opt/app/bin/app\n"},
+		{path: "/opt/app/app.env", content: "AWS_ACCESS_KEY_ID=" + unitID + "\nAWS_SECRET_ACCESS_KEY=" + unitSecret + "\n", mode: 0o600},
 	})
 	env := secretsEnv(t, root, "", testenv.Closed)
 	rs, err := CredentialsProbe{}.Run(context.Background(), env)
@@ -74,7 +78,9 @@ func TestCredentialsFiles(t *testing.T) {
 	expect("cred-session-key", "/home/bob/.aws/credentials", Failed)
 	expect("secret-in-local-file", "/home/alice/.git-credentials", Failed)
 	expect("secret-in-local-file", "/etc/environment", Failed)
-	if len(byCheck(rs, "cred-session-key")) != 1 || len(byCheck(rs, "cred-long-lived-key")) != 1 {
+	expect("secret-in-local-file", "/etc/systemd/system/app.service", Failed)
+	expect("cred-long-lived-key", "/opt/app/app.env", Failed)
+	if len(byCheck(rs, "cred-session-key")) != 1 || len(byCheck(rs, "cred-long-lived-key")) != 2 {
 		t.Errorf("want exactly one result per key (id and secret together, token included)")
 	}
 	for _, r := range rs {

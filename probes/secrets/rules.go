@@ -18,7 +18,7 @@ var (
 	reSessionToken = regexp.MustCompile(`(?i)(?:session[_ .-]?token|security[_ .-]?token|SessionToken)["']?[ \t]*(?:[:=]|[ \t])[ \t]*["']?([A-Za-z0-9/+=]{100,})`)
 
 	// key: value / KEY=value assignments whose key names a password, secret or token.
-	reAssign = regexp.MustCompile(`(?i)(?:^|[\s;,{("'])["']?([a-z0-9_.-]*?(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|credentials?)[a-z0-9_.-]*)["']?[ \t]*(?::=|=>|:|=)[ \t]*("(?:[^"\\\n]|\\.)*"|'[^'\n]*'|\S+)`)
+	reAssign = regexp.MustCompile(`(?i)(?:^|[\s;,{("'=])["']?([a-z0-9_.-]*?(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|credentials?)[a-z0-9_.-]*)["']?[ \t]*(?::=|=>|:|=)[ \t]*("(?:[^"\\\n]|\\.)*"|'[^'\n]*'|\S+)`)
 	// echo 'user:pass' | chpasswd ; echo 'pass' | passwd --stdin user
 	reEchoChpasswd = regexp.MustCompile(`echo[ \t]+(?:-e[ \t]+|-n[ \t]+)?["']?[a-z_][a-z0-9_-]*:([^\s"'|]+)["']?[ \t]*\|[ \t]*(?:sudo[ \t]+)?chpasswd`)
 	reEchoPasswd   = regexp.MustCompile(`echo[ \t]+(?:-e[ \t]+|-n[ \t]+)?["']?([^\s"'|]+)["']?[ \t]*\|[ \t]*(?:sudo[ \t]+)?passwd[ \t]+--stdin`)
