@@ -87,6 +87,7 @@ const (
 	maxUsers       = 10000
 	maxDirEntries  = 1000
 	maxEnvironSize = 1 << 20
+	maxHomeEntries = 4096
 )
 
 // Files in a home directory that hold credentials, or commonly end up holding them.
@@ -226,7 +227,7 @@ func (st *credState) credFiles(users []passwdUser) []credFile {
 		homes[h] = true
 		// One listing per home instead of a lookup per candidate file: most homes hold few
 		// of them, and system accounts have no home at all.
-		entries, _, err := env.FS.ReadDir(h, 0)
+		entries, truncated, err := env.FS.ReadDir(h, maxHomeEntries)
 		if err != nil {
 			if errors.Is(err, fs.ErrPermission) {
 				st.bad.add(h, err)
@@ -239,7 +240,7 @@ func (st *credState) credFiles(users []passwdUser) []credFile {
 		}
 		for _, name := range homeCredFiles {
 			first, _, _ := strings.Cut(name, "/")
-			if present[first] {
+			if present[first] || truncated { // a huge home: look each candidate up instead
 				out = append(out, credFile{path: path.Join(h, name), owner: u.uid, user: u.name, inHome: true})
 			}
 		}

@@ -34,12 +34,14 @@ func TestCredentialsFiles(t *testing.T) {
 	outID, outSecret := fakeKey(t, "AKIA")
 	unitID, unitSecret := fakeKey(t, "AKIA")
 	apiToken := randString(t, 32, alnum)
+	netrcPW := randString(t, 12, alnum) + "^"
 	os.WriteFile(filepath.Join(outside, "creds"), []byte("aws_access_key_id="+outID+"\naws_secret_access_key="+outSecret+"\n"), 0o644)
 	rel, _ := filepath.Rel(filepath.Join(root, "home/carol"), filepath.Join(outside, "creds"))
 
 	buildTree(t, root, []entry{
 		{path: "/etc/passwd", content: passwdFixture},
 		{path: "/root/.bashrc", content: "alias ll='ls -l'\n"},
+		{path: "/root/.netrc", content: "machine ftp.example.org\n  login backup\n  password " + netrcPW + "\n", mode: 0o600},
 		{path: "/home/alice/.aws/credentials", content: "[default]\naws_access_key_id = " + aliceID + "\naws_secret_access_key = " + aliceSecret + "\n", mode: 0o600, uid: 1000},
 		{path: "/home/alice/.aws/config", content: "[profile dev]\nrole_arn = arn:aws:iam::123456789012:role/dev\ncredential_process = /usr/local/bin/creds\nsso_start_url = https://acme.awsapps.com/start\n", mode: 0o644, uid: 1000},
 		{path: "/home/alice/.git-credentials", content: "https://alice:" + ghp + "@github.com\n", mode: 0o600, uid: 1000},
@@ -80,6 +82,7 @@ func TestCredentialsFiles(t *testing.T) {
 	expect("secret-in-local-file", "/etc/environment", Failed)
 	expect("secret-in-local-file", "/etc/systemd/system/app.service", Failed)
 	expect("cred-long-lived-key", "/opt/app/app.env", Failed)
+	expect("secret-in-local-file", "/root/.netrc", Failed)
 	if len(byCheck(rs, "cred-session-key")) != 1 || len(byCheck(rs, "cred-long-lived-key")) != 2 {
 		t.Errorf("want exactly one result per key (id and secret together, token included)")
 	}

@@ -36,6 +36,8 @@ var (
 	reURLCreds = regexp.MustCompile(`\b[a-zA-Z][a-zA-Z0-9+.-]{1,15}://[^\s:/@'"]+:([^\s@/'"]+)@[A-Za-z0-9_.-]+`)
 	// net user NAME PASS /add ; ConvertTo-SecureString "PASS" -AsPlainText
 	reNetUser = regexp.MustCompile(`(?i)\bnet[ \t]+user[ \t]+(?:"[^"\n]+"|\S+)[ \t]+("[^"\n]+"|[^\s/*]\S*)[ \t]+/add`)
+	// the password of a .netrc entry ("machine h login u password p", on one line or several)
+	reNetrc = regexp.MustCompile(`(?m)(?:^|[ \t])password[ \t]+(\S+)`)
 	// the base64 user:password of a registry in ~/.docker/config.json
 	reDockerAuth  = regexp.MustCompile(`"auth"[ \t]*:[ \t]*"([A-Za-z0-9+/]{8,}={0,2})"`)
 	reSecureStrng = regexp.MustCompile(`(?i)ConvertTo-SecureString[ \t]+(?:-String[ \t]+)?["']([^"'\n]+)["'][ \t]+-AsPlainText`)
@@ -179,6 +181,7 @@ var specificRules = []ownRule{
 	{"windows-net-user-password", reNetUser, 1, []string{"/add"}},
 	{"powershell-plaintext-password", reSecureStrng, 1, []string{"securestring"}},
 	{"docker-config-auth", reDockerAuth, 1, []string{`"auth"`}},
+	{"netrc-password", reNetrc, 1, []string{"machine "}},
 }
 
 // ownRules runs our rules over text.
