@@ -89,8 +89,15 @@ func New() (*Detector, error) {
 // truncated reports that decoding stopped at MaxDecoded bytes.
 func (d *Detector) ScanData(raw []byte, key []byte) (findings []Finding, truncated bool) {
 	dec := Decode(raw)
+	seen := map[string]bool{}
 	for _, p := range dec.Parts {
-		findings = append(findings, d.Scan(p.Text, p.Chain, key)...)
+		for _, f := range d.Scan(p.Text, p.Chain, key) {
+			// The same secret in two parts is one secret to fix: report it where first seen.
+			if !seen[f.Fingerprint] {
+				seen[f.Fingerprint] = true
+				findings = append(findings, f)
+			}
+		}
 	}
 	return findings, dec.Truncated
 }

@@ -209,3 +209,13 @@ func BenchmarkScanSmallFile(b *testing.B) {
 		d.Scan(text, "plain", []byte("k"))
 	}
 }
+
+func TestScanDataSameSecretTwice(t *testing.T) {
+	d := detector(t)
+	pw := randString(t, 12, alnum) + "!"
+	mime := "Content-Type: multipart/mixed; boundary=\"ZZ\"\n\n--ZZ\n\n#cloud-config\npassword: " + pw + "\n--ZZ\n\n#!/bin/bash\necho 'root:" + pw + "' | chpasswd\n--ZZ--\n"
+	fs, _ := d.ScanData([]byte(mime), []byte("k"))
+	if len(fs) != 1 || fs[0].Part != "mime:1" {
+		t.Fatalf("want the secret once, where first seen: %+v", fs)
+	}
+}
