@@ -316,3 +316,60 @@ func TestProcessEnvNeedsPrivilege(t *testing.T) {
 func nobody() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 }
+
+// TestProcessEnvLive runs the binary against the live /proc with AWS keys in its own
+// environment and in a child process's: the child is reported, the scanner itself is not,
+// and neither key shows in the output.
+func TestProcessEnvLive(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to read other processes' environments")
+	}
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	p := &planted{}
+	childID, childSecret := p.key(t, "AKIA")
+	selfID, selfSecret := p.key(t, "AKIA")
+	tmp := t.TempDir()
+	bin := buildBinary(t, tmp)
+	root := filepath.Join(tmp, "root")
+	writeFile(t, root, "etc/passwd", "root:x:0:0:root:/root:/bin/bash\n", 0o644)
+	conf := filepath.Join(tmp, "config.yaml")
+	os.WriteFile(conf, []byte("state_dir: "+filepath.Join(tmp, "state")+"\n"), 0o600)
+
+	child := exec.Command("sleep", "60")
+	child.Env = []string{"AWS_ACCESS_KEY_ID=" + childID, "AWS_SECRET_ACCESS_KEY=" + childSecret}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { child.Process.Kill(); child.Wait() })
+
+	cmd := exec.Command(bin, "scan", "--root", root, "--proc", "/proc", "--probes", "credentials", "--format", "json", "--config", conf)
+	cmd.Env = testenv.Environ("AWS_ACCESS_KEY_ID="+selfID, "AWS_SECRET_ACCESS_KEY="+selfSecret)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	p.assertNoLeak(t, "stdout", stdout.Bytes())
+	p.assertNoLeak(t, "stderr", stderr.Bytes())
+	var r Report
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, res := range r.Results {
+		if res.Check != "cred-process-env" || res.Status != probes.Failed {
+			continue
+		}
+		if res.Resource == fmt.Sprintf("/proc/%d/environ", child.Process.Pid) {
+			found = true
+		}
+		if res.Evidence["exe"] == bin {
+			t.Errorf("the scanner reported its own environment: %+v", res)
+		}
+	}
+	if !found {
+		t.Errorf("the child's key was not reported: %+v", r.Results)
+	}
+}
