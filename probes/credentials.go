@@ -281,25 +281,26 @@ func (st *credState) scanFile(f credFile) {
 		return
 	}
 	fi := lfi
-	if lfi.Mode()&fs.ModeSymlink != 0 {
-		fi, err = env.FS.Stat(f.path)
-		if err != nil {
+	resolved := f.path
+	if lfi.Mode()&fs.ModeSymlink != 0 || f.inHome {
+		// Where the path really leads: a link as the file itself, or anywhere on the way
+		// (a home's .aws linked to another home).
+		if resolved, err = env.FS.Resolve(f.path); err != nil {
 			return // dangling, or a loop
 		}
-		if uid, ok := fileOwner(fi); ok && f.inHome && uid != f.owner {
-			st.skipped = append(st.skipped, f.path)
-			env.Log.Info("not reading a link in a home to another user's file", "path", f.path, "owner_uid", uid, "user", f.user)
-			return
+		if resolved != path.Clean(f.path) {
+			if fi, err = env.FS.Stat(f.path); err != nil {
+				return
+			}
+			if uid, ok := fileOwner(fi); ok && f.inHome && uid != f.owner {
+				st.skipped = append(st.skipped, f.path)
+				env.Log.Info("not reading through a link in a home to another user's file", "path", f.path, "owner_uid", uid, "user", f.user)
+				return
+			}
 		}
 	}
 	if !fi.Mode().IsRegular() {
 		return // a FIFO, socket or device is never opened
-	}
-	resolved := f.path
-	if lfi.Mode()&fs.ModeSymlink != 0 {
-		if r, err := env.FS.Resolve(f.path); err == nil {
-			resolved = r // a link to a file also listed: read it once
-		}
 	}
 	if st.seen[resolved] {
 		return
