@@ -15,13 +15,15 @@ import (
 	"github.com/ec2sec/ec2sec/internal/testenv"
 )
 
+// Users whose links point at alice's files come first, so a link followed would be read
+// before alice's own copy.
 const passwdFixture = `root:x:0:0:root:/root:/bin/bash
 daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
 nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
-alice:x:1000:1000::/home/alice:/bin/bash
+dave:x:1003:1003::/home/dave:/bin/bash
 bob:x:1001:1001::/home/bob:/bin/bash
 carol:x:1002:1002::/home/carol:/bin/bash
-dave:x:1003:1003::/home/dave:/bin/bash
+alice:x:1000:1000::/home/alice:/bin/bash
 `
 
 func TestCredentialsFiles(t *testing.T) {
