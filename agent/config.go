@@ -28,6 +28,8 @@ type Config struct {
 	CloudWatchLogs CloudWatchLogs `yaml:"cloudwatch_logs"`
 	SecurityHub    SecurityHub    `yaml:"security_hub"`
 	StateDir       string         `yaml:"state_dir"`
+	// FingerprintKeyFile holds a fleet-wide key for secret fingerprints (see fingerprint.go).
+	FingerprintKeyFile string `yaml:"fingerprint_key_file"`
 }
 
 // ProbesConfig turns probes off by name.

@@ -21,6 +21,7 @@ import (
 	"github.com/ec2sec/ec2sec/probes"
 	"github.com/ec2sec/ec2sec/probes/hostfs"
 	"github.com/ec2sec/ec2sec/probes/metadata"
+	"github.com/ec2sec/ec2sec/probes/secrets"
 )
 
 // Schema names the JSON report format; it changes only when the contract does.
@@ -69,6 +70,11 @@ type ScanOptions struct {
 	Dial     func(ctx context.Context, network, addr string) (net.Conn, error)
 	Resolver *net.Resolver
 	Getenv   func(string) string // default os.Getenv
+	// Secrets is the secret detector; built here when nil and a selected probe needs it. A
+	// long-running caller passes one it keeps (building it costs tens of milliseconds).
+	Secrets *secrets.Detector
+	// FingerprintKey keys secret fingerprints; when nil it is loaded (see LoadFingerprintKey).
+	FingerprintKey []byte
 }
 
 // Scan runs the selected probes once, concurrently, and returns their results. It fails only
@@ -120,6 +126,10 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 		})
 	}
 
+	if err := prepareSecrets(&o, selected); err != nil {
+		return nil, err
+	}
+
 	start := o.Now()
 	id := o.IMDS.Identity(ctx)
 	if id.Hostname == "" {
@@ -141,7 +151,8 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 			Now: o.Now, Log: o.Log.With("probe", p.Name()),
 			Dial: o.Dial, Resolver: o.Resolver,
 			DialTimeout: 2 * time.Second, HTTPTimeout: o.IMDS.Timeout(),
-			Getenv: o.Getenv,
+			Getenv:  o.Getenv,
+			Secrets: o.Secrets, FingerprintKey: o.FingerprintKey,
 		}
 		wg.Go(func() {
 			rs, run := runProbe(ctx, p, env, timeout)

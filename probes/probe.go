@@ -15,6 +15,7 @@ import (
 
 	"github.com/ec2sec/ec2sec/probes/hostfs"
 	"github.com/ec2sec/ec2sec/probes/metadata"
+	"github.com/ec2sec/ec2sec/probes/secrets"
 )
 
 // Probe is one plug-in. Run must honour ctx (the scan gives each probe its own deadline), must
@@ -52,12 +53,18 @@ type Env struct {
 	// Getenv reads the agent's environment (os.Getenv in the agent); probes never call
 	// os.Getenv themselves, so tests can inject endpoint overrides.
 	Getenv func(string) string
+	// Secrets finds secrets (built once per process, shared); FingerprintKey keys the HMAC
+	// fingerprints of what it finds. Set for probes that implement SecretsUser.
+	Secrets        *secrets.Detector
+	FingerprintKey []byte
 }
 
 // All returns every probe, in catalog order.
 func All() []Probe {
 	return []Probe{
 		IMDSProbe{},
+		UserDataProbe{},
+		CredentialsProbe{},
 		SSMProbe{},
 		SSHDProbe{},
 		NetworkProbe{},
