@@ -59,7 +59,11 @@ func (c ScanCommand) Run(ctx context.Context) int {
 	if c.Format != "" && !slices.Contains(Formats, c.Format) {
 		return usage(fmt.Errorf("--format: unknown format %q (want %s)", c.Format, strings.Join(Formats, ", ")))
 	}
-	if _, err := probes.Select(c.Probes); err != nil {
+	avail := c.ScanOptions.Available
+	if avail == nil {
+		avail = probes.All()
+	}
+	if _, err := probes.Select(avail, c.Probes); err != nil {
 		return usage(fmt.Errorf("--probes: %w", err))
 	}
 	cfg, err := LoadConfig(c.ConfigPath)

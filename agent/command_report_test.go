@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ec2sec/ec2sec/internal/awsfake"
+	"github.com/ec2sec/ec2sec/probes"
 	"github.com/ec2sec/ec2sec/probes/metadata"
 )
 
@@ -23,7 +24,7 @@ func TestConfigSpool(t *testing.T) {
 		"cloudwatch_logs: {role_arn: 'arn:aws:iam::1:role/x'}": "",
 	} {
 		p := filepath.Join(dir, "c.yaml")
-		writeConfig(t, p, body)
+		writeCfg(t, p, body)
 		cfg, err := LoadConfig(p)
 		switch {
 		case wantErr == "" && err != nil:
@@ -47,7 +48,7 @@ func TestScanFormatsAndReport(t *testing.T) {
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
 	cfgPath := filepath.Join(dir, "config.yaml")
-	writeConfig(t, cfgPath, "state_dir: "+state+"\n")
+	writeCfg(t, cfgPath, "state_dir: "+state+"\n")
 	run := func(args ScanCommand) (int, []byte, string) {
 		var out, errb bytes.Buffer
 		args.Stdout, args.Stderr, args.ConfigPath, args.Root = &out, &errb, cfgPath, t.TempDir()
@@ -62,6 +63,17 @@ func TestScanFormatsAndReport(t *testing.T) {
 	var fs []map[string]any
 	if err := json.Unmarshal(out, &fs); err != nil || len(fs) == 0 {
 		t.Fatalf("asff output: %v (%d findings)\n%s", err, len(fs), out)
+	}
+	// The user data holds planted keys: the userdata probe must find them (so the leak
+	// checks below look at findings about secrets) and nothing may carry their values.
+	if _, ok := probes.Lookup("userdata-secret"); ok {
+		found := false
+		for _, f := range fs {
+			found = found || f["GeneratorId"] == "ec2sec/userdata-secret"
+		}
+		if !found {
+			t.Errorf("no userdata-secret finding for the planted user data:\n%s", out)
+		}
 	}
 	body, _ := json.Marshal(map[string]any{"Findings": fs})
 	awsfake.ValidateBatchImportFindings(t, [][]byte{body})
@@ -109,7 +121,7 @@ func TestScanFormatsAndReport(t *testing.T) {
 		t.Errorf("%d findings in Security Hub, %d in --format asff", len(f.Findings()), len(fs))
 	}
 	// A state dir that cannot be written: exit 3, said on stderr.
-	writeConfig(t, cfgPath, "state_dir: /proc/ec2sec-cannot-exist\n")
+	writeCfg(t, cfgPath, "state_dir: /proc/ec2sec-cannot-exist\n")
 	if code, _, stderr = run(ScanCommand{Format: "json", Report: true}); code != ExitNoScan || !strings.Contains(stderr, "--report") {
 		t.Errorf("unwritable state dir: exit %d: %s", code, stderr)
 	}

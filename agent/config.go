@@ -1,13 +1,12 @@
 package agent
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"regexp"
+	"reflect"
 	"strings"
 	"time"
 
@@ -29,7 +28,9 @@ type Config struct {
 	CloudWatchLogs CloudWatchLogs `yaml:"cloudwatch_logs"`
 	SecurityHub    SecurityHub    `yaml:"security_hub"`
 	StateDir       string         `yaml:"state_dir"`
-	Spool          SpoolConfig    `yaml:"spool"`
+	// FingerprintKeyFile holds a fleet-wide key for secret fingerprints (see fingerprint.go).
+	FingerprintKeyFile string      `yaml:"fingerprint_key_file"`
+	Spool              SpoolConfig `yaml:"spool"`
 }
 
 // SpoolConfig bounds the delivery spool under state_dir.
@@ -93,8 +94,6 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 // maxConfigSize bounds the config file; a real one is a few hundred bytes.
 const maxConfigSize = 1 << 20
 
-var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
-
 // LoadConfig reads the config file at path over the defaults. An empty path reads
 // DefaultConfigPath when it exists, else returns the defaults. A world-writable file is
 // refused: anyone could turn probes off or redirect reports.
@@ -136,17 +135,50 @@ func LoadConfig(path string) (Config, error) {
 }
 
 func parseConfig(b []byte, cfg *Config) error {
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return errors.New(unknownField.ReplaceAllString(err.Error(), "unknown key $1"))
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return err
+	}
+	if len(doc.Content) == 0 {
+		return cfg.validate() // empty file: all defaults
+	}
+	if err := checkKeys(doc.Content[0], reflect.TypeOf(*cfg), ""); err != nil {
+		return err
+	}
+	if err := doc.Content[0].Decode(cfg); err != nil {
+		return err
 	}
 	return cfg.validate()
 }
 
+// checkKeys rejects any mapping key that no field of t (by yaml tag) takes, naming its full
+// dotted path and line, so a typo never silently turns a setting off.
+func checkKeys(n *yaml.Node, t reflect.Type, prefix string) error {
+	if n.Kind != yaml.MappingNode || t.Kind() != reflect.Struct || t == reflect.TypeOf(Duration{}) {
+		return nil
+	}
+	fields := map[string]reflect.Type{}
+	for i := range t.NumField() {
+		if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); tag != "" && tag != "-" {
+			fields[tag] = t.Field(i).Type
+		}
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		ft, ok := fields[k.Value]
+		if !ok {
+			return fmt.Errorf("line %d: unknown key %q", k.Line, prefix+k.Value)
+		}
+		if err := checkKeys(n.Content[i+1], ft, prefix+k.Value+"."); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (c *Config) validate() error {
 	for _, name := range c.Probes.Disable {
-		if _, err := probes.Select([]string{name}); err != nil {
+		if _, err := probes.Select(probes.All(), []string{name}); err != nil {
 			return fmt.Errorf("probes.disable: %w", err)
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"time"
+
+	"github.com/ec2sec/ec2sec/probes"
 )
 
 // RunCommand is `ec2sec run`, the agent: a first scan after a random splay, then one every
@@ -63,6 +65,13 @@ func (c RunCommand) Run(ctx context.Context) int {
 	}
 	if o.Log == nil {
 		o.Log = log
+	}
+	o.Config = cfg
+	// Per-process objects (the secret detector, the fingerprint key) are built once here,
+	// not by every scan.
+	if err := c.prepare(&o); err != nil {
+		log.Error("cannot start", "err", err)
+		return ExitUsage
 	}
 	var rep *Reporter
 	openReporter := func() {
@@ -154,8 +163,18 @@ func (c RunCommand) Run(ctx context.Context) int {
 				log.Error("config reload failed; keeping the running config", "err", err)
 				continue
 			}
+			keyChanged := next.FingerprintKeyFile != cfg.FingerprintKeyFile || next.StateDir != cfg.StateDir
+			old := o
+			o.Config = next
+			if keyChanged {
+				o.FingerprintKey = nil
+			}
+			if err := c.prepare(&o); err != nil {
+				o = old
+				log.Error("config reload failed; keeping the running config", "err", err)
+				continue
+			}
 			cfg = next
-			o.Config = cfg
 			rep = nil
 			openReporter()
 			log.Info("config reloaded", "interval", interval().String())
@@ -182,6 +201,19 @@ func (c RunCommand) Run(ctx context.Context) int {
 			afterFlush(err)
 		}
 	}
+}
+
+// prepare builds what every scan would otherwise build again.
+func (c RunCommand) prepare(o *ScanOptions) error {
+	avail := o.Available
+	if avail == nil {
+		avail = probes.All()
+	}
+	selected, err := probes.Select(avail, nil)
+	if err != nil {
+		return err
+	}
+	return prepareSecrets(o, selected)
 }
 
 // cycle is one scan, spooled and flushed.

@@ -34,7 +34,7 @@ func (s *syncBuf) Bytes() []byte {
 	return bytes.Clone(s.b.Bytes())
 }
 
-func writeConfig(t *testing.T, path, body string) {
+func writeCfg(t *testing.T, path, body string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
@@ -51,7 +51,7 @@ func TestDaemon(t *testing.T) {
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
 	cfgPath := filepath.Join(dir, "config.yaml")
-	writeConfig(t, cfgPath, "splay: 0s\nstate_dir: "+state+"\n")
+	writeCfg(t, cfgPath, "splay: 0s\nstate_dir: "+state+"\n")
 	root := t.TempDir()
 
 	var logs syncBuf
@@ -99,11 +99,11 @@ func TestDaemon(t *testing.T) {
 		t.Fatalf("second cycle: %v", cy.err)
 	}
 	// A bad config on SIGHUP is refused; the agent goes on.
-	writeConfig(t, cfgPath, "splay: 0s\nstate_dir: "+state+"\nbogus_key: 1\n")
+	writeCfg(t, cfgPath, "splay: 0s\nstate_dir: "+state+"\nbogus_key: 1\n")
 	reload <- os.Interrupt
 	// A good one is taken: events now go to another group.
 	time.Sleep(50 * time.Millisecond)
-	writeConfig(t, cfgPath, "splay: 0s\nstate_dir: "+state+"\ncloudwatch_logs: {log_group: /other}\n")
+	writeCfg(t, cfgPath, "splay: 0s\nstate_dir: "+state+"\ncloudwatch_logs: {log_group: /other}\n")
 	reload <- os.Interrupt
 	deadline = time.Now().Add(10 * time.Second)
 	for len(f.Events("/other", "i-0ddddddddddddddd4")) == 0 && time.Now().Before(deadline) {
@@ -151,7 +151,7 @@ func TestDaemon(t *testing.T) {
 // TestDaemonBadConfig: a config that cannot be read at start is the one error that exits.
 func TestDaemonBadConfig(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "c.yaml")
-	writeConfig(t, p, "nope: 1\n")
+	writeCfg(t, p, "nope: 1\n")
 	if code := (RunCommand{ConfigPath: p}).Run(context.Background()); code != ExitUsage {
 		t.Errorf("exit %d, want %d", code, ExitUsage)
 	}

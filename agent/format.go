@@ -7,7 +7,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/ec2sec/ec2sec/probes"
 )
@@ -88,11 +87,23 @@ func WriteTable(w io.Writer, r *Report, color bool) error {
 	slices.SortStableFunc(rs, func(a, b probes.Result) int {
 		return cmp.Or(cmp.Compare(statusOrder[a.Status], statusOrder[b.Status]), cmp.Compare(b.Severity, a.Severity))
 	})
-	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	// The heading names the host, so host-level rows leave the resource blank; columns are
+	// sized over all groups so they line up from one group to the next.
+	hostRes := hostResource(r.identity)
+	resource := func(res probes.Result) string {
+		if res.Resource == hostRes {
+			return ""
+		}
+		return oneLine(res.Resource, 60)
+	}
+	wCheck, wRes := 0, 0
+	for _, res := range rs {
+		wCheck = max(wCheck, len(res.Check))
+		wRes = max(wRes, len([]rune(resource(res))))
+	}
 	var last probes.Status
 	for i, res := range rs {
 		if i == 0 || res.Status != last {
-			tw.Flush()
 			fmt.Fprintf(&b, "\n%s\n", paint(ansiBold, statusHeading[res.Status]))
 			last = res.Status
 		}
@@ -101,9 +112,12 @@ func WriteTable(w io.Writer, r *Report, color bool) error {
 			sev = res.Severity.String()
 		}
 		// Pad before painting so escape codes do not upset the column widths.
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", paint(severityColor[res.Severity], fmt.Sprintf("%-8s", sev)), res.Check, oneLine(res.Resource, 60), oneLine(res.Reason, 120))
+		fmt.Fprintf(&b, "  %s  %-*s  ", paint(severityColor[res.Severity], fmt.Sprintf("%-8s", sev)), wCheck, res.Check)
+		if wRes > 0 {
+			fmt.Fprintf(&b, "%s%s  ", resource(res), strings.Repeat(" ", wRes-len([]rune(resource(res)))))
+		}
+		fmt.Fprintf(&b, "%s\n", oneLine(res.Reason, 400))
 	}
-	tw.Flush()
 	s := r.Summary
 	fmt.Fprintf(&b, "\n%s failed, %d warning, %d passed, %d not available in %d ms\n",
 		paint(severityColor[probes.High], fmt.Sprint(s.Failed)), s.Warning, s.Passed, s.NotAvailable, s.DurationMS)

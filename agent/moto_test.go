@@ -64,7 +64,7 @@ func TestMotoEndToEnd(t *testing.T) {
 	imds := fakeIMDS(t, "i-0fffffffffffffff6")
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "config.yaml")
-	writeConfig(t, cfgPath, "state_dir: "+filepath.Join(dir, "state")+"\n")
+	writeCfg(t, cfgPath, "state_dir: "+filepath.Join(dir, "state")+"\n")
 	scan := func() {
 		t.Helper()
 		var out, errb bytes.Buffer

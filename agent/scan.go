@@ -21,6 +21,7 @@ import (
 	"github.com/ec2sec/ec2sec/probes"
 	"github.com/ec2sec/ec2sec/probes/hostfs"
 	"github.com/ec2sec/ec2sec/probes/metadata"
+	"github.com/ec2sec/ec2sec/probes/secrets"
 )
 
 // Schema names the JSON report format; it changes only when the contract does.
@@ -60,12 +61,20 @@ type ScanOptions struct {
 	Proc   string   // "" = processes not visible; the CLI defaults it to /proc for root "/"
 	Probes []string // probe names; empty = all not disabled by config
 	Config Config
+	// Available is the set of probes to choose from (default probes.All()); tests add their own.
+	Available []probes.Probe
 
 	IMDS     *metadata.Client // default: from the environment
 	Now      func() time.Time // default time.Now
 	Log      *slog.Logger     // default: discard
 	Dial     func(ctx context.Context, network, addr string) (net.Conn, error)
 	Resolver *net.Resolver
+	Getenv   func(string) string // default os.Getenv
+	// Secrets is the secret detector; built here when nil and a selected probe needs it. A
+	// long-running caller passes one it keeps (building it costs tens of milliseconds).
+	Secrets *secrets.Detector
+	// FingerprintKey keys secret fingerprints; when nil it is loaded (see LoadFingerprintKey).
+	FingerprintKey []byte
 }
 
 // Scan runs the selected probes once, concurrently, and returns their results. It fails only
@@ -91,6 +100,9 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 	if o.Resolver == nil {
 		o.Resolver = net.DefaultResolver
 	}
+	if o.Getenv == nil {
+		o.Getenv = os.Getenv
+	}
 	fsys, err := hostfs.New(o.Root)
 	if err != nil {
 		return nil, err
@@ -100,8 +112,11 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 			return nil, fmt.Errorf("procfs %s: not a directory", o.Proc)
 		}
 	}
+	if o.Available == nil {
+		o.Available = probes.All()
+	}
 	names := o.Probes
-	selected, err := probes.Select(names)
+	selected, err := probes.Select(o.Available, names)
 	if err != nil {
 		return nil, err
 	}
@@ -109,6 +124,10 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 		selected = slices.DeleteFunc(selected, func(p probes.Probe) bool {
 			return slices.Contains(o.Config.Probes.Disable, p.Name())
 		})
+	}
+
+	if err := prepareSecrets(&o, selected); err != nil {
+		return nil, err
 	}
 
 	start := o.Now()
@@ -119,6 +138,9 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 	o.Log.Debug("identity", "instance_id", id.InstanceID, "region", id.Region, "reason", id.Reason)
 
 	timeout := o.Config.ProbeTimeout.Duration
+	if timeout <= 0 {
+		timeout = DefaultConfig().ProbeTimeout.Duration
+	}
 	runs := make([]ProbeRun, len(selected))
 	results := make([][]probes.Result, len(selected))
 	var wg sync.WaitGroup
@@ -129,6 +151,8 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 			Now: o.Now, Log: o.Log.With("probe", p.Name()),
 			Dial: o.Dial, Resolver: o.Resolver,
 			DialTimeout: 2 * time.Second, HTTPTimeout: o.IMDS.Timeout(),
+			Getenv:  o.Getenv,
+			Secrets: o.Secrets, FingerprintKey: o.FingerprintKey,
 		}
 		wg.Go(func() {
 			rs, run := runProbe(ctx, p, env, timeout)
@@ -141,7 +165,7 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 		Schema:    Schema,
 		ScannedAt: start.UTC().Truncate(time.Second),
 		Host:      hostOf(id),
-		Results:   slices.Concat(results...),
+		Results:   probes.Correlate(slices.Concat(results...)),
 		Probes:    runs,
 		identity:  id,
 	}

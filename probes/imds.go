@@ -185,23 +185,14 @@ func imdsProfile(ctx context.Context, env *Env) Result {
 	const check = "imds-no-instance-profile"
 	info, err := env.IMDS.Get(ctx, "iam/info")
 	switch {
-	case err == nil:
-		r := NewResult(check, Passed, "", "an IAM instance profile is attached")
-		if arn := instanceProfileARN(info); arn != "" {
-			r = r.With("instance_profile_arn", arn)
-		}
-		return r
 	case errors.Is(err, metadata.ErrNotFound):
 		return NewResult(check, Failed, "", "IMDS has no iam/info: no IAM role is attached to this instance")
-	default:
+	case err != nil:
 		return NewResult(check, NotAvailable, "", "cannot read iam/info: "+err.Error())
 	}
-}
-
-func instanceProfileARN(info string) string {
-	var v struct{ InstanceProfileArn string }
-	if json.Unmarshal([]byte(info), &v) != nil || !strings.HasPrefix(v.InstanceProfileArn, "arn:") {
-		return ""
+	var v struct{ Code, InstanceProfileArn string }
+	if json.Unmarshal([]byte(info), &v) != nil || v.Code != "Success" || !strings.HasPrefix(v.InstanceProfileArn, "arn:") {
+		return NewResult(check, NotAvailable, "", "IMDS answered iam/info with something that is not an instance profile description")
 	}
-	return v.InstanceProfileArn
+	return NewResult(check, Passed, "", "an IAM instance profile is attached").With("instance_profile_arn", v.InstanceProfileArn)
 }

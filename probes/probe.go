@@ -15,6 +15,7 @@ import (
 
 	"github.com/ec2sec/ec2sec/probes/hostfs"
 	"github.com/ec2sec/ec2sec/probes/metadata"
+	"github.com/ec2sec/ec2sec/probes/secrets"
 )
 
 // Probe is one plug-in. Run must honour ctx (the scan gives each probe its own deadline), must
@@ -49,12 +50,25 @@ type Env struct {
 	// DialTimeout bounds one connection attempt, HTTPTimeout one HTTP exchange.
 	DialTimeout time.Duration
 	HTTPTimeout time.Duration
+	// Getenv reads the agent's environment (os.Getenv in the agent); probes never call
+	// os.Getenv themselves, so tests can inject endpoint overrides.
+	Getenv func(string) string
+	// Secrets finds secrets (built once per process, shared); FingerprintKey keys the HMAC
+	// fingerprints of what it finds. Set for probes that implement SecretsUser.
+	Secrets        *secrets.Detector
+	FingerprintKey []byte
 }
 
 // All returns every probe, in catalog order.
 func All() []Probe {
 	return []Probe{
 		IMDSProbe{},
+		UserDataProbe{},
+		CredentialsProbe{},
+		SSMProbe{},
+		SSHDProbe{},
+		NetworkProbe{},
+		ConsoleProbe{},
 	}
 }
 
@@ -69,17 +83,18 @@ func Catalog() []Check {
 
 // Lookup returns the check with the given id.
 func Lookup(id string) (Check, bool) {
-	i := slices.IndexFunc(Catalog(), func(c Check) bool { return c.ID == id })
+	cat := Catalog()
+	i := slices.IndexFunc(cat, func(c Check) bool { return c.ID == id })
 	if i < 0 {
 		return Check{}, false
 	}
-	return Catalog()[i], true
+	return cat[i], true
 }
 
-// Select returns the probes named in names (all when names is empty), in catalog order, or an
-// error naming the first unknown probe.
-func Select(names []string) ([]Probe, error) {
-	all := All()
+// Select returns the probes of all named in names (all of them when names is empty), in
+// their order, or an error naming the first unknown probe.
+func Select(all []Probe, names []string) ([]Probe, error) {
+	all = slices.Clone(all)
 	if len(names) == 0 {
 		return all, nil
 	}

@@ -11,6 +11,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -163,8 +165,18 @@ func StatusCode(err error) int {
 	if errors.As(err, &se) {
 		return se.HTTPStatusCode()
 	}
+	// The SDK's token provider wraps a failed token request in an error without Unwrap, so
+	// the status survives only in smithy's message ("http response error StatusCode: 403").
+	if err != nil {
+		if m := statusInMessage.FindStringSubmatch(err.Error()); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			return n
+		}
+	}
 	return 0
 }
+
+var statusInMessage = regexp.MustCompile(`http response error StatusCode: (\d{3})`)
 
 func wrap(what string, err error) error {
 	if StatusCode(err) == http.StatusNotFound {

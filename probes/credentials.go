@@ -1,0 +1,483 @@
+package probes
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/ec2sec/ec2sec/probes/procfs"
+	"github.com/ec2sec/ec2sec/probes/secrets"
+)
+
+// CredentialsProbe looks for credentials stored on the host: AWS access keys in users'
+// files, other secrets in known config locations, AWS secret keys in process environments,
+// and credential files that other users can read.
+type CredentialsProbe struct{}
+
+// Name implements Probe.
+func (CredentialsProbe) Name() string { return "credentials" }
+
+// UsesSecrets tells the scan this probe needs Env.Secrets and Env.FingerprintKey.
+func (CredentialsProbe) UsesSecrets() bool { return true }
+
+const credDocs = "https://docs.aws.amazon.com/IAM/latest/UserGuide/best-practices.html#bp-workloads-use-roles"
+
+// Checks implements Probe.
+func (CredentialsProbe) Checks() []Check {
+	return []Check{
+		{
+			ID: "cred-long-lived-key", Probe: "credentials", Severity: Critical,
+			Title:     "A long-term AWS access key (AKIA…) is stored in a file on the host",
+			Practices: []int{4},
+			Remediation: Remediation{
+				Text: "Deactivate and delete the access key in IAM (aws iam update-access-key --status Inactive, then delete-access-key), remove it from the file, and give the workload an instance profile role instead.",
+				URL:  credDocs,
+			},
+		},
+		{
+			ID: "cred-session-key", Probe: "credentials", Severity: Medium,
+			Title:     "A temporary AWS access key (ASIA…) with its secret is stored on disk",
+			Practices: []int{4},
+			Remediation: Remediation{
+				Text: "Remove the stored session credentials; let the SDK fetch them from the instance profile, credential_process or IAM Identity Center (sso_*) when needed, and revoke the role's active sessions if they may have leaked.",
+				URL:  credDocs,
+			},
+		},
+		{
+			ID: "cred-process-env", Probe: "credentials", Severity: High,
+			Title:     "A running process holds AWS secret keys in its environment",
+			Practices: []int{4},
+			Remediation: Remediation{
+				Text: "Stop passing AWS_SECRET_ACCESS_KEY to the process (unit Environment=, container env, shell profile); let the SDK use the instance profile. Rotate the key, since /proc and crash dumps expose environments.",
+				URL:  credDocs,
+			},
+		},
+		{
+			ID: "cred-file-permissions", Probe: "credentials", Severity: High,
+			Title:     "A file holding credentials is readable by group or other, or owned by another user",
+			Practices: []int{4},
+			Remediation: Remediation{
+				Text: "chmod 600 the file and chown it to the user it belongs to (root for system files); better, remove the credentials from it.",
+				URL:  "https://docs.aws.amazon.com/cli/latest/userguide/cli-configure-files.html",
+			},
+		},
+		{
+			ID: "secret-in-local-file", Probe: "credentials", Severity: High,
+			Title:     "A secret (password, token, private key) is stored in a known config location",
+			Practices: []int{4, 12},
+			Remediation: Remediation{
+				Text: "Rotate the secret and move it to AWS Secrets Manager or SSM Parameter Store (SecureString), fetched at run time with the instance role.",
+				URL:  "https://docs.aws.amazon.com/secretsmanager/latest/userguide/intro.html",
+			},
+		},
+	}
+}
+
+// Bounds: how many passwd entries, directory entries and processes one scan looks at.
+const (
+	maxUsers       = 10000
+	maxDirEntries  = 1000
+	maxEnvironSize = 1 << 20
+	maxHomeEntries = 4096
+)
+
+// Files in a home directory that hold credentials, or commonly end up holding them.
+var homeCredFiles = []string{
+	".aws/credentials", ".aws/config", ".boto", ".s3cfg", ".passwd-s3fs",
+	".docker/config.json", ".netrc", ".git-credentials", ".my.cnf", ".pgpass",
+	".bashrc", ".bash_profile", ".bash_login", ".profile", ".zshrc", ".zprofile", ".zshenv",
+	".bash_history", ".zsh_history", ".mysql_history", ".psql_history",
+}
+
+// System-wide locations, as globs inside --root.
+var systemCredGlobs = []string{
+	"/etc/environment", "/etc/profile", "/etc/profile.d/*", "/etc/bash.bashrc", "/etc/bashrc",
+	"/etc/passwd-s3fs", "/etc/boto.cfg", "/etc/crontab", "/etc/cron.d/*",
+	"/etc/systemd/system/*.service", "/etc/systemd/system/*.service.d/*.conf",
+	"/etc/default/*", "/etc/sysconfig/*",
+}
+
+// Per-user crontabs: owned by their user, not root.
+var crontabGlobs = []string{"/var/spool/cron/crontabs/*", "/var/spool/cron/*"}
+
+type passwdUser struct {
+	name string
+	uid  int
+	home string
+}
+
+// credFile is one file to look at, with the uid that should own it.
+type credFile struct {
+	path   string
+	owner  int    // expected owner uid
+	user   string // whose file it is, for messages ("" for system files: root)
+	inHome bool   // inside a user's home: never read through a link to another user's file
+}
+
+type credState struct {
+	env      *Env
+	results  []Result
+	scanned  int
+	bad      unreadable
+	skipped  []string // links to other users' files, not read
+	permsOK  bool     // the platform tells file owners
+	permsRan int
+	seen     map[string]bool
+	queue    []credFile
+}
+
+// Run implements Probe.
+func (CredentialsProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
+	if env.Secrets == nil {
+		return nil, errors.New("no secret detector in the probe environment")
+	}
+	st := &credState{env: env, seen: map[string]bool{}}
+	users, passwdErr := readPasswd(env)
+	st.queue = st.credFiles(users)
+	for i := 0; i < len(st.queue); i++ { // scanFile appends units' EnvironmentFile= targets
+		f := st.queue[i]
+		if ctx.Err() != nil {
+			st.bad.add(f.path, ctx.Err())
+			continue
+		}
+		st.scanFile(f)
+	}
+	out := st.results
+	fileChecks := []string{"cred-long-lived-key", "cred-session-key", "secret-in-local-file"}
+	what := map[string]string{
+		"cred-long-lived-key":  "no long-term access key",
+		"cred-session-key":     "no temporary access key",
+		"secret-in-local-file": "no secret",
+	}
+	where := fmt.Sprintf("%s of %s", plural(st.scanned, "credential or config file", "credential and config files"), plural(len(users), "user", "users"))
+	if passwdErr != nil {
+		where += fmt.Sprintf(" (users unknown: %v)", passwdErr)
+	}
+	if len(st.skipped) > 0 {
+		where += fmt.Sprintf("; not read: %s (links to another user's file)", joinMax(st.skipped, 3))
+	}
+	for _, c := range fileChecks {
+		if slices.ContainsFunc(out, func(r Result) bool { return r.Check == c }) {
+			continue
+		}
+		if st.bad.n > 0 {
+			out = append(out, NewResult(c, NotAvailable, "", fmt.Sprintf("could not read every credential location (%s); %s in the %s read", st.bad, what[c], where)))
+			continue
+		}
+		out = append(out, NewResult(c, Passed, "", fmt.Sprintf("%s in %s", what[c], where)).With("files", st.scanned))
+	}
+	if !slices.ContainsFunc(out, func(r Result) bool { return r.Check == "cred-file-permissions" }) {
+		switch {
+		case !st.permsOK && st.permsRan > 0:
+			out = append(out, NewResult("cred-file-permissions", NotAvailable, "", "this platform does not report file owners and modes; ACLs are not checked"))
+		case st.permsRan == 0:
+			out = append(out, NewResult("cred-file-permissions", Passed, "", "no file holds credentials"))
+		default:
+			out = append(out, NewResult("cred-file-permissions", Passed, "", fmt.Sprintf("%s with credentials, none readable by group or other or owned by another user", plural(st.permsRan, "file", "files"))))
+		}
+	}
+	return append(out, processEnvironments(ctx, env, users)...), nil
+}
+
+// readPasswd parses <root>/etc/passwd: name, uid and home of every entry.
+func readPasswd(env *Env) ([]passwdUser, error) {
+	b, _, err := env.FS.ReadFile("/etc/passwd", maxSecretFile)
+	if err != nil {
+		return nil, err
+	}
+	var users []passwdUser
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() && len(users) < maxUsers {
+		f := strings.Split(sc.Text(), ":")
+		if len(f) < 7 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		uid, err := strconv.Atoi(f[2])
+		if err != nil {
+			continue
+		}
+		users = append(users, passwdUser{name: f[0], uid: uid, home: f[5]})
+	}
+	return users, nil
+}
+
+// credFiles lists the files to look at: each user's home files, then system-wide ones.
+func (st *credState) credFiles(users []passwdUser) []credFile {
+	env := st.env
+	var out []credFile
+	homes := map[string]bool{}
+	for _, u := range users {
+		h := path.Clean("/" + u.home)
+		switch h {
+		case "/", "/nonexistent", "/dev/null", "/var/empty", "/bin", "/sbin", "/usr/sbin", "/usr/bin", "/proc", "/dev":
+			continue
+		}
+		if homes[h] {
+			continue
+		}
+		homes[h] = true
+		// One listing per home instead of a lookup per candidate file: most homes hold few
+		// of them, and system accounts have no home at all.
+		entries, truncated, err := env.FS.ReadDir(h, maxHomeEntries)
+		if err != nil {
+			if errors.Is(err, fs.ErrPermission) {
+				st.bad.add(h, err)
+			}
+			continue
+		}
+		present := map[string]bool{}
+		for _, e := range entries {
+			present[e.Name()] = true
+		}
+		for _, name := range homeCredFiles {
+			first, _, _ := strings.Cut(name, "/")
+			if present[first] || truncated { // a huge home: look each candidate up instead
+				out = append(out, credFile{path: path.Join(h, name), owner: u.uid, user: u.name, inHome: true})
+			}
+		}
+	}
+	for _, g := range systemCredGlobs {
+		matches, _ := env.FS.Glob(g, maxDirEntries)
+		for _, m := range matches {
+			out = append(out, credFile{path: m, owner: 0})
+		}
+	}
+	byName := map[string]passwdUser{}
+	for _, u := range users {
+		byName[u.name] = u
+	}
+	for _, g := range crontabGlobs {
+		matches, _ := env.FS.Glob(g, maxDirEntries)
+		for _, m := range matches {
+			if u, ok := byName[path.Base(m)]; ok {
+				out = append(out, credFile{path: m, owner: u.uid, user: u.name})
+			}
+		}
+	}
+	return out
+}
+
+// scanFile reads one file (regular, bounded, never through a home's link to another user's
+// file) and turns what it holds into results.
+func (st *credState) scanFile(f credFile) {
+	env := st.env
+	lfi, err := env.FS.Lstat(f.path)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission) {
+			return // a path component that is not a directory: nothing there
+		}
+		if errors.Is(err, fs.ErrPermission) {
+			st.bad.add(f.path, err)
+		}
+		return
+	}
+	fi := lfi
+	resolved := f.path
+	if lfi.Mode()&fs.ModeSymlink != 0 || f.inHome {
+		// Where the path really leads: a link as the file itself, or anywhere on the way
+		// (a home's .aws linked to another home).
+		if resolved, err = env.FS.Resolve(f.path); err != nil {
+			return // dangling, or a loop
+		}
+		if resolved != path.Clean(f.path) {
+			if fi, err = env.FS.Stat(f.path); err != nil {
+				return
+			}
+			if uid, ok := fileOwner(fi); ok && f.inHome && uid != f.owner {
+				st.skipped = append(st.skipped, f.path)
+				env.Log.Info("not reading through a link in a home to another user's file", "path", f.path, "owner_uid", uid, "user", f.user)
+				return
+			}
+		}
+	}
+	if !fi.Mode().IsRegular() {
+		return // a FIFO, socket or device is never opened
+	}
+	if st.seen[resolved] {
+		return
+	}
+	st.seen[resolved] = true
+	var data []byte
+	if strings.HasSuffix(f.path, "_history") {
+		data, err = readTail(env, f.path, maxSecretFile)
+	} else {
+		data, _, err = env.FS.ReadFile(f.path, maxSecretFile)
+	}
+	if err != nil {
+		st.bad.add(f.path, err)
+		return
+	}
+	st.scanned++
+	if strings.HasPrefix(f.path, "/etc/systemd/") {
+		st.queueEnvironmentFiles(data)
+	}
+	findings := env.Secrets.Scan(string(data), "plain", env.FingerprintKey)
+	data = nil
+	if len(findings) == 0 {
+		return
+	}
+	whose := "system file"
+	if f.user != "" {
+		whose = f.user + "'s file"
+	}
+	for _, fd := range findings {
+		check := "secret-in-local-file"
+		switch fd.Kind {
+		case secrets.AWSLongLived:
+			check = "cred-long-lived-key"
+		case secrets.AWSSession:
+			check = "cred-session-key"
+		}
+		reason := fmt.Sprintf("%s %s holds %s at %s", whose, f.path, kindWords(fd), describe(fd))
+		st.results = append(st.results, secretResult(check, fd, sourceFile, f.path, f.path, reason))
+	}
+	st.checkPerms(f, fi)
+}
+
+// queueEnvironmentFiles adds the files a systemd unit loads with EnvironmentFile= to the
+// files to scan (system files: root's). Specifiers (%h, ...) cannot be resolved and are skipped.
+func (st *credState) queueEnvironmentFiles(unit []byte) {
+	for line := range bytes.Lines(unit) {
+		k, v, ok := strings.Cut(strings.TrimSpace(string(line)), "=")
+		if !ok || strings.TrimSpace(k) != "EnvironmentFile" {
+			continue
+		}
+		for _, p := range strings.Fields(v) {
+			p = strings.TrimPrefix(strings.Trim(p, `"'`), "-")
+			if strings.HasPrefix(p, "/") && !strings.Contains(p, "%") && len(st.queue) < maxDirEntries*4 {
+				st.queue = append(st.queue, credFile{path: path.Clean(p), owner: 0})
+			}
+		}
+	}
+}
+
+// checkPerms reports a file holding credentials that group or other can read, or that
+// another user owns.
+func (st *credState) checkPerms(f credFile, fi fs.FileInfo) {
+	st.permsRan++
+	uid, ok := fileOwner(fi)
+	if !ok {
+		return
+	}
+	st.permsOK = true
+	mode := fi.Mode().Perm()
+	var problems []string
+	if mode&0o044 != 0 {
+		problems = append(problems, fmt.Sprintf("readable by %s (mode %04o)", groupOther(mode), mode))
+	}
+	if uid != f.owner {
+		problems = append(problems, fmt.Sprintf("owned by uid %d, not %s (uid %d)", uid, cmpOr(f.user, "root"), f.owner))
+	}
+	if len(problems) == 0 {
+		return
+	}
+	r := NewResult("cred-file-permissions", Failed, f.path, fmt.Sprintf("%s holds credentials and is %s", f.path, strings.Join(problems, " and ")))
+	r.Evidence = map[string]any{"path": f.path, "mode": fmt.Sprintf("%04o", mode), "owner_uid": uid, "expected_uid": f.owner}
+	st.results = append(st.results, r)
+}
+
+func groupOther(mode fs.FileMode) string {
+	switch {
+	case mode&0o040 != 0 && mode&0o004 != 0:
+		return "group and other"
+	case mode&0o040 != 0:
+		return "group"
+	default:
+		return "other"
+	}
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// processEnvironments looks for AWS secret keys in <proc>/*/environ, one process at a time.
+func processEnvironments(ctx context.Context, env *Env, users []passwdUser) []Result {
+	const check = "cred-process-env"
+	if env.Proc == "" {
+		return []Result{NewResult(check, NotAvailable, "", "no procfs to read process environments from (an offline image, or --proc not given)")}
+	}
+	p := procfs.FS{Dir: env.Proc}
+	pids, err := p.PIDs()
+	if err != nil {
+		return []Result{NewResult(check, NotAvailable, "", fmt.Sprintf("could not list processes: %v", err))}
+	}
+	// Our own environment is the caller's business (and holds what the SDK was given); skip
+	// it only when this procfs is the live one, where the pid is really us.
+	self := -1
+	if t, err := os.Readlink(filepath.Join(p.Dir, "self")); err == nil && t == strconv.Itoa(os.Getpid()) {
+		self = os.Getpid()
+	}
+	names := map[int]string{}
+	for _, u := range users {
+		if _, ok := names[u.uid]; !ok {
+			names[u.uid] = u.name
+		}
+	}
+	var out []Result
+	denied, read := 0, 0
+	for _, pid := range pids {
+		if ctx.Err() != nil {
+			return append(out, NewResult(check, NotAvailable, "", fmt.Sprintf("stopped after %d of %d processes: %v", read, len(pids), ctx.Err())))
+		}
+		if pid == self {
+			continue
+		}
+		data, _, err := p.ReadFile(strconv.Itoa(pid)+"/environ", maxEnvironSize)
+		if err != nil {
+			if errors.Is(err, fs.ErrPermission) {
+				denied++
+			}
+			continue // exited meanwhile, or a kernel thread
+		}
+		read++
+		if !bytes.Contains(data, []byte("SECRET_ACCESS_KEY")) && !bytes.Contains(data, []byte("secret_access_key")) {
+			continue
+		}
+		text := string(bytes.ReplaceAll(data, []byte{0}, []byte{'\n'}))
+		data = nil
+		findings := env.Secrets.ScanAWS(text, "environ", env.FingerprintKey)
+		text = ""
+		for _, f := range findings {
+			if f.Rule != "aws-access-key-pair" && f.Rule != "aws-secret-access-key" {
+				continue // a key id alone is not a secret
+			}
+			resource := fmt.Sprintf("/proc/%d/environ", pid)
+			exe := p.Exe(pid)
+			comm, _ := p.Comm(pid)
+			user := ""
+			uid := -1
+			if s, err := p.ReadStatus(pid); err == nil {
+				uid = s.UID
+				user = names[uid]
+			}
+			reason := fmt.Sprintf("process %d (%s, user %s) holds %s in its environment", pid, cmpOr(exe, comm), cmpOr(user, strconv.Itoa(uid)), kindWords(f))
+			r := secretResult(check, f, sourceProcess, resource, resource, reason)
+			r.Evidence["pid"] = pid
+			r.Evidence["exe"] = exe
+			r.Evidence["comm"] = comm
+			r.Evidence["user"] = user
+			r.Evidence["uid"] = uid
+			out = append(out, r)
+		}
+	}
+	if denied > 0 {
+		return append(out, NewResult(check, NotAvailable, "", fmt.Sprintf("could not read the environment of %d of %d processes (permission denied): run as root, or with CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH", denied, denied+read)))
+	}
+	if len(out) == 0 {
+		return []Result{NewResult(check, Passed, "", fmt.Sprintf("no AWS secret key in the environment of %s", plural(read, "process", "processes")))}
+	}
+	return out
+}

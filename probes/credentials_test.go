@@ -1,0 +1,197 @@
+//go:build unix
+
+package probes
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/ec2sec/ec2sec/internal/testenv"
+)
+
+// Users whose links point at alice's files come first, so a link followed would be read
+// before alice's own copy.
+const passwdFixture = `root:x:0:0:root:/root:/bin/bash
+daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
+nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
+dave:x:1003:1003::/home/dave:/bin/bash
+bob:x:1001:1001::/home/bob:/bin/bash
+carol:x:1002:1002::/home/carol:/bin/bash
+alice:x:1000:1000::/home/alice:/bin/bash
+`
+
+func TestCredentialsFiles(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	aliceID, aliceSecret := fakeKey(t, "AKIA")
+	bobID, bobSecret := fakeKey(t, "ASIA")
+	bobToken := "IQoJb3JpZ2luX2Vj" + randString(t, 300, alnum)
+	ghp := "ghp_" + randString(t, 36, alnum)
+	dbpw := randString(t, 14, alnum) + "%z"
+	outID, outSecret := fakeKey(t, "AKIA")
+	unitID, unitSecret := fakeKey(t, "AKIA")
+	apiToken := randString(t, 32, alnum)
+	netrcPW := randString(t, 12, alnum) + "^"
+	os.WriteFile(filepath.Join(outside, "creds"), []byte("aws_access_key_id="+outID+"\naws_secret_access_key="+outSecret+"\n"), 0o644)
+	rel, _ := filepath.Rel(filepath.Join(root, "home/carol"), filepath.Join(outside, "creds"))
+
+	buildTree(t, root, []entry{
+		{path: "/etc/passwd", content: passwdFixture},
+		{path: "/root/.bashrc", content: "alias ll='ls -l'\n"},
+		{path: "/root/.netrc", content: "machine ftp.example.org\n  login backup\n  password " + netrcPW + "\n", mode: 0o600},
+		{path: "/home/alice/.aws/credentials", content: "[default]\naws_access_key_id = " + aliceID + "\naws_secret_access_key = " + aliceSecret + "\n", mode: 0o600, uid: 1000},
+		{path: "/home/alice/.aws/config", content: "[profile dev]\nrole_arn = arn:aws:iam::123456789012:role/dev\ncredential_process = /usr/local/bin/creds\nsso_start_url = https://acme.awsapps.com/start\n", mode: 0o644, uid: 1000},
+		{path: "/home/alice/.git-credentials", content: "https://alice:" + ghp + "@github.com\n", mode: 0o600, uid: 1000},
+		{path: "/home/alice/.bash_history", fifo: true}, // must never block the scan
+		{path: "/home/bob/.aws/credentials", content: "[tmp]\naws_access_key_id=" + bobID + "\naws_secret_access_key=" + bobSecret + "\naws_session_token=" + bobToken + "\n", mode: 0o644, uid: 1001},
+		// bob's link to alice's file: never read through it
+		{path: "/home/bob/.netrc", link: "/home/alice/.git-credentials"},
+		// dave's .aws is a link to alice's: never read through it either
+		{path: "/home/dave/.aws", link: "../alice/.aws"},
+		// carol's link out of the root resolves inside it (as chrooted): to nothing
+		{path: "/home/carol/.s3cfg", link: rel},
+		{path: "/home/carol/.profile", link: "/../../../../../../" + filepath.Join(outside, "creds")},
+		{path: "/etc/environment", content: "PATH=/usr/bin\nDB_PASSWORD=" + dbpw + "\n", mode: 0o644},
+		{path: "/etc/profile.d/proxy.sh", content: "export HTTP_PROXY=http://proxy:3128\n"},
+		{path: "/etc/systemd/system/app.service", content: "[Service]\nEnvironmentFile=-/opt/app/app.env\nEnvironment=API_TOKEN=" + apiToken + "\nExecStart=/opt/app/bin/app\n"},
+		{path: "/opt/app/app.env", content: "AWS_ACCESS_KEY_ID=" + unitID + "\nAWS_SECRET_ACCESS_KEY=" + unitSecret + "\n", mode: 0o600},
+	})
+	env := secretsEnv(t, root, "", testenv.Closed)
+	rs, err := CredentialsProbe{}.Run(context.Background(), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		t.Logf("%s %s %s: %s", r.Check, r.Status, r.Resource, r.Reason)
+	}
+	expect := func(check, resource string, status Status) Result {
+		t.Helper()
+		i := slices.IndexFunc(rs, func(r Result) bool { return r.Check == check && r.Resource == resource })
+		if i < 0 || rs[i].Status != status {
+			t.Fatalf("want %s %s %s", check, resource, status)
+		}
+		return rs[i]
+	}
+	r := expect("cred-long-lived-key", "/home/alice/.aws/credentials", Failed)
+	if r.Evidence["redacted"] != aliceID[:4]+"..."+aliceID[16:] || r.Evidence["line"] != 2 || r.Evidence["source"] != "file" {
+		t.Errorf("evidence %v", r.Evidence)
+	}
+	expect("cred-session-key", "/home/bob/.aws/credentials", Failed)
+	expect("secret-in-local-file", "/home/alice/.git-credentials", Failed)
+	expect("secret-in-local-file", "/etc/environment", Failed)
+	expect("secret-in-local-file", "/etc/systemd/system/app.service", Failed)
+	expect("cred-long-lived-key", "/opt/app/app.env", Failed)
+	expect("secret-in-local-file", "/root/.netrc", Failed)
+	if len(byCheck(rs, "cred-session-key")) != 1 || len(byCheck(rs, "cred-long-lived-key")) != 2 {
+		t.Errorf("want exactly one result per key (id and secret together, token included)")
+	}
+	for _, r := range rs {
+		if strings.HasPrefix(r.Resource, "/home/carol") {
+			t.Errorf("read through a link out of the root: %+v", r)
+		}
+		// Owners differ only when the tree was built as root.
+		if os.Geteuid() == 0 && (strings.HasPrefix(r.Resource, "/home/dave") || r.Resource == "/home/bob/.netrc") {
+			t.Errorf("read through a link to another user's file: %+v", r)
+		}
+	}
+	// Permissions: bob's world-readable credentials; /etc/environment is root's and 0644.
+	expect("cred-file-permissions", "/home/bob/.aws/credentials", Failed)
+	expect("cred-file-permissions", "/etc/environment", Failed)
+	if os.Geteuid() == 0 {
+		if slices.ContainsFunc(rs, func(r Result) bool {
+			return r.Check == "cred-file-permissions" && r.Resource == "/home/alice/.aws/credentials"
+		}) {
+			t.Error("alice's 0600 own file flagged")
+		}
+		// alice's file owned by root: another user's
+		os.Chown(filepath.Join(root, "home/alice/.git-credentials"), 0, 0)
+		rs, _ = CredentialsProbe{}.Run(context.Background(), env)
+		expect("cred-file-permissions", "/home/alice/.git-credentials", Failed)
+	} else {
+		t.Log("not root: owner checks not exercised")
+	}
+}
+
+func TestCredentialsProcessEnv(t *testing.T) {
+	proc := t.TempDir()
+	id, secret := fakeKey(t, "AKIA")
+	write := func(pid int, environ string, uid int) {
+		d := filepath.Join(proc, strconv.Itoa(pid))
+		os.MkdirAll(d, 0o755)
+		os.WriteFile(filepath.Join(d, "environ"), []byte(environ), 0o400)
+		os.WriteFile(filepath.Join(d, "comm"), []byte("app\n"), 0o444)
+		os.WriteFile(filepath.Join(d, "status"), fmt.Appendf(nil, "Name:\tapp\nPPid:\t1\nUid:\t%d\t%d\t%d\t%d\n", uid, uid, uid, uid), 0o444)
+	}
+	write(100, "HOME=/root\x00PATH=/usr/bin\x00", 0)
+	write(200, "AWS_ACCESS_KEY_ID="+id+"\x00AWS_SECRET_ACCESS_KEY="+secret+"\x00LANG=C\x00", 1000)
+	write(300, "AWS_ACCESS_KEY_ID="+id+"\x00", 1000) // an id alone is no secret
+	os.Symlink("/usr/bin/app", filepath.Join(proc, "200", "exe"))
+	root := t.TempDir()
+	buildTree(t, root, []entry{{path: "/etc/passwd", content: passwdFixture}})
+	env := secretsEnv(t, root, proc, testenv.Closed)
+	rs, err := CredentialsProbe{}.Run(context.Background(), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pe := byCheck(rs, "cred-process-env")
+	if len(pe) != 1 || pe[0].Status != Failed || pe[0].Resource != "/proc/200/environ" {
+		t.Fatalf("%+v", pe)
+	}
+	ev := pe[0].Evidence
+	if ev["pid"] != 200 || ev["exe"] != "/usr/bin/app" || ev["user"] != "alice" || ev["source"] != "process-env" || ev["line"] != 1 {
+		t.Errorf("evidence %v", ev)
+	}
+	if strings.Contains(pe[0].Reason, secret[:8]) {
+		t.Error("reason holds the secret")
+	}
+
+	env.Proc = ""
+	rs, _ = CredentialsProbe{}.Run(context.Background(), env)
+	if pe := byCheck(rs, "cred-process-env"); len(pe) != 1 || pe[0].Status != NotAvailable {
+		t.Fatalf("no procfs: %+v", pe)
+	}
+}
+
+// BenchmarkSecretProbes is a full secrets scan of a host with 200 users (rc files, one
+// credentials file each), 2000 processes and 3 cached user-data files.
+func BenchmarkSecretProbes(b *testing.B) {
+	root, proc := b.TempDir(), b.TempDir()
+	var passwd strings.Builder
+	passwd.WriteString("root:x:0:0:root:/root:/bin/bash\n")
+	var entries []entry
+	for i := range 200 {
+		u := fmt.Sprintf("user%d", i)
+		fmt.Fprintf(&passwd, "%s:x:%d:%d::/home/%s:/bin/bash\n", u, 2000+i, 2000+i, u)
+		entries = append(entries,
+			entry{path: "/home/" + u + "/.bashrc", content: strings.Repeat("alias ll='ls -l'\nexport PATH=$PATH:/opt/bin\n", 20)},
+			entry{path: "/home/" + u + "/.profile", content: "[ -f ~/.bashrc ] && . ~/.bashrc\n"},
+			entry{path: "/home/" + u + "/.aws/config", content: "[default]\nregion = eu-west-1\nrole_arn = arn:aws:iam::123456789012:role/x\n"},
+		)
+	}
+	entries = append(entries, entry{path: "/etc/passwd", content: passwd.String()})
+	for i := range 3 {
+		entries = append(entries, entry{path: fmt.Sprintf("/var/lib/cloud/instances/i-%017d/user-data.txt", i), content: "#!/bin/bash\nyum install -y httpd\nsystemctl enable --now httpd\n"})
+	}
+	buildTree(b, root, entries)
+	for pid := 1; pid <= 2000; pid++ {
+		d := filepath.Join(proc, strconv.Itoa(pid))
+		os.MkdirAll(d, 0o755)
+		os.WriteFile(filepath.Join(d, "environ"), []byte("HOME=/root\x00PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin\x00LANG=C.UTF-8\x00INVOCATION_ID=0123456789abcdef0123456789abcdef\x00"), 0o400)
+	}
+	env := secretsEnv(b, root, proc, testenv.Closed)
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := (CredentialsProbe{}).Run(context.Background(), env); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := (UserDataProbe{}).Run(context.Background(), env); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

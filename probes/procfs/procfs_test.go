@@ -1,0 +1,52 @@
+package procfs
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+func TestPIDsCommStatus(t *testing.T) {
+	dir := t.TempDir()
+	for _, p := range []string{"1", "42", "self", "net", "7"} {
+		os.MkdirAll(filepath.Join(dir, p), 0o755)
+	}
+	os.WriteFile(filepath.Join(dir, "42", "comm"), []byte("dockerd\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "42", "status"), []byte("Name:\tdockerd\nPPid:\t1\nUid:\t0\t0\t0\t0\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "42", "cmdline"), []byte("/usr/bin/dockerd\x00-H\x00fd://\x00"), 0o644)
+	p := FS{Dir: dir}
+	pids, err := p.PIDs()
+	if err != nil || !slices.Equal(pids, []int{1, 7, 42}) {
+		t.Errorf("PIDs %v %v", pids, err)
+	}
+	if c, err := p.Comm(42); err != nil || c != "dockerd" {
+		t.Errorf("Comm %q %v", c, err)
+	}
+	if s, err := p.ReadStatus(42); err != nil || s.Name != "dockerd" || s.PPID != 1 || s.UID != 0 {
+		t.Errorf("Status %+v %v", s, err)
+	}
+	if a, err := p.Cmdline(42); err != nil || !slices.Equal(a, []string{"/usr/bin/dockerd", "-H", "fd://"}) {
+		t.Errorf("Cmdline %q %v", a, err)
+	}
+	if _, err := p.Comm(7); err == nil {
+		t.Error("a process without comm read fine")
+	}
+}
+
+func TestParseStatusRejectsGarbage(t *testing.T) {
+	for _, b := range []string{"", "Uid:\tx\ty\n", "Name:\tx\n", "Uid:\t1\n"} {
+		if _, err := ParseStatus([]byte(b)); err == nil {
+			t.Errorf("%q parsed", b)
+		}
+	}
+}
+
+func TestReadFileBounded(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "big"), make([]byte, 1000), 0o644)
+	b, truncated, err := FS{Dir: dir}.ReadFile("big", 100)
+	if err != nil || !truncated || len(b) != 100 {
+		t.Errorf("%d %v %v", len(b), truncated, err)
+	}
+}

@@ -1,0 +1,115 @@
+package probes
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"strings"
+
+	"github.com/ec2sec/ec2sec/probes/secrets"
+)
+
+// maxSecretFile bounds what is read of one file scanned for secrets.
+const maxSecretFile = 1 << 20
+
+// Sources of secret findings, as the contract names them in evidence.
+const (
+	sourceUserData = "imds-user-data"
+	sourceFile     = "file"
+	sourceProcess  = "process-env"
+)
+
+// secretResult is the FAILED result for one secret: the contract's evidence keys, and the
+// fingerprint so the result's id is the secret's own. It never holds the value.
+func secretResult(check string, f secrets.Finding, source, resource, path, reason string) Result {
+	r := NewResult(check, Failed, resource, reason)
+	r.Evidence = map[string]any{
+		"rule": f.Rule, "source": source, "path": path, "line": f.Line, "part": f.Part,
+		"redacted": f.Redacted, Fingerprint: f.Fingerprint,
+	}
+	return r
+}
+
+// describe says where a finding is, for a reason sentence: "line 4 of part gzip>mime:2".
+func describe(f secrets.Finding) string {
+	if f.Part == "plain" {
+		return fmt.Sprintf("line %d", f.Line)
+	}
+	return fmt.Sprintf("line %d of part %s", f.Line, f.Part)
+}
+
+// kindWords names what a finding is, for a reason sentence.
+func kindWords(f secrets.Finding) string {
+	switch f.Kind {
+	case secrets.AWSLongLived:
+		return "a long-term AWS access key (" + f.Redacted + ")"
+	case secrets.AWSSession:
+		return "a temporary AWS access key (" + f.Redacted + ")"
+	default:
+		return "a secret (rule " + f.Rule + ")"
+	}
+}
+
+// readTail reads at most limit bytes of the regular file name, from the end when it is
+// longer (shell histories grow at the end, where the recent commands are).
+func readTail(env *Env, name string, limit int64) ([]byte, error) {
+	f, err := env.FS.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if size := f.Info.Size(); size > limit {
+		if _, err := f.Seek(size-limit, io.SeekStart); err != nil {
+			return nil, fmt.Errorf("seek %s: %w", name, err)
+		}
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	return b, nil
+}
+
+// unreadable collects paths that could not be read, for a reason sentence.
+type unreadable struct {
+	n     int
+	first string
+}
+
+func (u *unreadable) add(path string, err error) {
+	u.n++
+	if u.first == "" {
+		u.first = fmt.Sprintf("%s: %v", path, shortErr(err))
+	}
+}
+
+func (u unreadable) String() string {
+	if u.n == 1 {
+		return u.first
+	}
+	return fmt.Sprintf("%d paths, first %s", u.n, u.first)
+}
+
+// shortErr strips the path an fs error repeats.
+func shortErr(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+func joinMax(items []string, max int) string {
+	if len(items) > max {
+		return strings.Join(items[:max], ", ") + fmt.Sprintf(" and %d more", len(items)-max)
+	}
+	return strings.Join(items, ", ")
+}

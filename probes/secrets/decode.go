@@ -1,0 +1,303 @@
+package secrets
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/base64"
+	"errors"
+	"io"
+	"mime"
+	"mime/multipart"
+	"mime/quotedprintable"
+	"net/mail"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// MaxDecoded bounds what decoding one input may produce in all: a gzip bomb in user data stops
+// here, and the scan says so.
+const MaxDecoded = 16 << 20
+
+// maxDepth bounds nesting (base64 of gzip of MIME of ...); real user data nests two or three.
+const maxDepth = 8
+
+// Part is one decoded piece of an input: its text and how it was reached, e.g. "gzip>mime:2".
+// A plain input is one part with Chain "plain".
+type Part struct {
+	Chain string
+	Text  string
+}
+
+// Decoded is what Decode made of an input.
+type Decoded struct {
+	Parts []Part
+	// Truncated reports that decoding stopped at MaxDecoded bytes: the rest was not scanned.
+	Truncated bool
+}
+
+// Decode undoes what users and tools wrap around user data: whole-body base64 (wrapped or
+// not), gzip (bounded by MaxDecoded), MIME multipart as cloud-init writes it (nested, with
+// per-part base64 and quoted-printable). It never fails: what cannot be decoded is scanned
+// as it is.
+func Decode(raw []byte) Decoded {
+	d := &decoder{budget: MaxDecoded}
+	d.decode(raw, nil, 0)
+	return Decoded{Parts: d.parts, Truncated: d.truncated}
+}
+
+type decoder struct {
+	parts     []Part
+	budget    int
+	truncated bool
+}
+
+func (d *decoder) emit(data []byte, chain []string) {
+	c := strings.Join(chain, ">")
+	if c == "" {
+		c = "plain"
+	}
+	d.parts = append(d.parts, Part{Chain: c, Text: string(data)})
+}
+
+func with(chain []string, step string) []string {
+	return append(chain[:len(chain):len(chain)], step)
+}
+
+func (d *decoder) decode(data []byte, chain []string, depth int) {
+	if depth >= maxDepth {
+		d.emit(data, chain)
+		return
+	}
+	if isGzip(data) {
+		out, complete := d.gunzip(data)
+		if out != nil {
+			if !complete {
+				d.truncated = true
+			}
+			d.decode(out, with(chain, "gzip"), depth+1)
+			return
+		}
+	}
+	if out, ok := wholeBase64(data); ok {
+		d.decode(out, with(chain, "base64"), depth+1)
+		return
+	}
+	if d.multipart(data, chain, depth) {
+		return
+	}
+	d.emit(data, chain)
+}
+
+func isGzip(b []byte) bool { return len(b) > 2 && b[0] == 0x1f && b[1] == 0x8b }
+
+// gunzip decompresses at most the remaining budget. complete is false when it stopped at the
+// budget or the stream was cut; out is nil when it is not gzip at all.
+func (d *decoder) gunzip(data []byte) (out []byte, complete bool) {
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, false
+	}
+	defer zr.Close()
+	zr.Multistream(true)
+	var buf bytes.Buffer
+	n, err := io.Copy(&buf, io.LimitReader(zr, int64(d.budget)+1))
+	if n > int64(d.budget) {
+		buf.Truncate(d.budget)
+		d.budget = 0
+		return buf.Bytes(), false
+	}
+	d.budget -= int(n)
+	if err != nil && buf.Len() == 0 {
+		return nil, false
+	}
+	return buf.Bytes(), err == nil
+}
+
+// wholeBase64 decodes data when all of it (but surrounding and line-wrapping whitespace) is
+// base64 and the result is text or gzip; anything else is left alone, so a script is never
+// mistaken for base64.
+func wholeBase64(data []byte) ([]byte, bool) {
+	t := bytes.TrimSpace(data)
+	if len(t) < 16 {
+		return nil, false
+	}
+	compact := make([]byte, 0, len(t))
+	for _, c := range t {
+		switch {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '+', c == '/', c == '=':
+			compact = append(compact, c)
+		case c == '\n' || c == '\r' || c == ' ' || c == '\t':
+		default:
+			return nil, false
+		}
+	}
+	out, ok := b64(compact)
+	if !ok {
+		return nil, false
+	}
+	if isGzip(out) || looksText(out) {
+		return out, true
+	}
+	return nil, false
+}
+
+func b64(compact []byte) ([]byte, bool) {
+	s := string(compact)
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding} {
+		if out, err := enc.DecodeString(s); err == nil {
+			return out, true
+		}
+	}
+	trimmed := strings.TrimRight(s, "=")
+	if out, err := base64.RawStdEncoding.DecodeString(trimmed); err == nil {
+		return out, true
+	}
+	return nil, false
+}
+
+// looksText reports whether b is mostly printable UTF-8: decoded base64 of a script is, random
+// bytes are not.
+func looksText(b []byte) bool {
+	if len(b) == 0 || !utf8.Valid(b) {
+		return false
+	}
+	bad := 0
+	for _, c := range b {
+		if c < 0x20 && c != '\n' && c != '\r' && c != '\t' {
+			bad++
+		}
+	}
+	return bad*20 < len(b)
+}
+
+// multipart splits a MIME multipart message into its parts, "mime:1", "mime:2", ..., and
+// decodes each. It reports false when data is not a multipart message.
+func (d *decoder) multipart(data []byte, chain []string, depth int) bool {
+	head := data[:min(len(data), 4096)]
+	if !bytes.Contains(bytes.ToLower(head), []byte("multipart/")) {
+		return false
+	}
+	msg, err := mail.ReadMessage(bufio.NewReader(bytes.NewReader(bytes.TrimLeft(data, " \t\r\n"))))
+	if err != nil {
+		return false
+	}
+	mt, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil || !strings.HasPrefix(mt, "multipart/") || params["boundary"] == "" {
+		return false
+	}
+	d.multipartBody(msg.Body, params["boundary"], chain, depth)
+	return true
+}
+
+func (d *decoder) multipartBody(body io.Reader, boundary string, chain []string, depth int) {
+	mr := multipart.NewReader(body, boundary)
+	for i := 1; ; i++ {
+		p, err := mr.NextRawPart()
+		if err != nil {
+			return // io.EOF or a broken message: what was read is scanned
+		}
+		step := with(chain, "mime:"+strconv.Itoa(i))
+		b, err := io.ReadAll(io.LimitReader(p, int64(d.budget)+1))
+		if len(b) > d.budget {
+			b, d.truncated = b[:d.budget], true
+		}
+		d.budget -= len(b)
+		if err != nil && !errors.Is(err, io.EOF) && len(b) == 0 {
+			continue
+		}
+		b = transferDecode(p.Header, b)
+		mt, params, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
+		if strings.HasPrefix(mt, "multipart/") && params["boundary"] != "" {
+			d.multipartBody(bytes.NewReader(b), params["boundary"], step, depth+1)
+			continue
+		}
+		d.decode(b, step, depth+1)
+	}
+}
+
+// transferDecode undoes a part's Content-Transfer-Encoding; a part that does not decode is
+// scanned as it is.
+func transferDecode(h textproto.MIMEHeader, b []byte) []byte {
+	switch strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding"))) {
+	case "base64":
+		compact := bytes.Map(func(r rune) rune {
+			if r == '\n' || r == '\r' || r == ' ' || r == '\t' {
+				return -1
+			}
+			return r
+		}, b)
+		if out, ok := b64(compact); ok {
+			return out
+		}
+	case "quoted-printable":
+		if out, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(b))); err == nil {
+			return out
+		}
+	}
+	return b
+}
+
+// block is a <powershell> or <script> section of Windows user data, as 1-based line numbers.
+type block struct {
+	name       string
+	start, end int
+}
+
+// scriptBlocks finds the <powershell>…</powershell> and <script>…</script> sections that
+// EC2Launch and EC2Config run, so findings inside them name the block in their part.
+func scriptBlocks(text string, lines *lineIndex) []block {
+	lower := strings.ToLower(text)
+	var out []block
+	for _, name := range []string{"powershell", "script"} {
+		open, closing := "<"+name+">", "</"+name+">"
+		from := 0
+		for {
+			i := strings.Index(lower[from:], open)
+			if i < 0 {
+				break
+			}
+			i += from
+			j := strings.Index(lower[i:], closing)
+			end := len(text)
+			if j >= 0 {
+				end = i + j
+			}
+			out = append(out, block{name: name, start: lines.line(i), end: lines.line(end)})
+			if j < 0 {
+				break
+			}
+			from = end + len(closing)
+		}
+	}
+	return out
+}
+
+// lineIndex maps byte offsets of a text to 1-based line numbers.
+type lineIndex struct{ starts []int }
+
+func newLineIndex(text string) *lineIndex {
+	li := &lineIndex{starts: make([]int, 1, 64)}
+	for i := 0; i < len(text); i++ {
+		if text[i] == '\n' {
+			li.starts = append(li.starts, i+1)
+		}
+	}
+	return li
+}
+
+// line returns the 1-based line of byte offset off.
+func (li *lineIndex) line(off int) int {
+	lo, hi := 0, len(li.starts)
+	for lo < hi {
+		m := (lo + hi) / 2
+		if li.starts[m] <= off {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}

@@ -1,0 +1,352 @@
+package secrets
+
+import (
+	"regexp"
+	"strings"
+)
+
+// Our rules. gitleaks finds vendor tokens and private keys well; these cover what it misses in
+// user data and host config files. Compiled once: regexps are immutable and safe to share.
+var (
+	// An AWS access key id, as gitleaks matches it.
+	reKeyID = regexp.MustCompile(`\b((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})\b`)
+	// A secret access key named as one (INI, env, YAML, JSON, CLI arguments).
+	reSecretKeyed = regexp.MustCompile(`(?i)(?:secret[_ .-]?access[_ .-]?key|secret[_.-]?key|aws[_.-]?secret[\w.-]*|SecretAccessKey)["']?[ \t]*(?:[:=]|=>|[ \t])[ \t]*["']?([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)`)
+	// A bare 40-character base64 token: a secret key only when an access key id is close by.
+	reBare40 = regexp.MustCompile(`(?:^|[^A-Za-z0-9/+=])([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)`)
+	// A session token named as one; real ones are hundreds of characters.
+	reSessionToken = regexp.MustCompile(`(?i)(?:session[_ .-]?token|security[_ .-]?token|SessionToken)["']?[ \t]*(?:[:=]|[ \t])[ \t]*["']?([A-Za-z0-9/+=]{100,})`)
+
+	// key: value / KEY=value assignments whose key names a password, secret or token.
+	reAssign = regexp.MustCompile(`(?i)(?:^|[\s;,{("'=])["']?([a-z0-9_.-]*?(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|credentials?)[a-z0-9_.-]*)["']?[ \t]*(?::=|=>|:|=)[ \t]*("(?:[^"\\\n]|\\.)*"|'[^'\n]*'|\S+)`)
+	// echo 'user:pass' | chpasswd ; echo 'pass' | passwd --stdin user
+	reEchoChpasswd = regexp.MustCompile(`echo[ \t]+(?:-e[ \t]+|-n[ \t]+)?["']?[a-z_][a-z0-9_-]*:([^\s"'|]+)["']?[ \t]*\|[ \t]*(?:sudo[ \t]+)?chpasswd`)
+	reEchoPasswd   = regexp.MustCompile(`echo[ \t]+(?:-e[ \t]+|-n[ \t]+)?["']?([^\s"'|]+)["']?[ \t]*\|[ \t]*(?:sudo[ \t]+)?passwd[ \t]+--stdin`)
+	// the indented "user:password" lines of a cloud-config chpasswd list
+	reChpasswdLine = regexp.MustCompile(`^[ \t]+(?:-[ \t]+)?[a-z_][a-z0-9_-]*:([^\s:][^\s]*)[ \t]*$`)
+	// mysql -pSECRET (no space: with a space mysql prompts)
+	reMySQL = regexp.MustCompile(`\bmysql(?:admin|dump|sh|import)?\b[^\n|;&]*?[ \t]-p("[^"\n]+"|'[^'\n]+'|[^\s'"-][^\s]*)`)
+	// --password=SECRET / --password SECRET on any command line
+	rePasswordFlag = regexp.MustCompile(`(?:^|[ \t])--(?:db-|admin-|root-)?password(?:=|[ \t]+)("[^"\n]+"|'[^'\n]+'|[^\s-][^\s]*)`)
+	// docker login -p SECRET
+	reDockerLogin = regexp.MustCompile(`\b(?:docker|podman|nerdctl)[ \t]+login\b[^\n|;&]*?[ \t]-p(?:[ \t]+|=)("[^"\n]+"|'[^'\n]+'|\S+)`)
+	// curl -u user:pass
+	reCurlUser = regexp.MustCompile(`\bcurl\b[^\n|;&]*?[ \t](?:-u|--user)(?:[ \t]+|=)?["']?[^\s:"']+:([^\s"']+)`)
+	// scheme://user:pass@host
+	reURLCreds = regexp.MustCompile(`\b[a-zA-Z][a-zA-Z0-9+.-]{1,15}://[^\s:/@'"]+:([^\s@/'"]+)@[A-Za-z0-9_.-]+`)
+	// net user NAME PASS /add ; ConvertTo-SecureString "PASS" -AsPlainText
+	reNetUser = regexp.MustCompile(`(?i)\bnet[ \t]+user[ \t]+(?:"[^"\n]+"|\S+)[ \t]+("[^"\n]+"|[^\s/*]\S*)[ \t]+/add`)
+	// the password of a .netrc entry ("machine h login u password p", on one line or several)
+	reNetrc = regexp.MustCompile(`(?m)(?:^|[ \t])password[ \t]+(\S+)`)
+	// the base64 user:password of a registry in ~/.docker/config.json
+	reDockerAuth  = regexp.MustCompile(`"auth"[ \t]*:[ \t]*"([A-Za-z0-9+/]{8,}={0,2})"`)
+	reSecureStrng = regexp.MustCompile(`(?i)ConvertTo-SecureString[ \t]+(?:-String[ \t]+)?["']([^"'\n]+)["'][ \t]+-AsPlainText`)
+)
+
+// awsKeys finds AWS access key ids and pairs each with its secret key (and, for temporary
+// keys, its session token) when they are within a few lines: one finding per key.
+func awsKeys(text, lower string, li *lineIndex) []candidate {
+	if !containsAny(lower, []string{"akia", "asia", "abia", "acca", "a3t", "secret"}) {
+		return nil
+	}
+	type tok struct {
+		v     string
+		line  int
+		keyed bool
+		used  bool
+	}
+	var ids, secrets, tokens []*tok
+	for _, m := range reKeyID.FindAllStringSubmatchIndex(text, -1) {
+		v := text[m[2]:m[3]]
+		if strings.Contains(v, "EXAMPLE") || entropy(v) < 3 {
+			continue
+		}
+		ids = append(ids, &tok{v: v, line: li.line(m[2])})
+	}
+	for _, m := range reSecretKeyed.FindAllStringSubmatchIndex(text, -1) {
+		v := text[m[2]:m[3]]
+		if secretKeyLike(v) {
+			secrets = append(secrets, &tok{v: v, line: li.line(m[2]), keyed: true})
+		}
+	}
+	if len(ids) > 0 {
+		for _, m := range reBare40.FindAllStringSubmatchIndex(text, -1) {
+			v := text[m[2]:m[3]]
+			if !secretKeyLike(v) {
+				continue
+			}
+			known := false
+			for _, s := range secrets {
+				known = known || s.v == v
+			}
+			if !known {
+				secrets = append(secrets, &tok{v: v, line: li.line(m[2])})
+			}
+		}
+		for _, m := range reSessionToken.FindAllStringSubmatchIndex(text, -1) {
+			tokens = append(tokens, &tok{v: text[m[2]:m[3]], line: li.line(m[2])})
+		}
+	}
+	nearest := func(id *tok, pool []*tok, within int, keyedOnly bool) *tok {
+		var best *tok
+		bestD := within + 1
+		for _, s := range pool {
+			if s.used || (keyedOnly && !s.keyed) {
+				continue
+			}
+			d := s.line - id.line
+			if d < 0 {
+				d = -d*2 + 1 // prefer what follows the id, as files write them
+			} else {
+				d *= 2
+			}
+			if d < bestD*2 && (best == nil || d < bestD) {
+				best, bestD = s, d
+			}
+		}
+		if best != nil && abs(best.line-id.line) <= within {
+			return best
+		}
+		return nil
+	}
+	var out []candidate
+	for _, id := range ids {
+		c := candidate{rule: "aws-access-token", kind: AWSLongLived, prio: prioAWS, line: id.line, value: id.v, keyID: id.v, claims: []string{id.v}}
+		if strings.HasPrefix(id.v, "ASIA") {
+			c.kind = AWSSession
+		}
+		s := nearest(id, secrets, 5, true)
+		if s == nil {
+			s = nearest(id, secrets, 3, false)
+		}
+		if s != nil {
+			s.used = true
+			c.rule, c.value = "aws-access-key-pair", s.v
+			c.claims = append(c.claims, s.v)
+		}
+		if t := nearest(id, tokens, 6, false); t != nil && c.kind == AWSSession {
+			t.used = true
+			c.claims = append(c.claims, t.v)
+		}
+		out = append(out, c)
+	}
+	for _, s := range secrets {
+		if !s.used && s.keyed {
+			out = append(out, candidate{rule: "aws-secret-access-key", kind: AWSLongLived, prio: prioAWS, line: s.line, value: s.v, claims: []string{s.v}})
+		}
+	}
+	return out
+}
+
+// secretKeyLike reports whether a 40-character token looks like a secret access key rather
+// than a hex digest, a path or a documentation example.
+func secretKeyLike(v string) bool {
+	var lower, upper, digit bool
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c >= 'a' && c <= 'z':
+			lower = true
+		case c >= 'A' && c <= 'Z':
+			upper = true
+		case c >= '0' && c <= '9':
+			digit = true
+		}
+	}
+	return lower && upper && digit && !strings.Contains(v, "EXAMPLE") && entropy(v) > 4
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+type ownRule struct {
+	id  string
+	re  *regexp.Regexp
+	grp int      // submatch holding the secret
+	kw  []string // the rule runs only when the lowercased text holds one of these
+}
+
+var specificRules = []ownRule{
+	{"chpasswd-echo", reEchoChpasswd, 1, []string{"chpasswd"}},
+	{"passwd-stdin", reEchoPasswd, 1, []string{"--stdin"}},
+	{"mysql-password-argument", reMySQL, 1, []string{"mysql"}},
+	{"password-argument", rePasswordFlag, 1, []string{"--"}},
+	{"docker-login-password", reDockerLogin, 1, []string{" login"}},
+	{"curl-user-password", reCurlUser, 1, []string{"curl"}},
+	{"url-credentials", reURLCreds, 1, []string{"://"}},
+	{"windows-net-user-password", reNetUser, 1, []string{"/add"}},
+	{"powershell-plaintext-password", reSecureStrng, 1, []string{"securestring"}},
+	{"docker-config-auth", reDockerAuth, 1, []string{`"auth"`}},
+	{"netrc-password", reNetrc, 1, []string{"machine "}},
+}
+
+// ownRules runs our rules over text.
+func ownRules(text, lower string, li *lineIndex) []candidate {
+	var out []candidate
+	add := func(rule string, prio int, off int, raw string) {
+		v := unquote(raw)
+		if placeholder(v) {
+			return
+		}
+		out = append(out, candidate{rule: rule, prio: prio, line: li.line(off), value: v, claims: []string{v}})
+	}
+	for _, r := range specificRules {
+		if !containsAny(lower, r.kw) {
+			continue
+		}
+		for _, m := range r.re.FindAllStringSubmatchIndex(text, -1) {
+			add(r.id, prioOwnSpecific, m[2*r.grp], text[m[2*r.grp]:m[2*r.grp+1]])
+		}
+	}
+	chpasswdList(text, li, add)
+	if !containsAny(lower, assignKeywords) {
+		return out
+	}
+	for _, m := range reAssign.FindAllStringSubmatchIndex(text, -1) {
+		if !secretKeyName(text[m[2]:m[3]]) {
+			continue
+		}
+		add("password-assignment", prioOwnGeneric, m[4], text[m[4]:m[5]])
+	}
+	return out
+}
+
+var assignKeywords = []string{"pass", "pwd", "secret", "token", "key", "credential"}
+
+func containsAny(s string, words []string) bool {
+	for _, w := range words {
+		if strings.Contains(s, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// chpasswdList finds the user:password lines of cloud-config chpasswd lists (the old
+// "list: |" form; the "users:" form has password: keys the assignment rule sees).
+func chpasswdList(text string, li *lineIndex, add func(string, int, int, string)) {
+	from := 0
+	for {
+		i := strings.Index(text[from:], "chpasswd:")
+		if i < 0 {
+			return
+		}
+		i += from
+		lineStart := strings.LastIndexByte(text[:i], '\n') + 1
+		indent := i - lineStart
+		off := strings.IndexByte(text[i:], '\n')
+		if off < 0 {
+			return
+		}
+		off += i + 1
+		for off < len(text) {
+			end := strings.IndexByte(text[off:], '\n')
+			if end < 0 {
+				end = len(text)
+			} else {
+				end += off
+			}
+			line := text[off:end]
+			trimmed := strings.TrimLeft(line, " \t")
+			if trimmed != "" && len(line)-len(trimmed) <= indent {
+				break // the chpasswd block ended
+			}
+			if m := reChpasswdLine.FindStringSubmatchIndex(line); m != nil {
+				v := line[m[2]:m[3]]
+				if v != "RANDOM" && v != "R" && !strings.HasPrefix(v, "$") {
+					add("cloud-config-chpasswd", prioOwnSpecific, off+m[2], v)
+				}
+			}
+			off = end + 1
+		}
+		from = off
+		if from >= len(text) {
+			return
+		}
+	}
+}
+
+// secretKeyName reports whether an assignment's key names a secret and not something about
+// one (its file, name, length, hash, URL, id, ...). The key is split into words (snake, kebab,
+// dotted and camel case) so "admin_password" is a secret and "password_min_length" is not.
+func secretKeyName(k string) bool {
+	var b strings.Builder
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if c >= 'A' && c <= 'Z' && i > 0 && k[i-1] >= 'a' && k[i-1] <= 'z' {
+			b.WriteByte('_')
+		}
+		b.WriteByte(c)
+	}
+	for _, w := range strings.FieldsFunc(strings.ToLower(b.String()), func(r rune) bool { return r == '_' || r == '-' || r == '.' }) {
+		if notSecretWords[w] {
+			return false
+		}
+	}
+	return true
+}
+
+var notSecretWords = map[string]bool{}
+
+func init() {
+	for _, w := range strings.Fields(`file path url uri arn name length len policy hash hashed type
+		expire expires expiry expiration min max lock prompt command cmd endpoint ttl header param
+		parameter region dir version count enabled enable required ref location sha sha1 sha256
+		md5 sum checksum digest fingerprint id ids rotation format ssm kms reset pwauth chpasswd
+		mode method field env variable age seconds timeout expired`) {
+		notSecretWords[w] = true
+	}
+}
+
+func unquote(v string) string {
+	v = strings.TrimSpace(v)
+	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+		return v[1 : len(v)-1]
+	}
+	return strings.TrimRight(v, ",;")
+}
+
+// placeholder reports values that are not secrets: references to where a secret is fetched
+// from at run time (${VAR}, $(aws secretsmanager ...), %VAR%), templates, documentation
+// examples, paths, booleans and numbers, hashes, public keys, and values too short to matter.
+func placeholder(v string) bool {
+	v = strings.TrimSpace(v)
+	if len(v) < 6 {
+		return true
+	}
+	switch v[0] {
+	case '$', '%', '<', '@', '!', '`', '/', '~', '*', '[', '(', '{', '&', '.', '#', '\\':
+		return true
+	}
+	l := strings.ToLower(v)
+	for _, p := range []string{
+		"example", "changeme", "change_me", "change-me", "placeholder", "replace", "your_",
+		"your-", "yourpass", "xxxx", "****", "redacted", "secretsmanager", "get-parameter",
+		"get-secret-value", "dummy", "fixme", "todo", "{{", "${", "$(", "<", "ssh-rsa",
+		"ssh-ed25519", "ecdsa-sha2", "-----begin public", "-----begin certificate", "none",
+		"notasecret", "not-a-secret", "secretref", "valuefrom", "file://", "vault:",
+	} {
+		if strings.Contains(l, p) {
+			return true
+		}
+	}
+	switch l {
+	case "password", "passw0rd", "secret", "token", "true", "false", "null", "test",
+		"testing", "random", "default", "string", "required", "optional", "hidden":
+		return true
+	}
+	allDigits, same := true, true
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			allDigits = false
+		}
+		if v[i] != v[0] {
+			same = false
+		}
+	}
+	return allDigits || same
+}

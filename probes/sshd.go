@@ -1,0 +1,445 @@
+package probes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/ec2sec/ec2sec/probes/hostfs"
+	"github.com/ec2sec/ec2sec/probes/procfs"
+	"github.com/ec2sec/ec2sec/probes/sshdconfig"
+)
+
+// SSHDProbe looks at the SSH daemon: whether it (or systemd's ssh.socket) listens on a
+// non-loopback address, and whether its effective configuration allows password or root
+// logins, Match blocks included.
+type SSHDProbe struct{}
+
+// Name implements Probe.
+func (SSHDProbe) Name() string { return "sshd" }
+
+// sshdLayout is where a platform keeps sshd and its configuration.
+type sshdLayout struct {
+	dir, config string
+	binaries    []string
+}
+
+// sshdLayoutFor returns the layout of OpenSSH on Linux (distribution packages) or Windows
+// (the OpenSSH.Server capability).
+func sshdLayoutFor(goos string) sshdLayout {
+	if goos == "windows" {
+		return sshdLayout{dir: "/ProgramData/ssh", config: "/ProgramData/ssh/sshd_config",
+			binaries: []string{"/Windows/System32/OpenSSH/sshd.exe", "/Program Files/OpenSSH/sshd.exe"}}
+	}
+	return sshdLayout{dir: sshdconfig.SSHDir, config: "/etc/ssh/sshd_config",
+		binaries: []string{"/usr/sbin/sshd", "/usr/bin/sshd", "/usr/local/sbin/sshd"}}
+}
+
+// Checks implements Probe.
+func (SSHDProbe) Checks() []Check {
+	return []Check{
+		{
+			ID: "ssh-listening-public", Probe: "sshd", Severity: Medium,
+			Title:     "sshd (or a socket-activated ssh unit) listens on a non-loopback address",
+			Practices: []int{5, 2}, CIS: []string{"5.2", "5.3"}, SecurityHub: []string{"EC2.13", "EC2.19"},
+			Remediation: Remediation{
+				Text: "Use Session Manager instead of SSH: stop and disable sshd (systemctl disable --now ssh.service ssh.socket sshd.service), or bind it to loopback (ListenAddress 127.0.0.1) and reach it through Session Manager port forwarding; keep port 22 closed in security groups.",
+				URL:  "https://docs.aws.amazon.com/systems-manager/latest/userguide/session-manager.html",
+			},
+		},
+		{
+			ID: "ssh-password-auth", Probe: "sshd", Severity: High,
+			Title:     "sshd accepts password authentication",
+			Practices: []int{5},
+			Remediation: Remediation{
+				Text: "Set PasswordAuthentication no in /etc/ssh/sshd_config (before any Include that could set it first) and in every Match block that sets it, check with sshd -T, then reload sshd.",
+				URL:  "https://man.openbsd.org/sshd_config#PasswordAuthentication",
+			},
+		},
+		{
+			ID: "ssh-root-login", Probe: "sshd", Severity: Medium,
+			Title:     "sshd permits root to log in",
+			Practices: []int{5},
+			Remediation: Remediation{
+				Text: "Set PermitRootLogin no (or prohibit-password) in /etc/ssh/sshd_config and in every Match block that sets it, check with sshd -T, then reload sshd.",
+				URL:  "https://man.openbsd.org/sshd_config#PermitRootLogin",
+			},
+		},
+	}
+}
+
+// Run implements Probe.
+func (SSHDProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
+	lay := sshdLayoutFor(runtime.GOOS)
+	cfg, cfgErr := loadSSHDConfig(env, lay)
+	common := sshdCommonEvidence(cfg)
+	var out []Result
+	out = append(out, sshdListeners(ctx, env, cfg, common)...)
+	out = append(out, sshdSetting(lay, cfg, cfgErr, common, "ssh-password-auth", "passwordauthentication", "yes", []string{"yes"})...)
+	out = append(out, sshdSetting(lay, cfg, cfgErr, common, "ssh-root-login", "permitrootlogin", "prohibit-password", []string{"yes"})...)
+	return out, nil
+}
+
+// hostConfigFS lets the sshd_config parser read through the root-bound host tree.
+type hostConfigFS struct{ fs *hostfs.FS }
+
+func (h hostConfigFS) ReadFile(name string) ([]byte, error) {
+	b, truncated, err := h.fs.ReadFile(name, sshdconfig.MaxFileSize)
+	if err != nil {
+		return nil, err
+	}
+	if truncated {
+		return nil, fmt.Errorf("%s: larger than %d bytes", name, sshdconfig.MaxFileSize)
+	}
+	return b, nil
+}
+
+func (h hostConfigFS) Glob(pattern string) ([]string, error) {
+	return h.fs.Glob(pattern, sshdconfig.MaxFiles)
+}
+
+// loadSSHDConfig parses sshd_config; (nil, nil) means there is none and no sshd either.
+func loadSSHDConfig(env *Env, lay sshdLayout) (*sshdconfig.Config, error) {
+	cfg, err := sshdconfig.ParseIn(hostConfigFS{env.FS}, lay.config, lay.dir)
+	if err == nil {
+		return cfg, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	for _, b := range lay.binaries {
+		if _, serr := env.FS.Stat(b); serr == nil {
+			// sshd without a config file runs on its compiled-in defaults.
+			return &sshdconfig.Config{}, nil
+		}
+	}
+	return nil, nil
+}
+
+// sshdCommonEvidence is what every sshd result carries: the files read and EC2 Instance
+// Connect (an AuthorizedKeysCommand fetching keys pushed through the EC2 API).
+func sshdCommonEvidence(cfg *sshdconfig.Config) map[string]any {
+	ev := map[string]any{}
+	if cfg == nil {
+		return ev
+	}
+	ev["config_files"] = cfg.Files
+	if len(cfg.Problems) > 0 {
+		ev["config_problems"] = cfg.Problems
+	}
+	if d, ok := cfg.Lookup("authorizedkeyscommand", nil); ok && !strings.EqualFold(d.Value(), "none") {
+		// The program only: its arguments may carry a token for a key service.
+		ev["authorized_keys_command"] = strings.Fields(d.Value() + " x")[0]
+		ev["ec2_instance_connect"] = strings.Contains(strings.Join(d.Args, " "), "eic_run_authorized_keys")
+	} else {
+		ev["ec2_instance_connect"] = false
+	}
+	return ev
+}
+
+func withAll(r Result, ev map[string]any) Result {
+	for k, v := range ev {
+		r = r.With(k, v)
+	}
+	return r
+}
+
+// sshdSetting rates one yes/no-style setting: its global effective value (sshd -T) and every
+// Match block that sets it to a bad value for some connections.
+func sshdSetting(lay sshdLayout, cfg *sshdconfig.Config, cfgErr error, common map[string]any, check, keyword, def string, bad []string) []Result {
+	if cfgErr != nil {
+		return []Result{NewResult(check, NotAvailable, lay.config, "cannot read the sshd configuration: "+cfgErr.Error())}
+	}
+	if cfg == nil {
+		return []Result{NewResult(check, Passed, lay.config, "sshd is not installed (no sshd_config and no sshd binary)")}
+	}
+	norm := func(v string) string {
+		v = strings.ToLower(v)
+		if v == "without-password" { // the old name sshd still accepts
+			return "prohibit-password"
+		}
+		return v
+	}
+	value, source := def, "OpenSSH default"
+	if d, ok := cfg.Lookup(keyword, nil); ok {
+		value, source = norm(d.Value()), d.Where()
+	}
+	var overrides []map[string]any
+	var badMatches []string
+	for _, d := range cfg.Overrides(keyword) {
+		m := d.Context[len(d.Context)-1]
+		v := norm(d.Value())
+		overrides = append(overrides, map[string]any{"match": m.Text, "at": d.Where(), "value": v})
+		if slices.Contains(bad, v) {
+			badMatches = append(badMatches, fmt.Sprintf("Match %s (%s)", m.Text, d.Where()))
+		}
+	}
+	name := sshdKeywordName(keyword)
+	r := withAll(NewResult(check, Passed, lay.config, ""), common).
+		With("effective", value).With("source", source)
+	if len(overrides) > 0 {
+		r = r.With("match_overrides", overrides)
+	}
+	pamPasswords := false
+	if keyword == "passwordauthentication" {
+		// With PAM, keyboard-interactive asks for the password even when this is no.
+		kbd, pam := "yes", "no" // OpenSSH's defaults
+		if d, ok := cfg.Lookup("kbdinteractiveauthentication", nil); ok {
+			kbd = strings.ToLower(d.Value())
+		}
+		if d, ok := cfg.Lookup("usepam", nil); ok {
+			pam = strings.ToLower(d.Value())
+		}
+		r = r.With("kbd_interactive_authentication", kbd).With("use_pam", pam)
+		pamPasswords = kbd == "yes" && pam == "yes"
+	}
+	switch {
+	case slices.Contains(bad, value):
+		r.Status = Failed
+		r.Reason = fmt.Sprintf("%s is effectively %s (%s)", name, value, source)
+		if len(badMatches) > 0 {
+			r.Reason += ", and Match blocks set it too: " + strings.Join(badMatches, ", ")
+		}
+	case len(badMatches) > 0:
+		r.Status = Failed
+		r.Reason = fmt.Sprintf("%s is %s globally (%s) but a Match block re-enables it for some connections: %s", name, value, source, strings.Join(badMatches, ", "))
+	case pamPasswords:
+		r.Status, r.Severity = Warning, Medium
+		r.Reason = fmt.Sprintf("%s is %s (%s), but KbdInteractiveAuthentication yes with UsePAM yes lets PAM prompt for the password anyway", name, value, source)
+	default:
+		r.Reason = fmt.Sprintf("%s is effectively %s (%s), and no Match block sets it to %s", name, value, source, strings.Join(bad, " or "))
+	}
+	return []Result{r}
+}
+
+func sshdKeywordName(kw string) string {
+	switch kw {
+	case "passwordauthentication":
+		return "PasswordAuthentication"
+	case "permitrootlogin":
+		return "PermitRootLogin"
+	}
+	return kw
+}
+
+// findSSHListeners returns the TCP listeners that belong to SSH: held by an sshd process, or
+// by systemd on a port of an enabled ssh.socket, or (when some processes' sockets cannot be
+// read) unattributed on a port sshd_config names. unreadable counts those processes.
+func findSSHListeners(ctx context.Context, env *Env, cfg *sshdconfig.Config) (found []sshListener, unreadable int, err error) {
+	p := procfs.FS{Dir: env.Proc}
+	ls, err := p.Listeners()
+	if err != nil {
+		return nil, 0, fmt.Errorf("cannot read the TCP socket tables: %w", err)
+	}
+	wanted := make(map[uint64]bool, len(ls))
+	for _, l := range ls {
+		wanted[l.Inode] = true
+	}
+	owners, unreadable, err := p.SocketOwners(ctx, wanted)
+	if err != nil {
+		return nil, 0, fmt.Errorf("cannot map sockets to processes: %w", err)
+	}
+	socketPorts := sshSocketPorts(env)
+	configPorts := sshdConfigPorts(cfg)
+	for _, l := range ls {
+		s := sshListener{l: l, pids: owners[l.Inode]}
+		isSSH := false
+		for _, pid := range s.pids {
+			comm, _ := p.Comm(pid)
+			exe := strings.TrimSuffix(p.Exe(pid), " (deleted)")
+			desc := fmt.Sprintf("%d %s", pid, comm)
+			if exe != "" {
+				desc += " (" + exe + ")"
+			}
+			s.procs = append(s.procs, desc)
+			switch {
+			case comm == "sshd" || path.Base(exe) == "sshd":
+				isSSH, s.activation = true, "sshd"
+			case (comm == "systemd" || pid == 1) && slices.Contains(socketPorts, int(l.Addr.Port())) && s.activation == "":
+				isSSH, s.activation = true, "systemd socket (ssh.socket)"
+			}
+		}
+		if len(s.pids) == 0 && unreadable > 0 && slices.Contains(configPorts, int(l.Addr.Port())) {
+			// Without privilege the owner is hidden; sshd's own port is evidence enough.
+			isSSH, s.activation = true, "unknown owner on sshd's configured port"
+		}
+		if isSSH {
+			found = append(found, s)
+		}
+	}
+	return found, unreadable, nil
+}
+
+// sshListener is a listening socket attributed to SSH.
+type sshListener struct {
+	l          procfs.Listener
+	pids       []int
+	procs      []string // "1234 sshd (/usr/sbin/sshd)"
+	activation string   // "sshd", "systemd socket", "unknown owner"
+}
+
+// sshdListeners finds SSH listeners through procfs and reports each non-loopback one.
+func sshdListeners(ctx context.Context, env *Env, cfg *sshdconfig.Config, common map[string]any) []Result {
+	const check = "ssh-listening-public"
+	if env.Proc == "" {
+		return []Result{NewResult(check, NotAvailable, "", "sockets are not visible without a procfs (--proc): an offline image has no listeners")}
+	}
+	if ctx.Err() != nil {
+		return []Result{NewResult(check, NotAvailable, "", "scan deadline reached before sockets were read")}
+	}
+	found, unreadable, err := findSSHListeners(ctx, env, cfg)
+	if err != nil {
+		return []Result{NewResult(check, NotAvailable, "", err.Error())}
+	}
+	var out []Result
+	var loopback []string
+	for _, s := range found {
+		if s.l.Loopback() {
+			loopback = append(loopback, s.l.String())
+			continue
+		}
+		who := s.activation
+		if len(s.procs) > 0 {
+			who += ": " + strings.Join(s.procs, ", ")
+		}
+		r := withAll(NewResult(check, Failed, s.l.String(), fmt.Sprintf("SSH listens on %s port %d (%s)", s.l.Addr.Addr(), s.l.Addr.Port(), who)), common).
+			With("address", s.l.Addr.Addr().String()).With("port", int(s.l.Addr.Port())).
+			With("protocol", s.l.Proto).With("owner", s.activation)
+		if len(s.procs) > 0 {
+			r = r.With("processes", s.procs).With("pids", s.pids)
+		}
+		out = append(out, r)
+	}
+	if len(out) > 0 {
+		return out
+	}
+	r := withAll(NewResult(check, Passed, "", "no SSH listener on a non-loopback address"), common).
+		With("loopback_listeners", nonNil(loopback))
+	if len(loopback) > 0 {
+		r.Reason = "SSH listens on loopback only: " + strings.Join(loopback, ", ")
+	}
+	if unreadable > 0 {
+		r = r.With("unreadable_processes", unreadable)
+		r.Reason += fmt.Sprintf(" (the sockets of %d processes could not be attributed: run as root to see them all)", unreadable)
+	}
+	return []Result{r}
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// sshdConfigPorts returns the ports sshd_config names (Port, and ports in ListenAddress),
+// 22 when it names none.
+func sshdConfigPorts(cfg *sshdconfig.Config) []int {
+	var ports []int
+	if cfg != nil {
+		for _, d := range cfg.All("port") {
+			if d.Global() {
+				if n, err := strconv.Atoi(d.Value()); err == nil {
+					ports = append(ports, n)
+				}
+			}
+		}
+		for _, d := range cfg.All("listenaddress") {
+			if n := portOf(d.Value()); n > 0 && d.Global() {
+				ports = append(ports, n)
+			}
+		}
+	}
+	if len(ports) == 0 {
+		ports = []int{22}
+	}
+	return ports
+}
+
+// systemdUnitDirs are where systemd looks for units and drop-ins, highest precedence first.
+var systemdUnitDirs = []string{
+	"/etc/systemd/system", "/run/systemd/system", "/run/systemd/generator",
+	"/usr/local/lib/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system",
+}
+
+// sshSocketPorts returns the TCP ports of an enabled ssh.socket (Debian, Ubuntu) or
+// sshd.socket (Fedora family), with drop-ins (Ubuntu's generator writes one from sshd_config's
+// Port). systemd owns those listeners until a connection arrives.
+func sshSocketPorts(env *Env) []int {
+	var ports []int
+	for _, unit := range []string{"ssh.socket", "sshd.socket"} {
+		if !unitEnabled(env, unit) {
+			continue
+		}
+		var lines []string
+		for _, dir := range systemdUnitDirs {
+			if b, _, err := env.FS.ReadFile(path.Join(dir, unit), 64<<10); err == nil {
+				lines = append(lines, unitValues(b, "ListenStream")...)
+				break
+			}
+		}
+		for _, dir := range systemdUnitDirs {
+			drops, _ := env.FS.Glob(path.Join(dir, unit+".d", "*.conf"), 64)
+			for _, d := range drops {
+				if b, _, err := env.FS.ReadFile(d, 64<<10); err == nil {
+					lines = append(lines, unitValues(b, "ListenStream")...)
+				}
+			}
+		}
+		for _, v := range lines {
+			if v == "" { // an empty assignment resets the list
+				ports = ports[:0]
+				continue
+			}
+			if n := portOf(v); n > 0 {
+				ports = append(ports, n)
+			}
+		}
+	}
+	return ports
+}
+
+// unitEnabled reports whether some target wants the unit: a link in a .wants directory.
+func unitEnabled(env *Env, unit string) bool {
+	for _, dir := range systemdUnitDirs {
+		if m, _ := env.FS.Glob(path.Join(dir, "*.wants", unit), 1); len(m) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// unitValues returns the values of key in a systemd unit file, in order.
+func unitValues(b []byte, key string) []string {
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if ok && strings.TrimSpace(k) == key {
+			out = append(out, strings.TrimSpace(v))
+		}
+	}
+	return out
+}
+
+// portOf returns the port of "22", "0.0.0.0:22", "[::]:22" or "host:22", or 0 (a unix socket
+// path, or an address without port).
+func portOf(s string) int {
+	if n, err := strconv.Atoi(s); err == nil {
+		return n
+	}
+	i := strings.LastIndex(s, ":")
+	if i < 0 || strings.HasPrefix(s, "/") {
+		return 0
+	}
+	n, err := strconv.Atoi(s[i+1:])
+	if err != nil {
+		return 0
+	}
+	return n
+}

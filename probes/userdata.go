@@ -1,0 +1,230 @@
+package probes
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/ec2sec/ec2sec/probes/metadata"
+	"github.com/ec2sec/ec2sec/probes/secrets"
+)
+
+// UserDataProbe looks for secrets in the instance's user data: live from IMDS, and the copies
+// cloud-init, EC2Launch and EC2Config leave on disk, including earlier instances' caches
+// baked into an image. User data is readable by every process on the host that can reach
+// IMDS and by anyone with ec2:DescribeInstanceAttribute: it is no place for a secret.
+type UserDataProbe struct{}
+
+// Name implements Probe.
+func (UserDataProbe) Name() string { return "userdata" }
+
+// UsesSecrets tells the scan this probe needs Env.Secrets and Env.FingerprintKey.
+func (UserDataProbe) UsesSecrets() bool { return true }
+
+const userDataDocs = "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/user-data.html"
+
+// Checks implements Probe.
+func (UserDataProbe) Checks() []Check {
+	return []Check{
+		{
+			ID: "userdata-secret", Probe: "userdata", Severity: Critical,
+			Title:     "A secret is in the instance's user data",
+			Practices: []int{12},
+			Remediation: Remediation{
+				Text: "Rotate the secret now. Fetch secrets at boot from AWS Secrets Manager or SSM Parameter Store (SecureString) with the instance role instead, and replace the user data (stop the instance, aws ec2 modify-instance-attribute --user-data, or a new launch template version).",
+				URL:  userDataDocs,
+			},
+		},
+		{
+			ID: "userdata-cached-secret", Probe: "userdata", Severity: High,
+			Title:     "A secret is in user data or scripts cached on disk (cloud-init, EC2Launch)",
+			Practices: []int{12, 10},
+			Remediation: Remediation{
+				Text: "Rotate the secret, delete the cached copies (/var/lib/cloud/instances/*/user-data.txt*, scripts/, EC2Launch UserScript files), and before creating an AMI run cloud-init clean --logs (Linux) or EC2Launch sysprep (Windows) so no instance's user data is baked into the image.",
+				URL:  "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/creating-an-ami-ebs.html",
+			},
+		},
+	}
+}
+
+// Run implements Probe.
+func (UserDataProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
+	if env.Secrets == nil {
+		return nil, errors.New("no secret detector in the probe environment")
+	}
+	out := liveUserData(ctx, env)
+	return append(out, cachedUserData(ctx, env)...), nil
+}
+
+func liveUserData(ctx context.Context, env *Env) []Result {
+	const check = "userdata-secret"
+	switch {
+	case env.IMDS == nil:
+		return []Result{NewResult(check, NotAvailable, "", "no IMDS client")}
+	case env.IMDS.Disabled():
+		return []Result{NewResult(check, NotAvailable, "", metadata.ErrDisabled.Error())}
+	case !env.Identity.Reachable:
+		return []Result{NewResult(check, NotAvailable, "", env.Identity.Reason)}
+	}
+	data, err := env.IMDS.UserData(ctx)
+	if errors.Is(err, metadata.ErrNotFound) {
+		return []Result{NewResult(check, Passed, "", "the instance has no user data")}
+	}
+	if err != nil {
+		return []Result{NewResult(check, NotAvailable, "", fmt.Sprintf("could not read the user data: %v", err))}
+	}
+	size := len(data)
+	findings, truncated := env.Secrets.ScanData(data, env.FingerprintKey)
+	data = nil
+	cut := ""
+	if truncated {
+		cut = fmt.Sprintf(" (decoding stopped at %d MiB; the rest was not scanned)", secrets.MaxDecoded>>20)
+	}
+	if len(findings) == 0 {
+		return []Result{NewResult(check, Passed, "", fmt.Sprintf("no secret in the user data (%d bytes, decoded)%s", size, cut)).
+			With("size", size)}
+	}
+	out := make([]Result, 0, len(findings))
+	for _, f := range findings {
+		reason := fmt.Sprintf("the user data holds %s at %s%s: every process that can reach IMDS, and anyone allowed ec2:DescribeInstanceAttribute, can read it", kindWords(f), describe(f), cut)
+		out = append(out, secretResult(check, f, sourceUserData, "imds:user-data", "imds:user-data", reason))
+	}
+	return out
+}
+
+// cloud-init's per-instance copies of user data, vendor data and the scripts it extracted.
+var cloudInitFiles = []string{
+	"user-data.txt", "user-data.txt.i", "vendor-data.txt", "vendor-data.txt.i",
+	"vendor-data2.txt", "vendor-data2.txt.i", "cloud-config.txt", "vendor-cloud-config.txt",
+	"vendor2-cloud-config.txt", "scripts/*", "scripts/vendor/*",
+}
+
+// Where the Windows launch agents keep user data scripts (read as data, never run). Paths
+// are inside --root, which is the system drive on Windows.
+var windowsUserDataGlobs = []string{
+	"/Program Files/Amazon/Ec2ConfigService/Scripts/UserScript.*",
+	"/ProgramData/Amazon/EC2-Windows/Launch/Scripts/UserScript.*",
+	"/Windows/Temp/UserScript.*",
+	"/Windows/Temp/EC2Launch*/UserScript.*",
+	"/Windows/System32/config/systemprofile/AppData/Local/Temp/EC2Launch*/UserScript.*",
+	"/ProgramData/Amazon/EC2Launch/state/*userdata*",
+}
+
+const maxCacheEntries = 1000
+
+type cachedFile struct {
+	path       string
+	instanceID string // "" for Windows locations
+}
+
+func cachedUserData(ctx context.Context, env *Env) []Result {
+	const check = "userdata-cached-secret"
+	current := currentInstanceID(env)
+	var files []cachedFile
+	dirs, _ := env.FS.Glob("/var/lib/cloud/instances/*", maxCacheEntries)
+	if fi, err := env.FS.Lstat("/var/lib/cloud/instance"); err == nil && fi.IsDir() {
+		dirs = append(dirs, "/var/lib/cloud/instance") // a real directory, not the usual link
+	}
+	for _, dir := range dirs {
+		id := path.Base(dir)
+		if dir == "/var/lib/cloud/instance" {
+			id = current
+		}
+		for _, name := range cloudInitFiles {
+			matches, _ := env.FS.Glob(path.Join(dir, name), maxCacheEntries)
+			for _, m := range matches {
+				files = append(files, cachedFile{path: m, instanceID: id})
+			}
+		}
+	}
+	for _, g := range windowsUserDataGlobs {
+		matches, _ := env.FS.Glob(g, maxCacheEntries)
+		for _, m := range matches {
+			files = append(files, cachedFile{path: m})
+		}
+	}
+
+	var out []Result
+	var bad unreadable
+	scanned := 0
+	for _, cf := range files {
+		if ctx.Err() != nil {
+			bad.add(cf.path, ctx.Err())
+			continue
+		}
+		fi, err := env.FS.Lstat(cf.path)
+		if err != nil || !fi.Mode().IsRegular() {
+			continue // a directory (scripts/vendor), a link or gone: nothing of its own to read
+		}
+		data, truncated, err := env.FS.ReadFile(cf.path, maxSecretFile)
+		if err != nil {
+			bad.add(cf.path, err)
+			continue
+		}
+		scanned++
+		findings, cut := env.Secrets.ScanData(data, env.FingerprintKey)
+		data = nil
+		for _, f := range findings {
+			r := secretResult(check, f, sourceFile, cf.path, cf.path, cachedReason(f, cf, current, truncated || cut))
+			if cf.instanceID != "" {
+				r.Evidence["instance_id"] = cf.instanceID
+				r.Evidence["earlier_instance"] = current != "" && cf.instanceID != current
+			}
+			out = append(out, r)
+		}
+	}
+	if len(out) > 0 {
+		return out
+	}
+	switch {
+	case bad.n > 0:
+		return []Result{NewResult(check, NotAvailable, "", "could not read cached user data: "+bad.String())}
+	case scanned == 0:
+		return []Result{NewResult(check, Passed, "", "no cached user data on disk (cloud-init, EC2Launch, EC2Config locations)")}
+	default:
+		return []Result{NewResult(check, Passed, "", fmt.Sprintf("no secret in %s of cached user data and scripts", plural(scanned, "file", "files"))).
+			With("files", scanned)}
+	}
+}
+
+func cachedReason(f secrets.Finding, cf cachedFile, current string, truncated bool) string {
+	var b strings.Builder
+	switch {
+	case cf.instanceID == "":
+		b.WriteString("a user data script the Windows launch agent left on disk holds ")
+	case current != "" && cf.instanceID != current:
+		fmt.Fprintf(&b, "the user data cache of an earlier instance (%s, not this instance %s) holds ", cf.instanceID, current)
+	default:
+		b.WriteString("cloud-init's copy of this instance's user data holds ")
+	}
+	b.WriteString(kindWords(f))
+	b.WriteString(" at ")
+	b.WriteString(describe(f))
+	if current != "" && cf.instanceID != "" && cf.instanceID != current {
+		b.WriteString(": a leftover baked into the image this instance was launched from")
+	}
+	if truncated {
+		b.WriteString(" (the file was only partly scanned: it is larger than the read limit)")
+	}
+	return b.String()
+}
+
+// currentInstanceID is this host's instance id: IMDS's answer when scanning the live host,
+// else what cloud-init recorded in the tree (data/instance-id, or the instance link).
+func currentInstanceID(env *Env) string {
+	if env.Root == "/" && env.Identity.InstanceID != "" {
+		return env.Identity.InstanceID
+	}
+	if b, _, err := env.FS.ReadFile("/var/lib/cloud/data/instance-id", 256); err == nil {
+		if id := string(bytes.TrimSpace(b)); id != "" && !strings.ContainsAny(id, "/\x00") {
+			return id
+		}
+	}
+	if t, err := env.FS.Readlink("/var/lib/cloud/instance"); err == nil {
+		return path.Base(strings.TrimRight(t, "/"))
+	}
+	return "" // an image or another host's disk: the scanner's own id says nothing of it
+}

@@ -1,0 +1,144 @@
+//go:build unix
+
+package probes
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/base64"
+	"strings"
+	"testing"
+
+	"github.com/ec2sec/ec2sec/internal/testenv"
+)
+
+func gzipped(t *testing.T, s string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	w := gzip.NewWriter(&b)
+	w.Write([]byte(s))
+	w.Close()
+	return b.Bytes()
+}
+
+func TestUserDataLive(t *testing.T) {
+	id, secret := fakeKey(t, "AKIA")
+	pw := randString(t, 14, alnum) + "#1"
+	mime := "Content-Type: multipart/mixed; boundary=\"BB\"\nMIME-Version: 1.0\n\n" +
+		"--BB\nContent-Type: text/cloud-config\n\n#cloud-config\npassword: " + pw + "\n" +
+		"--BB\nContent-Type: text/x-shellscript\nContent-Transfer-Encoding: base64\n\n" +
+		base64.StdEncoding.EncodeToString([]byte("#!/bin/bash\n# setup\nexport AWS_ACCESS_KEY_ID="+id+"\nexport AWS_SECRET_ACCESS_KEY="+secret+"\n")) + "\n--BB--\n"
+	cases := []struct {
+		name     string
+		data     []byte
+		status   Status
+		findings map[string]int // part -> line
+	}{
+		{"none", nil, Passed, nil},
+		{"clean", []byte("#!/bin/bash\nTOKEN=$(curl -sX PUT http://169.254.169.254/latest/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 60')\n"), Passed, nil},
+		{"gzip mime", gzipped(t, mime), Failed, map[string]int{"gzip>mime:1": 2, "gzip>mime:2": 3}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			srv := fakeIMDS(t, "i-0aaaaaaaaaaaaaaa1", c.data)
+			env := secretsEnv(t, t.TempDir(), "", srv.URL)
+			rs, err := UserDataProbe{}.Run(context.Background(), env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			live := byCheck(rs, "userdata-secret")
+			if len(live) == 0 || live[0].Status != c.status {
+				t.Fatalf("got %+v, want %s", live, c.status)
+			}
+			if c.status != Failed {
+				if len(live) != 1 {
+					t.Fatalf("want one result, got %+v", live)
+				}
+				return
+			}
+			if len(live) != len(c.findings) {
+				t.Fatalf("want %d findings, got %+v", len(c.findings), live)
+			}
+			for _, r := range live {
+				part, _ := r.Evidence["part"].(string)
+				if want, ok := c.findings[part]; !ok || r.Evidence["line"] != want {
+					t.Errorf("unexpected finding %v", r.Evidence)
+				}
+				if r.Resource != "imds:user-data" || r.Evidence["source"] != "imds-user-data" || r.Evidence[Fingerprint] == "" {
+					t.Errorf("evidence %v", r.Evidence)
+				}
+				for _, k := range []string{"rule", "source", "path", "line", "part", "redacted", "fingerprint"} {
+					if _, ok := r.Evidence[k]; !ok {
+						t.Errorf("evidence lacks %s: %v", k, r.Evidence)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestUserDataLiveNotAvailable(t *testing.T) {
+	env := secretsEnv(t, t.TempDir(), "", testenv.Closed)
+	rs, err := UserDataProbe{}.Run(context.Background(), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if live := byCheck(rs, "userdata-secret"); len(live) != 1 || live[0].Status != NotAvailable {
+		t.Fatalf("off EC2: %+v", live)
+	}
+}
+
+func TestUserDataCached(t *testing.T) {
+	id, secret := fakeKey(t, "AKIA")
+	pw := randString(t, 12, alnum) + "!x"
+	root := t.TempDir()
+	const current, earlier = "i-0ccccccccccccccc1", "i-0eeeeeeeeeeeeeee2"
+	buildTree(t, root, []entry{
+		{path: "/var/lib/cloud/instances/" + current + "/user-data.txt", content: "#!/bin/bash\necho clean\n", mode: 0o600},
+		{path: "/var/lib/cloud/instances/" + earlier + "/user-data.txt", content: "#cloud-config\nchpasswd:\n  list: |\n    root:" + pw + "\n", mode: 0o600},
+		{path: "/var/lib/cloud/instances/" + earlier + "/scripts/part-001", content: "#!/bin/bash\naws configure set aws_access_key_id " + id + "\naws configure set aws_secret_access_key " + secret + "\n", mode: 0o700},
+		{path: "/var/lib/cloud/instances/" + earlier + "/scripts/vendor", dir: true},
+		{path: "/var/lib/cloud/instances/" + earlier + "/user-data.txt.i", fifo: true}, // never opened
+		{path: "/var/lib/cloud/instance", link: "/var/lib/cloud/instances/" + current},
+		{path: "/var/lib/cloud/data/instance-id", content: current + "\n"},
+		{path: "/Windows/Temp/EC2Launch123/UserScript.ps1", content: "<powershell>\nnet user ops " + pw + " /add\n</powershell>\n"},
+	})
+	srv := fakeIMDS(t, current, nil)
+	env := secretsEnv(t, root, "", srv.URL)
+	rs, err := UserDataProbe{}.Run(context.Background(), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cached := byCheck(rs, "userdata-cached-secret")
+	if len(cached) != 3 {
+		t.Fatalf("want 3 cached findings, got %d: %+v", len(cached), cached)
+	}
+	for _, r := range cached {
+		if r.Status != Failed {
+			t.Errorf("%+v", r)
+		}
+		if strings.Contains(r.Resource, earlier) {
+			if !strings.Contains(r.Reason, "earlier instance") || !strings.Contains(r.Reason, "baked into the image") || r.Evidence["earlier_instance"] != true {
+				t.Errorf("leftover not named: %s", r.Reason)
+			}
+		}
+	}
+	// The same tree scanned offline (--root, no IMDS): cloud-init's record names the current instance.
+	env = secretsEnv(t, root, "", testenv.Closed)
+	env.Root = root
+	rs, _ = UserDataProbe{}.Run(context.Background(), env)
+	for _, r := range byCheck(rs, "userdata-cached-secret") {
+		if strings.Contains(r.Resource, earlier) && r.Evidence["earlier_instance"] != true {
+			t.Errorf("offline: leftover not recognised: %+v", r)
+		}
+	}
+}
+
+func TestUserDataCachedNone(t *testing.T) {
+	env := secretsEnv(t, t.TempDir(), "", testenv.Closed)
+	rs, _ := UserDataProbe{}.Run(context.Background(), env)
+	if c := byCheck(rs, "userdata-cached-secret"); len(c) != 1 || c[0].Status != Passed {
+		t.Fatalf("%+v", c)
+	}
+}
