@@ -30,7 +30,8 @@ type Reporter struct {
 	dir   string
 	opts  ReporterOptions
 
-	host     string // the host key the sinks were built for
+	host     string            // the host key the sinks are for
+	id       metadata.Identity // that host's identity
 	cw, sh   sink.Sink
 	hubIssue string // why Security Hub cannot be reached from this host, if it cannot
 }
@@ -96,40 +97,43 @@ func (r *Reporter) lock(ctx context.Context) (*spool.Lock, error) {
 
 var sessionUnsafe = regexp.MustCompile(`[^\w+=,.@-]`)
 
-// sinks builds the sinks for the report's host once (again when the host changes).
-func (r *Reporter) sinks(ctx context.Context, id metadata.Identity) error {
+// target points the reporter at a host: the CloudWatch Logs stream is named after it, and
+// whether Security Hub can take its findings depends on what IMDS told. The clients are built
+// later, by clients, so a report is spooled even when the SDK config cannot be loaded.
+func (r *Reporter) target(id metadata.Identity) {
 	key := cmp.Or(id.InstanceID, id.Hostname, "unknown-host")
-	if r.host == key && (r.cw != nil || r.sh != nil || r.hubIssue != "") {
-		return nil
+	if r.host == key {
+		return
 	}
-	r.host, r.cw, r.sh, r.hubIssue = key, r.opts.CloudWatch, r.opts.SecurityHub, ""
-	h := hubHostOf(id)
-	if ok, why := h.CanImport(); !ok && r.cfg.SecurityHub.Enabled {
+	r.host, r.id, r.cw, r.sh, r.hubIssue = key, id, r.opts.CloudWatch, r.opts.SecurityHub, ""
+	if ok, why := hubHostOf(id).CanImport(); !ok && r.cfg.SecurityHub.Enabled {
 		r.hubIssue = why
 		r.log.Warn("security hub delivery is not possible from this host; findings are not sent", "reason", why)
 	}
-	needCW := r.cw == nil && r.cfg.CloudWatchLogs.LogGroup != ""
-	needSH := r.sh == nil && r.cfg.SecurityHub.Enabled && r.hubIssue == ""
-	if !needCW && !needSH {
-		return nil
-	}
-	if needCW {
+}
+
+// hubOK reports whether findings are to be sent at all.
+func (r *Reporter) hubOK() bool { return r.cfg.SecurityHub.Enabled && r.hubIssue == "" }
+
+// clients builds the SDK-backed sinks the target needs and does not have yet.
+func (r *Reporter) clients(ctx context.Context) error {
+	if r.cw == nil && r.cfg.CloudWatchLogs.LogGroup != "" {
 		o := r.opts.AWS
-		o.Region = cmp.Or(r.cfg.Region, id.Region, o.Region)
+		o.Region = cmp.Or(r.cfg.Region, r.id.Region, o.Region)
 		cfg, err := sink.LoadAWS(ctx, o)
 		if err != nil {
 			return err
 		}
 		if arn := r.cfg.CloudWatchLogs.RoleARN; arn != "" {
-			cfg = sink.AssumeRole(cfg, arn, sessionUnsafe.ReplaceAllString(trunc("ec2sec-"+key, 64), "-"))
+			cfg = sink.AssumeRole(cfg, arn, sessionUnsafe.ReplaceAllString(trunc("ec2sec-"+r.host, 64), "-"))
 		}
-		r.cw = sink.NewCloudWatch(cfg, r.cfg.CloudWatchLogs.LogGroup, key, r.log)
+		r.cw = sink.NewCloudWatch(cfg, r.cfg.CloudWatchLogs.LogGroup, r.host, r.log)
 	}
-	if needSH {
+	if r.sh == nil && r.hubOK() {
 		// Findings go to the Security Hub of the instance's own region and account: the
 		// product ARN names them, and cross-region aggregation is Security Hub's job.
 		o := r.opts.AWS
-		o.Region = id.Region
+		o.Region = r.id.Region
 		cfg, err := sink.LoadAWS(ctx, o)
 		if err != nil {
 			return err
@@ -159,9 +163,7 @@ func hubHostOf(id metadata.Identity) asff.Host {
 // rather than loses.
 func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 	var st SpoolStats
-	if err := r.sinks(ctx, rep.Identity()); err != nil {
-		return st, err
-	}
+	r.target(rep.Identity())
 	lk, err := r.lock(ctx)
 	if err != nil {
 		return st, err
@@ -178,7 +180,7 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 	changes := s.Apply(state.Scan{
 		Host: cmp.Or(id.InstanceID, id.Hostname, "unknown-host"), ScannedAt: rep.ScannedAt,
 		Results: rep.Results, ProbesOK: ok,
-	}, state.Options{Refresh: r.opts.Refresh})
+	}, state.Options{Refresh: r.opts.Refresh, NoImport: !r.hubOK()})
 
 	host := hubHost(rep)
 	var findings []json.RawMessage
@@ -188,11 +190,10 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 		if c.Log && r.cfg.CloudWatchLogs.LogGroup != "" {
 			events = append(events, sink.LogEvent{Timestamp: ts, Message: resultEvent(rep, c)})
 		}
-		if !c.Import || !r.cfg.SecurityHub.Enabled {
-			continue
-		}
-		if r.hubIssue != "" {
+		if c.Import && r.cfg.SecurityHub.Enabled && r.hubIssue != "" {
 			st.HubSkipped++
+		}
+		if !c.Import || !r.hubOK() {
 			continue
 		}
 		o := asff.Options{AgentVersion: Version(), Archived: c.Archive}
@@ -371,7 +372,10 @@ func (r *Reporter) Flush(ctx context.Context) (FlushStats, error) {
 	if r.host == "" && s.Exists() && (s.Identity.InstanceID != "" || s.Identity.Hostname != "") {
 		// Nothing scanned yet in this process: deliver what an earlier run left, for the
 		// host it was for.
-		if err := r.sinks(ctx, s.Identity); err != nil {
+		r.target(s.Identity)
+	}
+	if r.host != "" {
+		if err := r.clients(ctx); err != nil {
 			return fs, err
 		}
 	}

@@ -133,6 +133,9 @@ type Scan struct {
 // Options tune Apply.
 type Options struct {
 	Refresh time.Duration // default DefaultRefresh
+	// NoImport: findings cannot be sent (Security Hub off, or not on EC2). Changes are then
+	// not marked as imported, so enabling Security Hub later sends them.
+	NoImport bool
 }
 
 // active reports whether a status is a problem Security Hub should show.
@@ -188,7 +191,7 @@ func (s *State) Apply(sc Scan, o Options) []Change {
 		}
 		// NOT_AVAILABLE leaves an active finding as it is: not knowing is not fixed.
 		e.Result, e.Hash, e.LastObserved = r, h, now
-		if c.Import {
+		if c.Import && !o.NoImport {
 			e.Active, e.LastImported = !c.Archive, now
 		}
 		if c.Lifecycle != "" {

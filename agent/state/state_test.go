@@ -104,3 +104,19 @@ func TestLoadMissing(t *testing.T) {
 		t.Fatalf("%v %+v", err, s)
 	}
 }
+
+// TestNoImport: while findings cannot be sent nothing is marked imported, so they are sent
+// once Security Hub can take them.
+func TestNoImport(t *testing.T) {
+	s := &State{}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	rs := []probes.Result{res("1", "c1", "a", probes.Failed)}
+	s.Apply(Scan{Host: "i-1", ScannedAt: t0, Results: rs, ProbesOK: map[string]bool{"a": true}}, Options{NoImport: true})
+	if e := s.Entries["1"]; e.Active || !e.LastImported.IsZero() {
+		t.Fatalf("marked imported while it could not be: %+v", e)
+	}
+	c := kinds(s.Apply(Scan{Host: "i-1", ScannedAt: t0.Add(time.Hour), Results: rs, ProbesOK: map[string]bool{"a": true}}, Options{}))
+	if !c["1"].Import || !s.Entries["1"].Active {
+		t.Errorf("not sent once possible: %+v", c["1"])
+	}
+}
