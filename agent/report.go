@@ -216,7 +216,8 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 	}
 	st.HubIssue = r.hubIssue
 	// Findings first: they are never dropped, and the log batch's room is made after them.
-	if _, err := r.spool.Put(spool.Findings, findings); err != nil {
+	droppedByFindings, err := r.spool.Put(spool.Findings, findings)
+	if err != nil {
 		return st, err
 	}
 	if r.cfg.CloudWatchLogs.LogGroup != "" {
@@ -229,9 +230,9 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 		if err != nil {
 			return st, err
 		}
-		st.DroppedEvents = dropped
-		if dropped > 0 {
-			r.log.Warn("spool full: dropped the oldest log events", "dropped_events", dropped, "max_mb", r.cfg.Spool.MaxMB)
+		st.DroppedEvents = droppedByFindings + dropped
+		if st.DroppedEvents > 0 {
+			r.log.Warn("spool full: dropped the oldest log events", "dropped_events", st.DroppedEvents, "max_mb", r.cfg.Spool.MaxMB)
 			summary = summaryEvent(rep, st)
 		}
 		events = append(events, sink.LogEvent{Timestamp: ts, Message: summary})

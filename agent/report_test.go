@@ -292,3 +292,48 @@ func TestReporterOffEC2(t *testing.T) {
 	}
 	_ = testenv.Closed
 }
+
+// TestReporterSpoolBound: with the endpoints down past the spool bound, the oldest log events
+// are dropped and counted in the run summary; no finding is dropped.
+func TestReporterSpoolBound(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Spool.MaxMB = 1
+	rep, err := NewReporter(cfg, nil, ReporterOptions{AWS: fastAWS()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	t0 := time.Now().Add(-time.Hour)
+	var dropped int
+	for i := range 5 {
+		// Every result changes every scan: ~450 KB of events and findings per scan.
+		st, err := rep.Spool(ctx, killReport(i*4+1, t0.Add(time.Duration(i)*time.Minute)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dropped += st.DroppedEvents
+	}
+	if dropped == 0 {
+		t.Fatal("nothing dropped past a 1 MiB bound")
+	}
+	finds, _ := rep.spool.Pending(spool.Findings)
+	if len(finds) != 5 {
+		t.Fatalf("%d finding batches kept, want all 5", len(finds))
+	}
+	f := awsfake.New(t)
+	useFake(t, f)
+	if _, err := rep.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	reported := 0
+	for _, e := range f.Events("/ec2sec/findings", "i-0kkkkkkkkkkkkkkk9") {
+		var m map[string]any
+		json.Unmarshal([]byte(e.Message), &m)
+		if m["type"] == "run-summary" {
+			reported += int(m["DroppedEvents"].(float64))
+		}
+	}
+	if reported == 0 || reported > dropped {
+		t.Errorf("summaries delivered report %d dropped events; %d were dropped", reported, dropped)
+	}
+}
