@@ -69,6 +69,9 @@ func (c *CloudWatch) Name() string { return "cloudwatch_logs" }
 // Stream returns the log stream name.
 func (c *CloudWatch) Stream() string { return c.stream }
 
+// ensure creates the stream, and the group when the stream cannot be created for want of
+// it. A role that may write but not create (the group made by an administrator) is common: a
+// refused create is logged and the write tried anyway.
 func (c *CloudWatch) ensure(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -76,11 +79,25 @@ func (c *CloudWatch) ensure(ctx context.Context) error {
 		return nil
 	}
 	var exists *types.ResourceAlreadyExistsException
-	if _, err := c.api.CreateLogGroup(ctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: &c.group}); err != nil && !errors.As(err, &exists) {
-		return fmt.Errorf("create log group %s: %w", c.group, err)
+	var missing *types.ResourceNotFoundException
+	stream := &cloudwatchlogs.CreateLogStreamInput{LogGroupName: &c.group, LogStreamName: &c.stream}
+	_, err := c.api.CreateLogStream(ctx, stream)
+	if errors.As(err, &missing) {
+		if _, err := c.api.CreateLogGroup(ctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: &c.group}); err != nil && !errors.As(err, &exists) {
+			return fmt.Errorf("create log group %s: %w", c.group, err)
+		}
+		_, err = c.api.CreateLogStream(ctx, stream)
 	}
-	if _, err := c.api.CreateLogStream(ctx, &cloudwatchlogs.CreateLogStreamInput{LogGroupName: &c.group, LogStreamName: &c.stream}); err != nil && !errors.As(err, &exists) {
+	switch {
+	case err == nil, errors.As(err, &exists):
+	case errors.As(err, &missing):
 		return fmt.Errorf("create log stream %s/%s: %w", c.group, c.stream, err)
+	default:
+		var re interface{ HTTPStatusCode() int }
+		if !errors.As(err, &re) || re.HTTPStatusCode() >= 500 {
+			return fmt.Errorf("create log stream %s/%s: %w", c.group, c.stream, err) // transient: try again later
+		}
+		c.log.Warn("cannot create the log stream; writing to it anyway", "group", c.group, "stream", c.stream, "err", err)
 	}
 	c.ready = true
 	return nil

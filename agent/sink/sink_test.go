@@ -213,3 +213,23 @@ func TestAssumeRole(t *testing.T) {
 		t.Errorf("short-lived role credentials fetched %d times, want a refresh", n)
 	}
 }
+
+// TestCloudWatchCreateDenied: a role that may write but not create still writes to a group
+// and stream an administrator made; one that can create neither fails the attempt.
+func TestCloudWatchCreateDenied(t *testing.T) {
+	f, ctx := setup(t)
+	cfg, _ := LoadAWS(ctx, fast())
+	if _, err := NewCloudWatch(cfg, "g", "s", slog.New(slog.DiscardHandler)).Send(ctx, events(t, 1, time.Now(), 0, 1)); err != nil {
+		t.Fatal(err) // the administrator's setup
+	}
+	f.Inject(awsfake.OpCreateLogStream, awsfake.Denied)
+	out, err := NewCloudWatch(cfg, "g", "s", slog.New(slog.DiscardHandler)).Send(ctx, events(t, 1, time.Now(), 0, 1))
+	if err != nil || out[0] != Accepted {
+		t.Fatalf("create denied, stream exists: %v %v", out, err)
+	}
+	f.Inject(awsfake.OpCreateLogGroup, awsfake.Denied)
+	out, err = NewCloudWatch(cfg, "nogroup", "s", slog.New(slog.DiscardHandler)).Send(ctx, events(t, 1, time.Now(), 0, 1))
+	if err == nil || out[0] != Retry {
+		t.Fatalf("no group and create denied: %v %v, want Retry and an error", out, err)
+	}
+}

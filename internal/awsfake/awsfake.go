@@ -32,6 +32,7 @@ const (
 	ServerError                  // HTTP 500
 	Reset                        // the connection is reset before any answer
 	PartialFail                  // Security Hub only: the first finding fails with a retryable code, the second (if any) with InvalidInput
+	Denied                       // AccessDeniedException
 )
 
 // Ops named by Inject.
@@ -159,6 +160,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	case Throttle:
 		s.throttle(w, op)
+		return
+	case Denied:
+		s.jsonErr(w, op, 400, "AccessDeniedException", "injected: not authorized")
 		return
 	}
 	switch op {
