@@ -20,6 +20,8 @@ const (
 	MaxFindingsPerCall = 100
 	// MaxFindingBytes is the largest finding BatchImportFindings accepts.
 	MaxFindingBytes = 240 * 1024
+	// MaxCallBytes keeps one request well under API Gateway-style payload limits.
+	MaxCallBytes = 5 << 20
 	// MinCallInterval spaces our calls: BatchImportFindings allows 10 TPS (burst 30) per
 	// account and region, shared with every other producer there; we use at most half.
 	MinCallInterval = 200 * time.Millisecond
@@ -85,9 +87,10 @@ func retryable(code string) bool {
 func (s *SecurityHub) Send(ctx context.Context, items []json.RawMessage) ([]Outcome, error) {
 	out := make([]Outcome, len(items))
 	type fnd struct {
-		i  int
-		id string
-		f  types.AwsSecurityFinding
+		i    int
+		id   string
+		f    types.AwsSecurityFinding
+		size int
 	}
 	var fs []fnd
 	for i, raw := range items {
@@ -98,10 +101,16 @@ func (s *SecurityHub) Send(ctx context.Context, items []json.RawMessage) ([]Outc
 			s.log.Error("security hub: dropping a malformed or oversized spooled finding", "bytes", len(raw))
 			continue
 		}
-		fs = append(fs, fnd{i, *f.Id, f})
+		fs = append(fs, fnd{i, *f.Id, f, len(raw)})
 	}
-	for start := 0; start < len(fs); start += MaxFindingsPerCall {
-		batch := fs[start:min(start+MaxFindingsPerCall, len(fs))]
+	for start := 0; start < len(fs); {
+		end, size := start, 0
+		for end < len(fs) && end-start < MaxFindingsPerCall && (end == start || size+fs[end].size <= MaxCallBytes) {
+			size += fs[end].size
+			end++
+		}
+		batch := fs[start:end]
+		start = end
 		in := &securityhub.BatchImportFindingsInput{}
 		for _, f := range batch {
 			in.Findings = append(in.Findings, f.f)
