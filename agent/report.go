@@ -65,6 +65,7 @@ type SpoolStats struct {
 	DroppedEvents int    `json:"dropped_events"` // old log events dropped to keep the spool bounded
 	HubSkipped    int    `json:"hub_skipped"`    // findings not sent: Security Hub unreachable from this host
 	HubIssue      string `json:"hub_issue,omitempty"`
+	Superseded    int    `json:"superseded"` // older pending findings replaced by this report's versions
 }
 
 // FlushStats says what one flush delivered.
@@ -184,6 +185,7 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 
 	host := hubHost(rep)
 	var findings []json.RawMessage
+	newIDs := map[string]bool{}
 	var events []sink.LogEvent
 	ts := rep.ScannedAt.UnixMilli()
 	for _, c := range changes {
@@ -209,6 +211,7 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 			return st, fmt.Errorf("encode finding: %w", err)
 		}
 		findings = append(findings, b)
+		newIDs[f.ID] = true
 		st.Findings++
 		if c.Archive {
 			st.Archived++
@@ -220,6 +223,7 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 	if err != nil {
 		return st, err
 	}
+	findingsSeq := r.spool.Last()
 	if r.cfg.CloudWatchLogs.LogGroup != "" {
 		summary := summaryEvent(rep, st)
 		est := len(summary) + 64
@@ -254,6 +258,19 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 	}
 	if st.HubSkipped > 0 {
 		r.log.Warn("findings not sent to security hub", "count", st.HubSkipped, "reason", r.hubIssue)
+	}
+	if len(findings) > 0 {
+		// Committed: older pending versions of these findings are superseded (imports are
+		// upserts by id), so the findings queue holds at most one version per id however long
+		// Security Hub stays unreachable.
+		n, err := r.spool.Filter(spool.Findings, findingsSeq, func(raw json.RawMessage) bool {
+			var f struct{ Id string }
+			return json.Unmarshal(raw, &f) != nil || !newIDs[f.Id]
+		})
+		if err != nil {
+			r.log.Warn("spool: could not drop superseded findings", "err", err)
+		}
+		st.Superseded = n
 	}
 	return st, nil
 }

@@ -337,3 +337,40 @@ func (s *Spool) Commit(seq uint64) (int, error) {
 	}
 	return 0, nil
 }
+
+// Filter rewrites the batches of kind numbered before seq, keeping only the items keep
+// accepts, and removes batches left empty. It returns how many items it removed. The caller
+// uses it to drop findings a newer batch supersedes; a crash midway leaves some older copies,
+// which is harmless.
+func (s *Spool) Filter(kind Kind, before uint64, keep func(json.RawMessage) bool) (int, error) {
+	s.mu.Lock()
+	files, _, err := s.list(kind)
+	s.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	removed := 0
+	for _, f := range files {
+		if f.seq >= before {
+			continue
+		}
+		b, err := s.Read(f.name)
+		if err != nil {
+			continue // Flush deals with unreadable batches
+		}
+		kept := b.Items[:0:0]
+		for _, it := range b.Items {
+			if keep(it) {
+				kept = append(kept, it)
+			}
+		}
+		if len(kept) == len(b.Items) {
+			continue
+		}
+		if err := s.Replace(f.name, kind, kept); err != nil {
+			return removed, err
+		}
+		removed += len(b.Items) - len(kept)
+	}
+	return removed, nil
+}
