@@ -120,6 +120,11 @@ func TestScanFormatsAndReport(t *testing.T) {
 	if len(f.Findings()) != len(fs) {
 		t.Errorf("%d findings in Security Hub, %d in --format asff", len(f.Findings()), len(fs))
 	}
+	awsfake.ValidateBatchImportFindings(t, f.Bodies())
+	for _, b := range f.AllBodies() {
+		assertNoLeak(t, "request body", b)
+	}
+	assertDirNoLeak(t, state)
 	// A state dir that cannot be written: exit 3, said on stderr.
 	writeCfg(t, cfgPath, "state_dir: /proc/ec2sec-cannot-exist\n")
 	if code, _, stderr = run(ScanCommand{Format: "json", Report: true}); code != ExitNoScan || !strings.Contains(stderr, "--report") {

@@ -222,5 +222,10 @@ func TestKill9(t *testing.T) {
 	if v := f.Violations(); len(v) > 0 {
 		t.Errorf("violations: %v", v)
 	}
+	awsfake.ValidateBatchImportFindings(t, f.Bodies())
+	for _, b := range f.AllBodies() {
+		assertNoLeak(t, "request body", b)
+	}
+	assertDirNoLeak(t, dir)
 	t.Logf("%d findings consistent after %d kills; %d imports, %d PutLogEvents", checked, kills, f.Calls(awsfake.OpBatchImportFindings), f.Calls(awsfake.OpPutLogEvents))
 }

@@ -165,7 +165,7 @@ func TestSecurityHubBatchesAndFaults(t *testing.T) {
 // TestSecurityHubBurst: 40 calls at once exceed the fake's 10 TPS burst 30 bucket; the
 // pacing keeps us under it, and what throttling remains is retried.
 func TestSecurityHubBurst(t *testing.T) {
-	_, ctx := setup(t)
+	f, ctx := setup(t)
 	cfg, _ := LoadAWS(ctx, AWSOptions{MaxAttempts: 6, MaxBackoff: 500 * time.Millisecond})
 	sh := NewSecurityHub(cfg, slog.New(slog.DiscardHandler))
 	sh.interval = 20 * time.Millisecond // faster than 10 TPS: the fake must throttle some
@@ -173,6 +173,7 @@ func TestSecurityHubBurst(t *testing.T) {
 	if err != nil || count(out, Accepted) != 4000 {
 		t.Fatalf("burst: %d accepted, err %v", count(out, Accepted), err)
 	}
+	awsfake.ValidateBatchImportFindings(t, f.Bodies())
 }
 
 // TestAssumeRole: with role_arn the CloudWatch calls are signed with the role's
