@@ -27,7 +27,7 @@ type Manifest struct {
 	Description   string `json:"description"`
 	// Packages maps platform → platform version ("_any") → architecture → the zip to use.
 	Packages map[string]map[string]map[string]PackageRef `json:"packages"`
-	Files    map[string]FileInfo                          `json:"files"`
+	Files    map[string]FileInfo                         `json:"files"`
 }
 
 // PackageRef names the zip for one platform, version and architecture.
