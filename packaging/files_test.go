@@ -311,9 +311,9 @@ func TestCloudFormationTemplate(t *testing.T) {
 }
 
 type awstoe struct {
-	Name          string              `yaml:"name"`
-	Description   string              `yaml:"description"`
-	SchemaVersion string              `yaml:"schemaVersion"`
+	Name          string `yaml:"name"`
+	Description   string `yaml:"description"`
+	SchemaVersion string `yaml:"schemaVersion"`
 	Parameters    []map[string]struct {
 		Type        string `yaml:"type"`
 		Default     string `yaml:"default"`
