@@ -28,7 +28,7 @@ die() {
 # systemd_here tells whether this system's systemd can be asked to enable and start units.
 systemd_here() {
 	if [ -n "$root" ]; then
-		say "installing under $root: not touching the service manager"
+		say "installing under $root: not enabling or starting the service (systemctl would act on this host, not on $root)"
 		return 1
 	fi
 	if ! command -v systemctl >/dev/null 2>&1; then
@@ -68,7 +68,11 @@ if uses_rpm; then
 	exit 0
 fi
 
-say "no dpkg or rpm package manager: installing the binary and unit under ${root:-/}"
+if [ -n "$root" ]; then
+	say "installing the binary and unit under $root"
+else
+	say "no dpkg or rpm package manager here: installing the binary and unit"
+fi
 for f in ec2sec ec2sec.service config.yaml; do
 	[ -f "$here/$f" ] || die "$f missing from the package"
 done
