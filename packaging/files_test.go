@@ -482,6 +482,14 @@ func TestPlatformKey(t *testing.T) {
 	}
 }
 
+func TestSSMVersion(t *testing.T) {
+	for in, want := range map[string]string{"1.2.3": "1.2.3", "0.0.0+g0123abc": "0.0.0-g0123abc", "1.0~rc1": "1.0-rc1"} {
+		if got := SSMVersion(in); got != want {
+			t.Errorf("SSMVersion(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 func TestWriteZipIsReproducible(t *testing.T) {
 	dir := t.TempDir()
 	a := filepath.Join(dir, "a")

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -137,14 +138,26 @@ func WriteZip(w io.Writer, entries []Entry, mtime time.Time) error {
 	return zw.Close()
 }
 
-// Build writes the zips and manifest.json into outDir and returns the manifest.
+// SSMVersion makes a package version acceptable as a Distributor version name, which allows
+// only letters, digits, '_', '-' and '.': "0.0.0+g1a2b" becomes "0.0.0-g1a2b".
+func SSMVersion(v string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.' {
+			return r
+		}
+		return '-'
+	}, v)
+}
+
+// Build writes the zips and manifest.json into outDir and returns the manifest. The manifest's
+// version is SSMVersion(version); publish with that as --version-name.
 func Build(repo, dist, outDir, version string, mtime time.Time) (*Manifest, error) {
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return nil, err
 	}
 	m := &Manifest{
 		SchemaVersion: "2.0",
-		Version:       version,
+		Version:       SSMVersion(version),
 		Publisher:     "ec2sec",
 		Description:   "ec2sec EC2 host security agent: installs the binary and its service (systemd on Linux, a Windows service on Windows).",
 		Packages:      map[string]map[string]map[string]PackageRef{},
