@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	ksvc "github.com/kardianos/service"
 )
@@ -48,6 +49,9 @@ type host struct {
 	installed func(c controller) (bool, error)
 	// packaged returns the path of a unit installed by the deb/rpm package, or "".
 	packaged func() string
+	// settle is how long a re-install keeps trying Install after Uninstall: the Windows SCM
+	// deletes a service only once every handle to it is closed ("marked for deletion").
+	settle time.Duration
 }
 
 // Config returns the kardianos configuration for a service that runs `exe run`.
@@ -183,7 +187,12 @@ func install(c controller, h host, exe string, stdout io.Writer) error {
 			return fmt.Errorf("remove the previous installation: %w", err)
 		}
 	}
-	if err := c.Install(); err != nil {
+	err = c.Install()
+	for deadline := time.Now().Add(h.settle); err != nil && installed && time.Now().Before(deadline); {
+		time.Sleep(500 * time.Millisecond)
+		err = c.Install()
+	}
+	if err != nil {
 		return err
 	}
 	verb := "installed"

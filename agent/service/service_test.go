@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
 	ksvc "github.com/kardianos/service"
 
@@ -15,10 +16,15 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // fake is a service manager in memory that records the calls made to it.
 type fake struct {
 	installed, running bool
+	markedForDeletion  int // Install fails this many more times, as on Windows after a delete
 	calls              []string
 }
 
 func (f *fake) Install() error {
+	if f.markedForDeletion > 0 {
+		f.markedForDeletion--
+		return errorString("marked for deletion")
+	}
 	if f.installed {
 		return errorString("already exists")
 	}
@@ -137,5 +143,19 @@ func TestCommandUsage(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := Command("restart-everything", &out, &errb); code != ExitUsage {
 		t.Errorf("unknown action: code %d", code)
+	}
+}
+
+func TestReinstallWaitsForDeletion(t *testing.T) {
+	f := &fake{installed: true, markedForDeletion: 2}
+	h := fakeHost("")
+	h.settle = 5 * time.Second
+	if code, out := do(t, f, h, "install"); code != ExitOK || !f.installed {
+		t.Fatalf("re-install with a pending deletion: code %d\n%s", code, out)
+	}
+	// Without the wait (Linux), the error is reported at once.
+	f = &fake{installed: true, markedForDeletion: 1}
+	if code, _ := do(t, f, fakeHost(""), "install"); code != ExitFailed {
+		t.Errorf("re-install without settle: code %d, want %d", code, ExitFailed)
 	}
 }

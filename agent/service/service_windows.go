@@ -1,6 +1,8 @@
 package service
 
 import (
+	"time"
+
 	ksvc "github.com/kardianos/service"
 )
 
@@ -18,7 +20,7 @@ func platformOptions(opt map[string]any) error {
 func supported(platform string) error { return nil }
 
 func platformHost() host {
-	return host{installed: statusInstalled, packaged: func() string { return "" }}
+	return host{installed: statusInstalled, packaged: func() string { return "" }, settle: 30 * time.Second}
 }
 
 // underSCM reports whether the Service Control Manager started this process.
