@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/ec2sec/ec2sec/agent"
+	"github.com/ec2sec/ec2sec/agent/service"
 )
 
 const usage = `ec2sec: EC2 host security agent
@@ -21,6 +22,7 @@ const usage = `ec2sec: EC2 host security agent
 Usage:
   ec2sec scan [flags]     run the probes once and print the results
   ec2sec checks           print the check catalog
+  ec2sec service ACTION   install, uninstall, start, stop or status the OS service
   ec2sec version          print version, commit and Go version
 
 Run 'ec2sec scan -h' for the scan flags.
@@ -51,6 +53,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return agent.ExitNoScan
 		}
 		return agent.ExitOK
+	case "service":
+		if len(args) != 2 {
+			fmt.Fprintf(stderr, "usage: ec2sec service %s\n", strings.Join(service.Actions, "|"))
+			return agent.ExitUsage
+		}
+		return service.Command(args[1], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprint(stdout, agent.VersionInfo())
 		return agent.ExitOK
