@@ -11,7 +11,7 @@ METADATA_MOCK := github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@v
 # The gitleaks CLI, only to compare recall on the user-data corpus (probes/secrets tests).
 GITLEAKS      := github.com/zricethezav/gitleaks/v8@v8.30.1
 
-.PHONY: build test vet tools bench clean
+.PHONY: build test vet tools bench clean package
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ec2sec
 
@@ -20,6 +20,39 @@ $(TOOLS)/ec2-metadata-mock:
 	GOBIN=$(TOOLS) $(GO) install $(METADATA_MOCK)
 $(TOOLS)/gitleaks:
 	GOBIN=$(TOOLS) $(GO) install $(GITLEAKS)
+
+# ---- Release artefacts: `make package` writes dist/ (see README "Install").
+# nfpm builds the deb and rpm as a pinned CLI in tools/bin, so its dependencies stay out of the
+# agent's go.mod.
+NFPM      := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+DIST      := dist
+# The commit time: file times inside deb, rpm and zips, so one commit always builds the same bytes.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 1577836800)
+# deb and rpm versions must start with a digit: tag v1.2.3 -> 1.2.3, otherwise 0.0.0+g<commit>.
+PKG_VERSION ?= $(shell echo '$(VERSION)' | sed -n 's/^v\{0,1\}\([0-9][0-9]*\.[0-9][0-9]*\.[0-9][0-9]*\)$$/\1/p')
+ifeq ($(strip $(PKG_VERSION)),)
+PKG_VERSION := 0.0.0+g$(shell echo '$(COMMIT)unknown' | cut -c1-12)
+endif
+PKG_LDFLAGS := -s -w -buildid= -X github.com/ec2sec/ec2sec/agent.version=$(VERSION) -X github.com/ec2sec/ec2sec/agent.commit=$(COMMIT)
+PKG_BUILD = CGO_ENABLED=0 GOOS=$(1) GOARCH=$(2) $(GO) build -trimpath -buildvcs=false -ldflags '$(PKG_LDFLAGS)' -o $(DIST)/ec2sec-$(1)-$(2)$(3) ./cmd/ec2sec
+
+tools: $(TOOLS)/nfpm
+$(TOOLS)/nfpm:
+	GOBIN=$(TOOLS) $(GO) install $(NFPM)
+
+package: $(TOOLS)/nfpm
+	rm -rf $(DIST)
+	mkdir -p $(DIST)
+	$(call PKG_BUILD,linux,amd64,)
+	$(call PKG_BUILD,linux,arm64,)
+	$(call PKG_BUILD,windows,amd64,.exe)
+	for a in amd64 arm64; do for p in deb rpm; do \
+	  ARCH=$$a BIN=$(DIST)/ec2sec-linux-$$a PKG_VERSION='$(PKG_VERSION)' SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) \
+	    $(TOOLS)/nfpm package --config packaging/nfpm/nfpm.yaml --packager $$p --target $(DIST)/ || exit 1; \
+	done; done
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) run ./packaging/cmd/ssmpkg -repo . -dist $(DIST) -out $(DIST)/ssm -version '$(PKG_VERSION)' >/dev/null
+	cd $(DIST) && find . -type f ! -name SHA256SUMS | LC_ALL=C sort | xargs sha256sum > SHA256SUMS
+	@echo "dist/: $(VERSION) ($(PKG_VERSION)), commit $(COMMIT)"; cat $(DIST)/SHA256SUMS
 
 vet:
 	test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo 'gofmt needed'; exit 1; }

@@ -94,6 +94,23 @@ func LoadFingerprintKey(cfg Config, log *slog.Logger) ([]byte, error) {
 }
 
 func readFleetKey(path string) ([]byte, error) {
+	b, err := readKeyFile(path, maxFleetKeySize)
+	if err != nil {
+		return nil, err
+	}
+	b = bytes.TrimSpace(b)
+	switch {
+	case len(b) > maxFleetKeySize:
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxFleetKeySize)
+	case len(b) < minFleetKeySize:
+		return nil, fmt.Errorf("%s: shorter than %d bytes", path, minFleetKeySize)
+	}
+	return b, nil
+}
+
+// readKeyFile reads at most max+1 bytes of the regular file at path, so a caller can tell an
+// oversized key from a good one without reading a huge file.
+func readKeyFile(path string, max int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -106,16 +123,9 @@ func readFleetKey(path string) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s: not a regular file", path)
 	}
-	b, err := io.ReadAll(io.LimitReader(f, maxFleetKeySize+1))
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	b = bytes.TrimSpace(b)
-	switch {
-	case len(b) > maxFleetKeySize:
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxFleetKeySize)
-	case len(b) < minFleetKeySize:
-		return nil, fmt.Errorf("%s: shorter than %d bytes", path, minFleetKeySize)
 	}
 	return b, nil
 }
@@ -144,24 +154,14 @@ func hostKey(dir string) ([]byte, error) {
 }
 
 func readHostKey(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	k, err := readKeyFile(path, fingerprintKeySize)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", path)
-	}
-	k := make([]byte, fingerprintKeySize+1)
-	n, err := io.ReadFull(f, k)
-	if n != fingerprintKeySize || !errors.Is(err, io.ErrUnexpectedEOF) {
+	if len(k) != fingerprintKeySize {
 		return nil, fmt.Errorf("%s: not a %d-byte key", path, fingerprintKeySize)
 	}
-	return k[:n], nil
+	return k, nil
 }
 
 func createHostKey(path string) error {

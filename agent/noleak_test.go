@@ -6,13 +6,11 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -27,21 +25,6 @@ import (
 	"github.com/ec2sec/ec2sec/probes/metadata"
 )
 
-const alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-
-func randStr(t *testing.T, n int, alphabet string) string {
-	t.Helper()
-	b := make([]byte, n)
-	for i := range b {
-		k, err := rand.Int(rand.Reader, big.NewInt(int64(len(alphabet))))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b[i] = alphabet[k.Int64()]
-	}
-	return string(b)
-}
-
 // planted holds fresh random secrets in realistic shapes, and where they were put.
 type planted struct {
 	secrets []string
@@ -53,12 +36,12 @@ type planted struct {
 func (p *planted) add(s string) string { p.secrets = append(p.secrets, s); return s }
 
 func (p *planted) key(t *testing.T, prefix string) (string, string) {
-	id := p.add(prefix + randStr(t, 16, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"))
-	return id, p.add(randStr(t, 36, alnum+"/+") + "aZ9" + randStr(t, 1, alnum))
+	id := p.add(prefix + testenv.RandString(t, 16, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"))
+	return id, p.add(testenv.RandString(t, 36, testenv.Alnum+"/+") + "aZ9" + testenv.RandString(t, 1, testenv.Alnum))
 }
 
 func (p *planted) password(t *testing.T) string {
-	return p.add(randStr(t, 10, alnum) + "#" + randStr(t, 5, alnum))
+	return p.add(testenv.RandString(t, 10, testenv.Alnum) + "#" + testenv.RandString(t, 5, testenv.Alnum))
 }
 
 func writeFile(t *testing.T, root, name, content string, mode os.FileMode) {
@@ -85,8 +68,8 @@ func plant(t *testing.T) *planted {
 	p := &planted{root: t.TempDir(), proc: t.TempDir()}
 	id1, sk1 := p.key(t, "AKIA")
 	id2, sk2 := p.key(t, "ASIA")
-	token := p.add("IQoJb3JpZ2luX2Vj" + randStr(t, 200, alnum))
-	ghp := p.add("ghp_" + randStr(t, 36, alnum))
+	token := p.add("IQoJb3JpZ2luX2Vj" + testenv.RandString(t, 200, testenv.Alnum))
+	ghp := p.add("ghp_" + testenv.RandString(t, 36, testenv.Alnum))
 	pw1, pw2, pw3 := p.password(t), p.password(t), p.password(t)
 	writeFile(t, p.root, "etc/passwd", "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\n", 0o644)
 	writeFile(t, p.root, "home/alice/.aws/credentials", fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n[tmp]\naws_access_key_id = %s\naws_secret_access_key = %s\naws_session_token = %s\n", id1, sk1, id2, sk2, token), 0o644)

@@ -427,7 +427,8 @@ func processEnvironments(ctx context.Context, env *Env, users []passwdUser) []Re
 		}
 	}
 	var out []Result
-	denied, read := 0, 0
+	var denied []int
+	read := 0
 	for _, pid := range pids {
 		if ctx.Err() != nil {
 			return append(out, NewResult(check, NotAvailable, "", fmt.Sprintf("stopped after %d of %d processes: %v", read, len(pids), ctx.Err())))
@@ -438,7 +439,7 @@ func processEnvironments(ctx context.Context, env *Env, users []passwdUser) []Re
 		data, _, err := p.ReadFile(strconv.Itoa(pid)+"/environ", maxEnvironSize)
 		if err != nil {
 			if errors.Is(err, fs.ErrPermission) {
-				denied++
+				denied = append(denied, pid)
 			}
 			continue // exited meanwhile, or a kernel thread
 		}
@@ -473,11 +474,54 @@ func processEnvironments(ctx context.Context, env *Env, users []passwdUser) []Re
 			out = append(out, r)
 		}
 	}
-	if denied > 0 {
-		return append(out, NewResult(check, NotAvailable, "", fmt.Sprintf("could not read the environment of %d of %d processes (permission denied): run as root, or with CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH", denied, denied+read)))
+	// Without CAP_SYS_PTRACE a refusal means we lack the privilege to look: say so. With it,
+	// a few processes may still be out of reach (an LSM, another user namespace, as for pid 1
+	// in some sandboxes): report what was seen and name what was not.
+	if len(denied) > 0 && (!haveCapSysPtrace() || len(denied) > read) {
+		return append(out, NewResult(check, NotAvailable, "", fmt.Sprintf("could not read the environment of %d of %d processes (permission denied): run as root, or with CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH", len(denied), len(denied)+read)))
+	}
+	var unseen string
+	if len(denied) > 0 {
+		unseen = fmt.Sprintf("; %d could not be read even with CAP_SYS_PTRACE (pids %s)", len(denied), pidList(denied, 10))
 	}
 	if len(out) == 0 {
-		return []Result{NewResult(check, Passed, "", fmt.Sprintf("no AWS secret key in the environment of %s", plural(read, "process", "processes")))}
+		r := NewResult(check, Passed, "", fmt.Sprintf("no AWS secret key in the environment of %s%s", plural(read, "process", "processes"), unseen))
+		if len(denied) > 0 {
+			r = r.With("unreadable_pids", denied[:min(len(denied), 100)])
+		}
+		return []Result{r}
 	}
 	return out
+}
+
+// pidList names at most n pids, then how many more.
+func pidList(pids []int, n int) string {
+	var b strings.Builder
+	for i, p := range pids {
+		if i == n {
+			fmt.Fprintf(&b, " and %d more", len(pids)-n)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(strconv.Itoa(p))
+	}
+	return b.String()
+}
+
+// haveCapSysPtrace reports whether this process has CAP_SYS_PTRACE (bit 19) in its effective
+// set, read from the live /proc/self/status (our own privileges, whatever --proc says).
+func haveCapSysPtrace() bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && caps&(1<<19) != 0
+		}
+	}
+	return false
 }

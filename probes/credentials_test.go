@@ -29,15 +29,15 @@ alice:x:1000:1000::/home/alice:/bin/bash
 func TestCredentialsFiles(t *testing.T) {
 	root := t.TempDir()
 	outside := t.TempDir()
-	aliceID, aliceSecret := fakeKey(t, "AKIA")
-	bobID, bobSecret := fakeKey(t, "ASIA")
-	bobToken := "IQoJb3JpZ2luX2Vj" + randString(t, 300, alnum)
-	ghp := "ghp_" + randString(t, 36, alnum)
-	dbpw := randString(t, 14, alnum) + "%z"
-	outID, outSecret := fakeKey(t, "AKIA")
-	unitID, unitSecret := fakeKey(t, "AKIA")
-	apiToken := randString(t, 32, alnum)
-	netrcPW := randString(t, 12, alnum) + "^"
+	aliceID, aliceSecret := testenv.FakeAWSKey(t, "AKIA")
+	bobID, bobSecret := testenv.FakeAWSKey(t, "ASIA")
+	bobToken := "IQoJb3JpZ2luX2Vj" + testenv.RandString(t, 300, testenv.Alnum)
+	ghp := "ghp_" + testenv.RandString(t, 36, testenv.Alnum)
+	dbpw := testenv.RandString(t, 14, testenv.Alnum) + "%z"
+	outID, outSecret := testenv.FakeAWSKey(t, "AKIA")
+	unitID, unitSecret := testenv.FakeAWSKey(t, "AKIA")
+	apiToken := testenv.RandString(t, 32, testenv.Alnum)
+	netrcPW := testenv.RandString(t, 12, testenv.Alnum) + "^"
 	os.WriteFile(filepath.Join(outside, "creds"), []byte("aws_access_key_id="+outID+"\naws_secret_access_key="+outSecret+"\n"), 0o644)
 	rel, _ := filepath.Rel(filepath.Join(root, "home/carol"), filepath.Join(outside, "creds"))
 
@@ -120,7 +120,7 @@ func TestCredentialsFiles(t *testing.T) {
 
 func TestCredentialsProcessEnv(t *testing.T) {
 	proc := t.TempDir()
-	id, secret := fakeKey(t, "AKIA")
+	id, secret := testenv.FakeAWSKey(t, "AKIA")
 	write := func(pid int, environ string, uid int) {
 		d := filepath.Join(proc, strconv.Itoa(pid))
 		os.MkdirAll(d, 0o755)

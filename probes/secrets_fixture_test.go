@@ -4,10 +4,8 @@ package probes
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -37,27 +35,6 @@ func testDetector(t testing.TB) *secrets.Detector {
 		t.Fatal(detErr)
 	}
 	return det
-}
-
-const alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-
-func randString(t testing.TB, n int, alphabet string) string {
-	t.Helper()
-	b := make([]byte, n)
-	for i := range b {
-		k, err := rand.Int(rand.Reader, big.NewInt(int64(len(alphabet))))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b[i] = alphabet[k.Int64()]
-	}
-	return string(b)
-}
-
-// fakeKey returns a fresh random access key id with the prefix and a 40-character secret.
-func fakeKey(t testing.TB, prefix string) (id, secret string) {
-	id = prefix + randString(t, 16, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
-	return id, randString(t, 36, alnum+"/+") + "aZ9" + randString(t, 1, alnum)
 }
 
 // fakeIMDS serves the token flow (PUT /latest/api/token, then GETs with the token), the

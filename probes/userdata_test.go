@@ -23,8 +23,8 @@ func gzipped(t *testing.T, s string) []byte {
 }
 
 func TestUserDataLive(t *testing.T) {
-	id, secret := fakeKey(t, "AKIA")
-	pw := randString(t, 14, alnum) + "#1"
+	id, secret := testenv.FakeAWSKey(t, "AKIA")
+	pw := testenv.RandString(t, 14, testenv.Alnum) + "#1"
 	mime := "Content-Type: multipart/mixed; boundary=\"BB\"\nMIME-Version: 1.0\n\n" +
 		"--BB\nContent-Type: text/cloud-config\n\n#cloud-config\npassword: " + pw + "\n" +
 		"--BB\nContent-Type: text/x-shellscript\nContent-Transfer-Encoding: base64\n\n" +
@@ -90,8 +90,8 @@ func TestUserDataLiveNotAvailable(t *testing.T) {
 }
 
 func TestUserDataCached(t *testing.T) {
-	id, secret := fakeKey(t, "AKIA")
-	pw := randString(t, 12, alnum) + "!x"
+	id, secret := testenv.FakeAWSKey(t, "AKIA")
+	pw := testenv.RandString(t, 12, testenv.Alnum) + "!x"
 	root := t.TempDir()
 	const current, earlier = "i-0ccccccccccccccc1", "i-0eeeeeeeeeeeeeee2"
 	buildTree(t, root, []entry{

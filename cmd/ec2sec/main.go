@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/ec2sec/ec2sec/agent"
+	"github.com/ec2sec/ec2sec/agent/service"
 )
 
 const usage = `ec2sec: EC2 host security agent
@@ -23,6 +24,7 @@ Usage:
   ec2sec scan [flags]     run the probes once and print the results
   ec2sec run [flags]      the agent: scan on a schedule and report (SIGHUP reloads the config)
   ec2sec checks           print the check catalog
+  ec2sec service ACTION   install, uninstall, start, stop or status the OS service
   ec2sec version          print version, commit and Go version
 
 Run 'ec2sec scan -h' for the scan flags.
@@ -55,6 +57,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return agent.ExitNoScan
 		}
 		return agent.ExitOK
+	case "service":
+		if len(args) != 2 {
+			fmt.Fprintf(stderr, "usage: ec2sec service %s\n", strings.Join(service.Actions, "|"))
+			return agent.ExitUsage
+		}
+		return service.Command(args[1], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprint(stdout, agent.VersionInfo())
 		return agent.ExitOK
@@ -132,5 +140,17 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	c.Reload = hup
-	return c.Run(ctx)
+	// Under the Windows SCM, service.Run reports to it and cancels ctx on a stop request.
+	code := agent.ExitOK
+	err := service.Run(ctx, func(ctx context.Context) error {
+		if code = c.Run(ctx); code != agent.ExitOK {
+			return fmt.Errorf("exit code %d", code)
+		}
+		return nil
+	})
+	if err != nil && code == agent.ExitOK {
+		fmt.Fprintf(stderr, "ec2sec run: %v\n", err)
+		return agent.ExitNoScan
+	}
+	return code
 }

@@ -3,36 +3,15 @@ package secrets
 import (
 	"bytes"
 	"compress/gzip"
-	"crypto/rand"
 	"encoding/base64"
 	"fmt"
-	"math/big"
 	"reflect"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/ec2sec/ec2sec/internal/testenv"
 )
-
-const alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-
-func randString(t testing.TB, n int, alphabet string) string {
-	t.Helper()
-	b := make([]byte, n)
-	for i := range b {
-		k, err := rand.Int(rand.Reader, big.NewInt(int64(len(alphabet))))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b[i] = alphabet[k.Int64()]
-	}
-	return string(b)
-}
-
-func keyPair(t testing.TB, prefix string) (id, secret string) {
-	id = prefix + randString(t, 16, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
-	secret = randString(t, 36, alnum+"/+") + "aZ9" + randString(t, 1, alnum)
-	return id, secret
-}
 
 func gz(t testing.TB, b []byte) []byte {
 	t.Helper()
@@ -116,9 +95,9 @@ func TestDecodeGzipBomb(t *testing.T) {
 
 func TestScanPairsRedactsAndFingerprints(t *testing.T) {
 	d := detector(t)
-	id, secret := keyPair(t, "AKIA")
-	sid, ssecret := keyPair(t, "ASIA")
-	token := "IQoJb3JpZ2luX2Vj" + randString(t, 200, alnum)
+	id, secret := testenv.FakeAWSKey(t, "AKIA")
+	sid, ssecret := testenv.FakeAWSKey(t, "ASIA")
+	token := "IQoJb3JpZ2luX2Vj" + testenv.RandString(t, 200, testenv.Alnum)
 	text := fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n\n[tmp]\naws_access_key_id=%s\naws_secret_access_key=%s\naws_session_token=%s\n", id, secret, sid, ssecret, token)
 	key := []byte("k1")
 	fs := d.Scan(text, "plain", key)
@@ -175,7 +154,7 @@ func TestScanNotSecrets(t *testing.T) {
 
 func TestScanWindowsBlocksAndLines(t *testing.T) {
 	d := detector(t)
-	pw := randString(t, 12, alnum) + "!"
+	pw := testenv.RandString(t, 12, testenv.Alnum) + "!"
 	text := "<script>\necho hi\n</script>\n<powershell>\n$p = ConvertTo-SecureString '" + pw + "' -AsPlainText -Force\n</powershell>\n"
 	raw := base64.StdEncoding.EncodeToString([]byte(text))
 	fs, _ := d.ScanData([]byte(raw), []byte("k"))
@@ -186,8 +165,8 @@ func TestScanWindowsBlocksAndLines(t *testing.T) {
 
 func TestScanConcurrent(t *testing.T) {
 	d := detector(t)
-	id, secret := keyPair(t, "AKIA")
-	text := "export AWS_ACCESS_KEY_ID=" + id + "\nexport AWS_SECRET_ACCESS_KEY=" + secret + "\npassword: " + randString(t, 14, alnum) + "\n"
+	id, secret := testenv.FakeAWSKey(t, "AKIA")
+	text := "export AWS_ACCESS_KEY_ID=" + id + "\nexport AWS_SECRET_ACCESS_KEY=" + secret + "\npassword: " + testenv.RandString(t, 14, testenv.Alnum) + "\n"
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
@@ -212,7 +191,7 @@ func BenchmarkScanSmallFile(b *testing.B) {
 
 func TestScanDataSameSecretTwice(t *testing.T) {
 	d := detector(t)
-	pw := randString(t, 12, alnum) + "!"
+	pw := testenv.RandString(t, 12, testenv.Alnum) + "!"
 	mime := "Content-Type: multipart/mixed; boundary=\"ZZ\"\n\n--ZZ\n\n#cloud-config\npassword: " + pw + "\n--ZZ\n\n#!/bin/bash\necho 'root:" + pw + "' | chpasswd\n--ZZ--\n"
 	fs, _ := d.ScanData([]byte(mime), []byte("k"))
 	if len(fs) != 1 || fs[0].Part != "mime:1" {
