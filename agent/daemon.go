@@ -86,14 +86,6 @@ func (c RunCommand) Run(ctx context.Context) int {
 		rep = r
 	}
 	openReporter()
-	if rep != nil {
-		// Deliver what an earlier run left before waiting out the splay.
-		fctx, cancel := context.WithTimeout(ctx, time.Minute)
-		if st, err := rep.Flush(fctx); err != nil || sum(st.Accepted) > 0 {
-			log.Info("delivered what an earlier run spooled", "accepted", st.Accepted, "pending", st.Pending, "err", errString(err))
-		}
-		cancel()
-	}
 
 	interval := func() time.Duration {
 		if c.interval > 0 {
@@ -126,7 +118,7 @@ func (c RunCommand) Run(ctx context.Context) int {
 			base = 30 * time.Second
 		}
 		ceil := min(15*time.Minute, interval())
-		d := base << min(failures, 20)
+		d := base << min(max(failures-1, 0), 20)
 		if d > ceil || d <= 0 {
 			d = ceil
 		}
@@ -142,6 +134,19 @@ func (c RunCommand) Run(ctx context.Context) int {
 		d := backoff()
 		log.Warn("delivery incomplete; will retry", "err", err, "retry_in", d.String(), "failures", failures)
 		retryT.Reset(d)
+	}
+
+	if rep != nil {
+		// Deliver what an earlier run left before waiting out the splay.
+		fctx, cancel := context.WithTimeout(ctx, time.Minute)
+		st, err := rep.Flush(fctx)
+		cancel()
+		if err != nil || sum(st.Accepted) > 0 {
+			log.Info("spool left by an earlier run", "accepted", st.Accepted, "pending", st.Pending, "err", errString(err))
+		}
+		if err != nil && ctx.Err() == nil {
+			afterFlush(err)
+		}
 	}
 
 	for {
