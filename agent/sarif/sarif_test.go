@@ -2,6 +2,10 @@ package sarif
 
 import (
 	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ec2sec/ec2sec/internal/testenv"
@@ -55,5 +59,45 @@ func TestBuild(t *testing.T) {
 	}
 	if ll := run.Results[0].Locations[0].LogicalLocations; len(ll) != 1 || ll[0].FullyQualifiedName != rs[0].Resource {
 		t.Errorf("logical location %+v", ll)
+	}
+}
+
+// TestSchema validates a log against the official SARIF 2.1.0 schema with Python's jsonschema
+// (skipped locally, failing under CI=true, when it is missing).
+func TestSchema(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		testenv.Missing(t, "python3 not found")
+		return
+	}
+	r := probes.NewResult("secret-in-local-file", probes.Failed, "/etc/app.conf", "a secret").With("line", 3)
+	r.ID, r.Severity = "id1", probes.High
+	p := probes.NewResult("imds-v1-enabled", probes.Passed, "arn:aws:ec2:us-east-1:1:instance/i-1", "ok")
+	p.ID, p.Severity = "id2", probes.Informational
+	n := probes.NewResult("imds-hop-limit", probes.NotAvailable, "arn:x", "cannot look")
+	n.ID = "id3"
+	b, _ := json.Marshal(Build(Input{AgentVersion: "1.0", ScannedAt: "2026-01-01T00:00:00Z", Host: "i-1", Results: []probes.Result{r, p, n}}))
+	f := filepath.Join(t.TempDir(), "log.sarif")
+	os.WriteFile(f, b, 0o600)
+	cmd := exec.Command(py, "-c", `
+import json, sys
+try:
+    import jsonschema
+except ImportError as e:
+    print("MISSING", e); sys.exit(3)
+schema = json.load(open(sys.argv[1]))
+log = json.load(open(sys.argv[2]))
+errs = list(jsonschema.validators.validator_for(schema)(schema).iter_errors(log))
+for e in errs:
+    print(list(e.absolute_path), e.message)
+sys.exit(1 if errs else 0)
+`, filepath.Join("testdata", "sarif-2.1.0-rtm.5.json"), f)
+	out, err := cmd.CombinedOutput()
+	if strings.HasPrefix(string(out), "MISSING") {
+		testenv.Missing(t, "python jsonschema: "+string(out))
+		return
+	}
+	if err != nil {
+		t.Fatalf("SARIF schema violations: %v\n%s", err, out)
 	}
 }
