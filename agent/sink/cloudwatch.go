@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // PutLogEvents limits (CloudWatch Logs quotas).
@@ -107,12 +109,8 @@ func (c *CloudWatch) ensure(ctx context.Context) error {
 // limits and maps RejectedLogEventsInfo back to the items.
 func (c *CloudWatch) Send(ctx context.Context, items []json.RawMessage) ([]Outcome, error) {
 	out := make([]Outcome, len(items))
-	type ev struct {
-		i int
-		e LogEvent
-	}
 	now := c.now()
-	var evs []ev
+	var plain, emf []indexed
 	rejected := 0
 	for i, raw := range items {
 		var e LogEvent
@@ -127,18 +125,39 @@ func (c *CloudWatch) Send(ctx context.Context, items []json.RawMessage) ([]Outco
 			rejected++
 			continue
 		}
-		evs = append(evs, ev{i, e})
+		// Embedded Metric Format documents go in calls of their own, marked with the log
+		// format header the EMF specification requires; plain events go without it.
+		if isEMF(e.Message) {
+			emf = append(emf, indexed{i, e})
+		} else {
+			plain = append(plain, indexed{i, e})
+		}
 	}
 	if rejected > 0 {
 		c.log.Warn("cloudwatch logs: dropping events CloudWatch would refuse (malformed, too large, older than 14 days or in the future)", "count", rejected)
 	}
-	slices.SortStableFunc(evs, func(a, b ev) int { return cmp.Compare(a.e.Timestamp, b.e.Timestamp) })
-	if len(evs) == 0 {
+	if len(plain)+len(emf) == 0 {
 		return out, nil
 	}
 	if err := c.ensure(ctx); err != nil {
 		return out, err
 	}
+	if err := c.put(ctx, plain, out); err != nil {
+		return out, err
+	}
+	return out, c.put(ctx, emf, out, withEMFHeader)
+}
+
+// indexed is an event and its item's index.
+type indexed struct {
+	i int
+	e LogEvent
+}
+
+// put sends evs in chronological batches within PutLogEvents' limits and records each
+// item's outcome in out, mapping RejectedLogEventsInfo back to the items.
+func (c *CloudWatch) put(ctx context.Context, evs []indexed, out []Outcome, opts ...func(*cloudwatchlogs.Options)) error {
+	slices.SortStableFunc(evs, func(a, b indexed) int { return cmp.Compare(a.e.Timestamp, b.e.Timestamp) })
 	for start := 0; start < len(evs); {
 		end, size := start, 0
 		for end < len(evs) && end-start < MaxBatchEvents {
@@ -150,11 +169,12 @@ func (c *CloudWatch) Send(ctx context.Context, items []json.RawMessage) ([]Outco
 			end++
 		}
 		batch := evs[start:end]
+		start = end
 		in := &cloudwatchlogs.PutLogEventsInput{LogGroupName: &c.group, LogStreamName: &c.stream}
 		for _, e := range batch {
 			in.LogEvents = append(in.LogEvents, types.InputLogEvent{Timestamp: aws.Int64(e.e.Timestamp), Message: aws.String(e.e.Message)})
 		}
-		res, err := c.api.PutLogEvents(ctx, in)
+		res, err := c.api.PutLogEvents(ctx, in, opts...)
 		if err != nil {
 			var nf *types.ResourceNotFoundException
 			if errors.As(err, &nf) { // deleted behind our back: create again next time
@@ -162,23 +182,24 @@ func (c *CloudWatch) Send(ctx context.Context, items []json.RawMessage) ([]Outco
 				c.ready = false
 				c.mu.Unlock()
 			}
-			return out, fmt.Errorf("put log events to %s/%s: %w", c.group, c.stream, err)
+			return fmt.Errorf("put log events to %s/%s: %w", c.group, c.stream, err)
 		}
-		tooNew, tooOld, expired := len(batch), -1, -1 // inclusive start; exclusive-end indexes made inclusive below
+		// TooNew is an inclusive start, TooOld and Expired exclusive ends.
+		tooNew, tooOld, expired := len(batch), 0, 0
 		if ri := res.RejectedLogEventsInfo; ri != nil {
 			if ri.TooNewLogEventStartIndex != nil {
 				tooNew = int(*ri.TooNewLogEventStartIndex)
 			}
 			if ri.TooOldLogEventEndIndex != nil {
-				tooOld = int(*ri.TooOldLogEventEndIndex) - 1
+				tooOld = int(*ri.TooOldLogEventEndIndex)
 			}
 			if ri.ExpiredLogEventEndIndex != nil {
-				expired = int(*ri.ExpiredLogEventEndIndex) - 1
+				expired = int(*ri.ExpiredLogEventEndIndex)
 			}
 		}
 		nrej := 0
 		for k, e := range batch {
-			if k >= tooNew || k <= tooOld || k <= expired {
+			if k >= tooNew || k < tooOld || k < expired {
 				out[e.i] = Rejected
 				nrej++
 			} else {
@@ -186,12 +207,28 @@ func (c *CloudWatch) Send(ctx context.Context, items []json.RawMessage) ([]Outco
 			}
 		}
 		if nrej > 0 {
+			ri := res.RejectedLogEventsInfo
 			c.log.Warn("cloudwatch logs rejected events (too old, too new or past retention)", "count", nrej,
-				"too_new_start", res.RejectedLogEventsInfo.TooNewLogEventStartIndex,
-				"too_old_end", res.RejectedLogEventsInfo.TooOldLogEventEndIndex,
-				"expired_end", res.RejectedLogEventsInfo.ExpiredLogEventEndIndex)
+				"too_new_start", ri.TooNewLogEventStartIndex, "too_old_end", ri.TooOldLogEventEndIndex, "expired_end", ri.ExpiredLogEventEndIndex)
 		}
-		start = end
 	}
-	return out, nil
+	return nil
+}
+
+// EMFHeader marks a PutLogEvents call whose events are Embedded Metric Format documents.
+const EMFHeader = "X-Amzn-Logs-Format"
+
+func withEMFHeader(o *cloudwatchlogs.Options) {
+	o.APIOptions = append(o.APIOptions, smithyhttp.AddHeaderValue(EMFHeader, "json/emf"))
+}
+
+// isEMF reports whether a message is an EMF document: a JSON object with an "_aws" member.
+func isEMF(msg string) bool {
+	if !strings.Contains(msg, `"_aws"`) {
+		return false
+	}
+	var v struct {
+		AWS json.RawMessage `json:"_aws"`
+	}
+	return json.Unmarshal([]byte(msg), &v) == nil && len(v.AWS) > 0
 }

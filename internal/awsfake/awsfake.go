@@ -167,7 +167,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	switch op {
 	case OpCreateLogGroup, OpCreateLogStream, "PutLogEvents":
-		s.logs(w, op, body)
+		s.logs(w, op, body, r.Header.Get("X-Amzn-Logs-Format") == "json/emf")
 	case OpBatchImportFindings:
 		s.hub(w, body, fault == PartialFail)
 	case OpAssumeRole:
@@ -220,7 +220,10 @@ const (
 	maxEvent  = 1_048_576 - overhead
 )
 
-func (s *Server) logs(w http.ResponseWriter, op string, body []byte) {
+// logs serves CloudWatch Logs. emf tells whether the call carried the Embedded Metric Format
+// header, which the EMF specification requires for EMF documents (and which must not mark
+// plain events).
+func (s *Server) logs(w http.ResponseWriter, op string, body []byte, emf bool) {
 	var in struct {
 		LogGroupName  string  `json:"logGroupName"`
 		LogStreamName string  `json:"logStreamName"`
@@ -279,6 +282,14 @@ func (s *Server) logs(w http.ResponseWriter, op string, body []byte) {
 	}
 	size := 0
 	for i, e := range evs {
+		var doc struct {
+			AWS json.RawMessage `json:"_aws"`
+		}
+		isEMF := json.Unmarshal([]byte(e.Message), &doc) == nil && len(doc.AWS) > 0
+		if isEMF != emf {
+			s.violate(w, op, "event %d: EMF document %v, x-amzn-logs-format: json/emf header %v", i, isEMF, emf)
+			return
+		}
 		if len(e.Message) > maxEvent {
 			s.violate(w, op, "event %d too large", i)
 			return
