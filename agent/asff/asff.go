@@ -26,8 +26,8 @@ const (
 	MaxURL           = 512
 	MaxID            = 512
 	MaxOtherFields   = 50
-	MaxOtherKey      = 128
-	MaxOtherValue    = 1024
+	MaxOtherKey      = 127  // "fewer than 128 characters"
+	MaxOtherValue    = 1023 // "fewer than 1,024 characters"
 	MaxProductFields = 50
 	MaxProductKey    = 128
 	MaxProductValue  = 2048
