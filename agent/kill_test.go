@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ec2sec/ec2sec/agent/asff"
 	"github.com/ec2sec/ec2sec/agent/state"
 	"github.com/ec2sec/ec2sec/internal/awsfake"
 	"github.com/ec2sec/ec2sec/internal/testenv"
@@ -206,8 +207,8 @@ func TestKill9(t *testing.T) {
 		if e.Active {
 			want = "ACTIVE"
 		}
-		if m["RecordState"] != want || m["UpdatedAt"] != e.LastImported.UTC().Format(time.RFC3339Nano) {
-			t.Errorf("%s: Security Hub has %v at %v, the state says %s at %s", id, m["RecordState"], m["UpdatedAt"], want, e.LastImported.UTC().Format(time.RFC3339Nano))
+		if m["RecordState"] != want || m["UpdatedAt"] != asff.Stamp(e.LastImported) {
+			t.Errorf("%s: Security Hub has %v at %v, the state says %s at %s", id, m["RecordState"], m["UpdatedAt"], want, asff.Stamp(e.LastImported))
 		}
 		checked++
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ec2sec/ec2sec/agent/asff"
 	"github.com/ec2sec/ec2sec/agent/spool"
 	"github.com/ec2sec/ec2sec/agent/state"
 	"github.com/ec2sec/ec2sec/internal/awsfake"
@@ -87,10 +88,10 @@ func TestReporterLifecycle(t *testing.T) {
 	if st.Findings != 1 || f.Imports()[v1ID] != before+1 {
 		t.Fatalf("refresh: %+v, imports %d -> %d", st, before, f.Imports()[v1ID])
 	}
-	if u := field(decodeFinding(t, f.Findings()[v1ID]), "UpdatedAt"); u != t0.Add(25*time.Hour).UTC().Format(time.RFC3339Nano) {
+	if u := field(decodeFinding(t, f.Findings()[v1ID]), "UpdatedAt"); u != asff.Stamp(t0.Add(25*time.Hour)) {
 		t.Errorf("refreshed UpdatedAt = %v", u)
 	}
-	if fa := field(decodeFinding(t, f.Findings()[v1ID]), "FirstObservedAt"); fa != t0.UTC().Format(time.RFC3339Nano) {
+	if fa := field(decodeFinding(t, f.Findings()[v1ID]), "FirstObservedAt"); fa != asff.Stamp(t0) {
 		t.Errorf("FirstObservedAt = %v, want the first scan's time", fa)
 	}
 

@@ -174,10 +174,10 @@ func FromResult(r probes.Result, h Host, t Times, o Options) Finding {
 		AwsAccountID:          h.AccountID,
 		Region:                h.Region,
 		Types:                 types,
-		FirstObservedAt:       stamp(t.FirstObserved),
-		LastObservedAt:        stamp(t.LastObserved),
-		CreatedAt:             stamp(t.Created),
-		UpdatedAt:             stamp(t.Updated),
+		FirstObservedAt:       Stamp(t.FirstObserved),
+		LastObservedAt:        Stamp(t.LastObserved),
+		CreatedAt:             Stamp(t.Created),
+		UpdatedAt:             Stamp(t.Updated),
 		Severity:              Severity{Label: sev.String(), Original: sev.String()},
 		FindingProviderFields: FindingProviderFields{Severity: Severity{Label: sev.String(), Original: sev.String()}, Types: types},
 		Title:                 Trunc(cmp.Or(r.Title, r.Check), MaxTitle),
@@ -203,7 +203,8 @@ func FromResult(r probes.Result, h Host, t Times, o Options) Finding {
 	return f
 }
 
-func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+// Stamp formats a finding timestamp as the ASFF examples do: UTC, milliseconds, "Z".
+func Stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
 
 // Types returns the ASFF finding types of a check (namespace/category/classifier).
 func Types(check string, compliance []string) []string {

@@ -72,7 +72,7 @@ func TestFromResultLimits(t *testing.T) {
 	if f.ProductFields["ec2sec/agent_version"] != "1.2.3" || f.ProductFields["ec2sec/probe"] != "credentials" {
 		t.Errorf("product fields %v", f.ProductFields)
 	}
-	if f.CreatedAt != "2026-03-01T12:00:00Z" {
+	if f.CreatedAt != "2026-03-01T12:00:00.000Z" {
 		t.Errorf("CreatedAt %s", f.CreatedAt)
 	}
 	a := FromResult(big(), host, Times{at, at, at, at}, Options{Archived: true, ArchiveReason: "gone"})
