@@ -70,3 +70,19 @@ func TestConfigMissing(t *testing.T) {
 		t.Error("an explicit missing config file is not an error")
 	}
 }
+
+func TestStateDirIsPrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	os.MkdirAll(dir, 0o755)
+	if err := privateDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o700 {
+		t.Errorf("state dir mode %v, want 0700", fi.Mode().Perm())
+	}
+	link := filepath.Join(t.TempDir(), "link")
+	os.Symlink(dir, link)
+	if err := privateDir(link); err == nil {
+		t.Error("a symlinked state dir was accepted")
+	}
+}

@@ -132,8 +132,8 @@ func readKeyFile(path string, max int64) ([]byte, error) {
 
 // hostKey reads <dir>/fingerprint.key, creating it (and dir) on first use.
 func hostKey(dir string) ([]byte, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("state dir: %w", err)
+	if err := privateDir(dir); err != nil {
+		return nil, err
 	}
 	path := filepath.Join(dir, fingerprintKeyName)
 	for range 2 {

@@ -83,6 +83,9 @@ func NewReporter(cfg Config, log *slog.Logger, o ReporterOptions) (*Reporter, er
 	if o.LockWait <= 0 {
 		o.LockWait = 2 * time.Minute
 	}
+	if err := privateDir(cfg.StateDir); err != nil {
+		return nil, err
+	}
 	sp, err := spool.Open(filepath.Join(cfg.StateDir, "spool"), int64(cfg.Spool.MaxMB)<<20)
 	if err != nil {
 		return nil, err
