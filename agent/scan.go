@@ -131,6 +131,7 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 	if timeout <= 0 {
 		timeout = DefaultConfig().ProbeTimeout.Duration
 	}
+	ec2 := ec2Factory(o, id)
 	runs := make([]ProbeRun, len(selected))
 	results := make([][]probes.Result, len(selected))
 	var wg sync.WaitGroup
@@ -142,6 +143,7 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 			Dial: o.Dial, Resolver: o.Resolver,
 			DialTimeout: 2 * time.Second, HTTPTimeout: o.IMDS.Timeout(),
 			Getenv: o.Getenv,
+			EC2:    ec2,
 		}
 		wg.Go(func() {
 			rs, run := runProbe(ctx, p, env, timeout)

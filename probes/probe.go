@@ -52,6 +52,9 @@ type Env struct {
 	// Getenv reads the agent's environment (os.Getenv in the agent); probes never call
 	// os.Getenv themselves, so tests can inject endpoint overrides.
 	Getenv func(string) string
+	// EC2 returns the scan's EC2 client (built once, lazily, from the SDK's default chain), or
+	// ErrNoAWSCredentials when the chain finds none; nil when the scan gives no AWS access.
+	EC2 func(ctx context.Context) (EC2API, error)
 }
 
 // All returns every probe, in catalog order.
@@ -62,6 +65,7 @@ func All() []Probe {
 		SSHDProbe{},
 		NetworkProbe{},
 		ConsoleProbe{},
+		EC2APIProbe{},
 	}
 }
 
