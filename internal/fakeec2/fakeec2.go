@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -35,6 +37,7 @@ type Server struct {
 	// SerialConsole is what GetSerialConsoleAccessStatus reports.
 	SerialConsole bool
 	calls         map[string]int
+	keys          []string
 }
 
 // New starts a front forwarding to upstream ("" for none) and stops it when the test ends.
@@ -65,11 +68,19 @@ func (s *Server) Calls() map[string]int {
 	return out
 }
 
-// Reset forgets the counted calls.
+// AccessKeys returns the access key ids requests were signed with since the last Reset.
+func (s *Server) AccessKeys() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.keys)
+}
+
+// Reset forgets the counted calls and access keys.
 func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls = map[string]int{}
+	s.keys = nil
 }
 
 // upstreamTransport opens a connection per request: moto's werkzeug server now and then
@@ -89,6 +100,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 
 	s.mu.Lock()
 	s.calls[action]++
+	if _, cred, ok := strings.Cut(r.Header.Get("Authorization"), "Credential="); ok {
+		key, _, _ := strings.Cut(cred, "/")
+		if !slices.Contains(s.keys, key) {
+			s.keys = append(s.keys, key)
+		}
+	}
 	deny, override, hasOverride := s.Deny[action], s.Override[action], s.Override[action] != ""
 	serial, upstream := s.SerialConsole, s.Upstream
 	s.mu.Unlock()
