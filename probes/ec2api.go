@@ -306,10 +306,14 @@ func (v *ec2View) loadImage(ctx context.Context) {
 // call makes one API call under its own timeout and turns its error into the reason a check
 // is NOT_AVAILABLE: a missing permission names the IAM action to grant.
 func call[T any](ctx context.Context, action string, f func(context.Context) (T, error)) (T, error) {
-	ctx, cancel := context.WithTimeout(ctx, ec2CallTimeout)
+	cctx, cancel := context.WithTimeout(ctx, ec2CallTimeout)
 	defer cancel()
-	out, err := f(ctx)
-	if err != nil {
+	out, err := f(cctx)
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return out, fmt.Errorf("the probe's deadline passed before ec2:%s answered", action)
+	default:
 		return out, errors.New(ec2Failure(action, err))
 	}
 	return out, nil

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -314,5 +315,35 @@ func TestEC2Failure(t *testing.T) {
 		if !strings.Contains(got, c.want) || len(got) > 400 {
 			t.Errorf("ec2Failure(%v) = %q, want it to contain %q (and be short)", c.err, got, c.want)
 		}
+	}
+}
+
+// TestEC2APISlowEndpoint: a call that never answers costs no more than the probe's deadline,
+// and the checks that depend on it say so; the others still report.
+func TestEC2APISlowEndpoint(t *testing.T) {
+	front := fakeec2.New(t, "")
+	const ebs = `<GetEbsEncryptionByDefaultResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>1</requestId><ebsEncryptionByDefault>false</ebsEncryptionByDefault></GetEbsEncryptionByDefaultResponse>`
+	front.Set(func(f *fakeec2.Server) {
+		f.Hang = map[string]bool{"DescribeInstances": true, "DescribeImages": true}
+		f.Override = map[string]string{"GetEbsEncryptionByDefault": ebs}
+	})
+	env := ec2Env(t, fakeec2.Seeded{InstanceID: "i-0123456789abcdef0", ImageID: "ami-0123456789abcdef0"}, front.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	rs, err := EC2APIProbe{}.Run(ctx, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("the probe took %s past a 500ms deadline", d)
+	}
+	for _, check := range []string{"sg-world-open-admin-port", "imds-metadata-options", "ami-public"} {
+		if r := one(t, rs, check); r.Status != NotAvailable || !strings.Contains(r.Reason, "deadline passed before ec2:") {
+			t.Errorf("%s: %s: %s", check, r.Status, r.Reason)
+		}
+	}
+	if r := one(t, rs, "ebs-default-encryption-off"); r.Status != Failed {
+		t.Errorf("the answered call still counts: %s: %s", r.Status, r.Reason)
 	}
 }

@@ -34,6 +34,8 @@ type Server struct {
 	Deny map[string]bool
 	// Override answers these actions with the given XML body (HTTP 200).
 	Override map[string]string
+	// Hang never answers these actions (until the client gives up).
+	Hang map[string]bool
 	// SerialConsole is what GetSerialConsoleAccessStatus reports.
 	SerialConsole bool
 	calls         map[string]int
@@ -106,11 +108,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			s.keys = append(s.keys, key)
 		}
 	}
-	deny, override, hasOverride := s.Deny[action], s.Override[action], s.Override[action] != ""
+	deny, hang, override, hasOverride := s.Deny[action], s.Hang[action], s.Override[action], s.Override[action] != ""
 	serial, upstream := s.SerialConsole, s.Upstream
 	s.mu.Unlock()
 
 	switch {
+	case hang:
+		<-r.Context().Done()
 	case deny:
 		writeError(w, http.StatusForbidden, "UnauthorizedOperation", "You are not authorized to perform this operation. User: arn:aws:sts::123456789012:assumed-role/ec2sec/i-0123 is not authorized to perform: ec2:"+action+". Encoded authorization failure message: AAAAexampleblob")
 	case hasOverride:
