@@ -133,7 +133,7 @@ func (EC2APIProbe) Checks() []Check {
 func (p EC2APIProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 	id := env.Identity
 	if !id.OnEC2() || id.AccountID == "" {
-		return nil, fmt.Errorf("not on EC2, so there is no instance to describe: %s", id.Reason)
+		return nil, fmt.Errorf("no instance to describe: %s", cmp.Or(id.Reason, "IMDS gave no instance id and account"))
 	}
 	if env.EC2 == nil {
 		return nil, ErrNoAWSCredentials

@@ -124,3 +124,49 @@ func TestCorrelateWorldOpenSSH(t *testing.T) {
 		}
 	}
 }
+
+func TestWorldOpen(t *testing.T) {
+	perm := func(proto string, from, to int32, v4, v6 string) types.IpPermission {
+		p := types.IpPermission{IpProtocol: aws.String(proto)}
+		if proto != "-1" {
+			p.FromPort, p.ToPort = aws.Int32(from), aws.Int32(to)
+		}
+		if v4 != "" {
+			p.IpRanges = []types.IpRange{{CidrIp: aws.String(v4)}}
+		}
+		if v6 != "" {
+			p.Ipv6Ranges = []types.Ipv6Range{{CidrIpv6: aws.String(v6)}}
+		}
+		return p
+	}
+	cases := []struct {
+		name string
+		perm types.IpPermission
+		port int
+		want []string
+	}{
+		{"all traffic", perm("-1", 0, 0, "0.0.0.0/0", "::/0"), 3389, []string{"all all ports from 0.0.0.0/0", "all all ports from ::/0"}},
+		{"range covers", perm("tcp", 1, 1024, "0.0.0.0/0", ""), 22, []string{"tcp 1-1024 from 0.0.0.0/0"}},
+		{"numeric protocol", perm("6", 22, 22, "", "::/0"), 22, []string{"tcp 22 from ::/0"}},
+		{"range misses", perm("tcp", 23, 1024, "0.0.0.0/0", ""), 22, nil},
+		{"udp is not ssh", perm("udp", 0, 65535, "0.0.0.0/0", ""), 22, nil},
+		{"narrow source", perm("tcp", 22, 22, "10.0.0.0/8", "2001:db8::/32"), 22, nil},
+	}
+	for _, c := range cases {
+		var got []string
+		for _, r := range worldOpen([]types.IpPermission{c.perm}, c.port) {
+			got = append(got, r.String())
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestEC2ARNsFollowThePartition(t *testing.T) {
+	v := &ec2View{region: "cn-north-1"}
+	v.id.Partition, v.id.AccountID = "aws-cn", "123456789012"
+	if got := v.arn("security-group", "sg-1"); got != "arn:aws-cn:ec2:cn-north-1:123456789012:security-group/sg-1" {
+		t.Errorf("arn %s", got)
+	}
+}
