@@ -130,7 +130,7 @@ func (EC2APIProbe) Checks() []Check {
 }
 
 // Run implements Probe.
-func (p EC2APIProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
+func (EC2APIProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 	id := env.Identity
 	if !id.OnEC2() || id.AccountID == "" {
 		return nil, fmt.Errorf("no instance to describe: %s", cmp.Or(id.Reason, "IMDS gave no instance id and account"))
@@ -141,6 +141,9 @@ func (p EC2APIProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 	api, err := env.EC2(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if api == nil {
+		return nil, ErrNoAWSCredentials
 	}
 	v := &ec2View{api: api, id: id, region: api.Options().Region}
 	if v.region == "" {
