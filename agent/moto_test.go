@@ -3,14 +3,9 @@ package agent
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"net"
-	"net/http"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
@@ -21,42 +16,11 @@ import (
 	"github.com/ec2sec/ec2sec/probes/metadata"
 )
 
-// startMoto runs moto_server on a free loopback port for the test and returns its URL.
-func startMoto(t *testing.T) string {
-	t.Helper()
-	bin := testenv.Tool(t, "moto_server")
-	port := testenv.FreePort(t)
-	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", fmt.Sprint(port))
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.Env = testenv.Environ()
-	if err := cmd.Start(); err != nil {
-		testenv.Missing(t, "moto_server does not start: "+err.Error())
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
-		if err == nil {
-			c.Close()
-			if resp, err := http.Get(url + "/moto-api/"); err == nil {
-				resp.Body.Close()
-				return url
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("moto_server did not come up:\n%s", out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // TestMotoEndToEnd: `scan --report` against moto_server (CloudWatch Logs and Security Hub),
 // reached through AWS_ENDPOINT_URL_*; then the instance profile is attached, and the next
 // report archives the finding as PASSED.
 func TestMotoEndToEnd(t *testing.T) {
-	url := startMoto(t)
+	url := testenv.StartMoto(t)
 	t.Setenv("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", url)
 	t.Setenv("AWS_ENDPOINT_URL_SECURITYHUB", url)
 	t.Setenv("AWS_ENDPOINT_URL_STS", url)

@@ -141,6 +141,7 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 	if timeout <= 0 {
 		timeout = DefaultConfig().ProbeTimeout.Duration
 	}
+	ec2 := ec2Factory(o, id)
 	runs := make([]ProbeRun, len(selected))
 	results := make([][]probes.Result, len(selected))
 	var wg sync.WaitGroup
@@ -153,6 +154,7 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 			DialTimeout: 2 * time.Second, HTTPTimeout: o.IMDS.Timeout(),
 			Getenv:  o.Getenv,
 			Secrets: o.Secrets, FingerprintKey: o.FingerprintKey,
+			EC2: ec2,
 		}
 		wg.Go(func() {
 			rs, run := runProbe(ctx, p, env, timeout)

@@ -27,13 +27,20 @@ func Correlations() []Correlation {
 			Raise: "ssh-listening-public", When: "public-ipv4", To: High,
 			Why: "the instance has a public IPv4 address, so the listener may be reachable from the internet",
 		},
+		{
+			Raise: "ssh-listening-public", When: "sg-world-open-admin-port", To: Critical,
+			Why:   "a security group of this instance opens this port to the whole internet",
+			Match: samePort,
+		},
 	}
 }
 
 // Correlate applies Correlations to a whole scan's results (after the catalog filled the
 // default severities) and returns them, raised where a rule says so. It never lowers a
-// severity and only touches FAILED results.
+// severity and only touches FAILED results. First it joins imds-metadata-options (the EC2
+// API's view) with the imds probe's measurement, which may change that result's status.
 func Correlate(rs []Result) []Result {
+	rs = joinMetadataOptions(rs)
 	for _, c := range Correlations() {
 		for i := range rs {
 			r := &rs[i]
@@ -53,4 +60,12 @@ func Correlate(rs []Result) []Result {
 		}
 	}
 	return rs
+}
+
+// samePort matches results whose evidence names the same port (an sshd listener and a
+// world-open security group rule).
+func samePort(a, b Result) bool {
+	pa, ok := evidenceInt(a.Evidence["port"])
+	pb, ok2 := evidenceInt(b.Evidence["port"])
+	return ok && ok2 && pa == pb
 }

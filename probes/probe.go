@@ -57,6 +57,9 @@ type Env struct {
 	// fingerprints of what it finds. Set for probes that implement SecretsUser.
 	Secrets        *secrets.Detector
 	FingerprintKey []byte
+	// EC2 returns the scan's EC2 client (built once, lazily, from the SDK's default chain), or
+	// ErrNoAWSCredentials when the chain finds none; nil when the scan gives no AWS access.
+	EC2 func(ctx context.Context) (EC2API, error)
 }
 
 // All returns every probe, in catalog order.
@@ -69,6 +72,7 @@ func All() []Probe {
 		SSHDProbe{},
 		NetworkProbe{},
 		ConsoleProbe{},
+		EC2APIProbe{},
 	}
 }
 
