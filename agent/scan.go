@@ -324,7 +324,11 @@ func hostResource(id metadata.Identity) string {
 func resultID(id metadata.Identity, r probes.Result) string {
 	host := cmp.Or(id.InstanceID, id.Hostname, "unknown-host")
 	fp, _ := r.Evidence[probes.Fingerprint].(string)
-	h := sha256.Sum256([]byte(host + "\x00" + r.Check + "\x00" + r.Resource + "\x00" + fp))
+	in := host + "\x00" + r.Check + "\x00" + r.Resource + "\x00" + fp
+	if r.Key != "" {
+		in += "\x00" + r.Key
+	}
+	h := sha256.Sum256([]byte(in))
 	return host + "/" + r.Check + "/" + hex.EncodeToString(h[:8])
 }
 

@@ -229,3 +229,19 @@ func TestJSONShape(t *testing.T) {
 		}
 	}
 }
+
+func TestResultKeySeparatesIDs(t *testing.T) {
+	ps := []probes.Probe{fakeProbe{"p", []string{"p-a"}, func(context.Context) ([]probes.Result, error) {
+		r := probes.NewResult("p-a", probes.Failed, "arn:aws:ec2:us-east-1:1:security-group/sg-1", "open")
+		return []probes.Result{r.WithKey("port/22"), r.WithKey("port/3389")}, nil
+	}}}
+	r := scanWith(t, ps, time.Second)
+	if r.Results[0].ID == r.Results[1].ID {
+		t.Errorf("two ports of one group share id %s", r.Results[0].ID)
+	}
+	var b strings.Builder
+	WriteJSON(&b, r)
+	if strings.Contains(b.String(), "port/22") {
+		t.Error("the id key is shown in the report")
+	}
+}

@@ -116,7 +116,7 @@ func (v *ec2View) securityGroups() []Result {
 				With("port", a.port).With("port_use", a.why).With("sources", sources).With("rules", desc).
 				With("sshd_listens", slices.Contains(v.sshPorts, a.port)).
 				// One result per group and port, each fixable by itself: the port keeps their ids apart.
-				With(Fingerprint, fmt.Sprintf("port/%d", a.port))
+				WithKey(fmt.Sprintf("port/%d", a.port))
 			if ip := aws.ToString(v.inst.PublicIpAddress); ip != "" {
 				r = r.With("public_ip", ip)
 			}

@@ -99,7 +99,7 @@ func TestEC2APIAgainstMoto(t *testing.T) {
 		if src := r.Evidence["sources"].([]string); !slices.Equal(src, []string{want.source}) {
 			t.Errorf("port %d sources %v, want %s", want.port, src, want.source)
 		}
-		if r.Evidence["sshd_listens"] != want.sshd || r.Evidence[Fingerprint] != fmt.Sprintf("port/%d", want.port) {
+		if r.Evidence["sshd_listens"] != want.sshd || r.Key != fmt.Sprintf("port/%d", want.port) {
 			t.Errorf("port %d evidence %v", want.port, r.Evidence)
 		}
 	}

@@ -94,6 +94,9 @@ type Result struct {
 	Evidence    map[string]any `json:"evidence"`
 	Remediation Remediation    `json:"remediation"`
 	Compliance  []string       `json:"compliance"`
+	// Key tells apart results of one check on one resource that are fixed separately (one
+	// port of a security group); it is part of the stable id and is not shown.
+	Key string `json:"-"`
 }
 
 // NewResult returns a result of check with the given status, resource and reason.
@@ -110,6 +113,12 @@ func (r Result) With(k string, v any) Result {
 	}
 	m[k] = v
 	r.Evidence = m
+	return r
+}
+
+// WithKey returns r with its id key set (see Result.Key).
+func (r Result) WithKey(k string) Result {
+	r.Key = k
 	return r
 }
 
