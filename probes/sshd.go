@@ -430,16 +430,12 @@ func unitValues(b []byte, key string) []string {
 // portOf returns the port of "22", "0.0.0.0:22", "[::]:22" or "host:22", or 0 (a unix socket
 // path, or an address without port).
 func portOf(s string) int {
-	if n, err := strconv.Atoi(s); err == nil {
-		return n
+	if i := strings.LastIndex(s, ":"); i >= 0 && !strings.HasPrefix(s, "/") {
+		s = s[i+1:]
 	}
-	i := strings.LastIndex(s, ":")
-	if i < 0 || strings.HasPrefix(s, "/") {
-		return 0
-	}
-	n, err := strconv.Atoi(s[i+1:])
-	if err != nil {
-		return 0
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 65535 {
+		return 0 // a path, or not a TCP port at all
 	}
 	return n
 }

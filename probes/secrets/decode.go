@@ -210,7 +210,8 @@ func (d *decoder) multipartBody(body io.Reader, boundary string, chain []string,
 		}
 		b = transferDecode(p.Header, b)
 		mt, params, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
-		if strings.HasPrefix(mt, "multipart/") && params["boundary"] != "" {
+		// Nested multiparts count against maxDepth too: past it the part is scanned as it is.
+		if strings.HasPrefix(mt, "multipart/") && params["boundary"] != "" && depth+1 < maxDepth {
 			d.multipartBody(bytes.NewReader(b), params["boundary"], step, depth+1)
 			continue
 		}

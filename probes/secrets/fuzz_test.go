@@ -1,0 +1,206 @@
+package secrets
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"unicode/utf8"
+)
+
+// Fuzz targets for the user-data decoding chain and the detector. `go test` runs their seeds;
+// `make fuzz` fuzzes each for FUZZTIME.
+
+// fuzzSeeds are inputs shaped like what hosts really hold: the user-data corpus (scripts,
+// cloud-config, MIME, gzip, base64, Windows), wrapped variants, and hostile shapes.
+func fuzzSeeds(f *testing.F) {
+	f.Helper()
+	files, _ := filepath.Glob(filepath.Join(corpusDir, "*"))
+	for _, p := range files {
+		if b, err := os.ReadFile(p); err == nil && len(b) < 64<<10 {
+			f.Add(b)
+		}
+	}
+	mime := "Content-Type: multipart/mixed; boundary=\"BB\"\nMIME-Version: 1.0\n\n--BB\nContent-Type: text/cloud-config\nContent-Transfer-Encoding: base64\n\n" +
+		base64.StdEncoding.EncodeToString([]byte("#cloud-config\npassword: hunter2Secret9\n")) +
+		"\n--BB\nContent-Type: text/x-shellscript\nContent-Transfer-Encoding: quoted-printable\n\n#!/bin/sh\nexport DB_PASS=3Dabc=\n123xyzQ\n--BB--\n"
+	nested := "Content-Type: multipart/mixed; boundary=\"O\"\n\n--O\nContent-Type: multipart/alternative; boundary=\"I\"\n\n--I\nContent-Type: text/plain\n\ntoken = s3cr3tT0kenValue\n--I--\n--O--\n"
+	for _, s := range []string{
+		"", "#!/bin/bash\necho hi\n", mime, nested,
+		"#cloud-config\nchpasswd:\n  list: |\n    root:Sup3rSecretPw\n",
+		"<powershell>\nnet user admin P4ssw0rdX /add\n</powershell>\n",
+		"[default]\naws_access_key_id = AKIAQWERTYUIOPASDFGH\naws_secret_access_key = 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\n",
+		"\x1f\x8b", "\x00\x00\xff\xfe", strings.Repeat("QUFB", 64), "Content-Type: multipart/mixed; boundary=\n\n--\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Add(gzipBytes([]byte(mime)))
+	f.Add([]byte(base64.StdEncoding.EncodeToString(gzipBytes([]byte(nested)))))
+	f.Add(deepMultipart(12))
+}
+
+func gzipBytes(b []byte) []byte {
+	var buf bytes.Buffer
+	w := gzip.NewWriter(&buf)
+	w.Write(b)
+	w.Close()
+	return buf.Bytes()
+}
+
+// deepMultipart nests n multipart messages in each other.
+func deepMultipart(n int) []byte {
+	body := "password: innerSecretValue9\n"
+	for i := n; i > 0; i-- {
+		b := fmt.Sprintf("b%d", i)
+		body = fmt.Sprintf("Content-Type: multipart/mixed; boundary=%q\n\n--%s\n%s\n--%s--\n", b, b, body, b)
+	}
+	return []byte(body)
+}
+
+// chainRe is what a Part's chain may be: steps the decoder names, never input text.
+var chainRe = regexp.MustCompile(`^(plain|(gzip|base64|mime:[0-9]+)(>(gzip|base64|mime:[0-9]+))*)$`)
+
+func chainDepth(c string) int {
+	if c == "plain" {
+		return 0
+	}
+	return strings.Count(c, ">") + 1
+}
+
+// FuzzDecode: decoding never panics, stays within MaxDecoded beyond the input, names its
+// parts only with its own steps and never nests deeper than maxDepth; a fully decoded leaf
+// decodes to itself (idempotence).
+func FuzzDecode(f *testing.F) {
+	fuzzSeeds(f)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		d := Decode(raw)
+		total := 0
+		for _, p := range d.Parts {
+			total += len(p.Text)
+			if !chainRe.MatchString(p.Chain) {
+				t.Fatalf("chain %q is not made of decoder steps", p.Chain)
+			}
+			if n := chainDepth(p.Chain); n > maxDepth {
+				t.Fatalf("chain %q nests %d deep, more than %d", p.Chain, n, maxDepth)
+			}
+		}
+		if total > len(raw)+MaxDecoded {
+			t.Fatalf("decoded %d bytes from %d, more than the input plus MaxDecoded", total, len(raw))
+		}
+		if len(d.Parts) > (len(raw)+MaxDecoded)/2+1 {
+			t.Fatalf("%d parts from %d bytes", len(d.Parts), len(raw))
+		}
+		if d.Truncated {
+			return
+		}
+		for _, p := range d.Parts {
+			if chainDepth(p.Chain) >= maxDepth {
+				continue // emitted because of the depth bound, not because it is plain
+			}
+			again := Decode([]byte(p.Text))
+			if len(again.Parts) != 1 || again.Parts[0].Chain != "plain" || again.Parts[0].Text != p.Text {
+				t.Fatalf("leaf %q (%q) decodes further: %d parts, first %q", p.Chain, trunc(p.Text), len(again.Parts), again.Parts[0].Chain)
+			}
+		}
+	})
+}
+
+func trunc(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
+}
+
+var (
+	fuzzDetOnce sync.Once
+	fuzzDet     *Detector
+	fuzzDetErr  error
+)
+
+func fuzzDetector(t testing.TB) *Detector {
+	fuzzDetOnce.Do(func() { fuzzDet, fuzzDetErr = New() })
+	if fuzzDetErr != nil {
+		t.Fatal(fuzzDetErr)
+	}
+	return fuzzDet
+}
+
+// plantedKeyID and plantedSecret replace the markers {ID} and {SECRET} in fuzz inputs, so the
+// fuzzer can move a real-shaped key pair around any text.
+const (
+	plantedKeyID  = "AKIAZ7QW3ER4TY5UI6OP"
+	plantedSecret = "q8Hf2kLm9Zx4Vb7Nc1Rt6Yw3Pj5Ds0Ga+Ke/Ui8O"
+)
+
+var (
+	hexFP    = regexp.MustCompile(`^[0-9a-f]{32}$`)
+	ruleRe   = regexp.MustCompile(`^[a-z0-9-]+$`)
+	keyIDRed = regexp.MustCompile(`^[A-Z0-9]{4}\.\.\.[A-Z2-7]{4}$`)
+	partRe   = regexp.MustCompile(`^((plain|(gzip|base64|mime:[0-9]+)(>(gzip|base64|mime:[0-9]+))*)(>(powershell|script))?|powershell|script)$`)
+)
+
+// FuzzScanData: whatever the input, a finding's fields hold nothing taken from the text but
+// the first and last four characters of an AWS key id: a rule id, a chain of decoder steps, a
+// line number, a fixed redaction and a hex fingerprint. A planted secret key never shows.
+func FuzzScanData(f *testing.F) {
+	fuzzSeeds(f)
+	for _, s := range []string{
+		"aws_access_key_id={ID}\naws_secret_access_key={SECRET}\n",
+		"export AWS_SECRET_ACCESS_KEY=\"{SECRET}\"\n",
+		`{"AccessKeyId":"{ID}","SecretAccessKey":"{SECRET}"}`,
+		"<powershell>\n$env:AWS_SECRET_ACCESS_KEY='{SECRET}'\n</powershell>",
+		"mysql -uroot -p{SECRET} db\ncurl -u bob:{SECRET} https://x\nhttps://u:{SECRET}@host.example\n",
+	} {
+		f.Add([]byte(s))
+	}
+	key := []byte("fuzz-key")
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		d := fuzzDetector(t)
+		raw = bytes.ReplaceAll(raw, []byte("{ID}"), []byte(plantedKeyID))
+		raw = bytes.ReplaceAll(raw, []byte("{SECRET}"), []byte(plantedSecret))
+		findings, _ := d.ScanData(raw, key)
+		if len(findings) > len(raw)+MaxDecoded {
+			t.Fatalf("%d findings from %d bytes", len(findings), len(raw))
+		}
+		for _, fd := range findings {
+			if !ruleRe.MatchString(fd.Rule) || !partRe.MatchString(fd.Part) || !hexFP.MatchString(fd.Fingerprint) || fd.Line < 1 {
+				t.Fatalf("finding with a field not of its own making: %+v", fd)
+			}
+			if fd.Redacted != Redacted && !keyIDRed.MatchString(fd.Redacted) {
+				t.Fatalf("redaction %q is neither %q nor a key id's ends", fd.Redacted, Redacted)
+			}
+			if s := fmt.Sprintf("%#v", fd); strings.Contains(s, plantedSecret) || strings.Contains(s, plantedSecret[:12]) {
+				t.Fatalf("finding holds the planted secret: %s", s)
+			}
+			if !utf8.ValidString(fd.Part) || !utf8.ValidString(fd.Rule) {
+				t.Fatalf("finding is not valid UTF-8: %+v", fd)
+			}
+		}
+	})
+}
+
+// TestDecodeNestedMultipartDepth is FuzzDecode's first crasher: multiparts nested in
+// multiparts ignored maxDepth, so a small input recursed thousands of levels and named its
+// parts with chains of tens of kilobytes. The innermost text is still scanned, as it is.
+func TestDecodeNestedMultipartDepth(t *testing.T) {
+	d := Decode(deepMultipart(3000))
+	if len(d.Parts) == 0 {
+		t.Fatal("no parts")
+	}
+	for _, p := range d.Parts {
+		if n := chainDepth(p.Chain); n > maxDepth {
+			t.Fatalf("chain nests %d deep (%d bytes), more than %d", n, len(p.Chain), maxDepth)
+		}
+	}
+	found, _ := fuzzDetector(t).ScanData(deepMultipart(3000), []byte("k"))
+	if len(found) == 0 {
+		t.Error("the innermost password is no longer found")
+	}
+}
