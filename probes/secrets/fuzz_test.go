@@ -190,17 +190,52 @@ func FuzzScanData(f *testing.F) {
 // multiparts ignored maxDepth, so a small input recursed thousands of levels and named its
 // parts with chains of tens of kilobytes. The innermost text is still scanned, as it is.
 func TestDecodeNestedMultipartDepth(t *testing.T) {
-	d := Decode(deepMultipart(3000))
-	if len(d.Parts) == 0 {
-		t.Fatal("no parts")
-	}
-	for _, p := range d.Parts {
-		if n := chainDepth(p.Chain); n > maxDepth {
-			t.Fatalf("chain nests %d deep (%d bytes), more than %d", n, len(p.Chain), maxDepth)
+	for _, n := range []int{200, 3000} { // 3000 levels exhaust MaxDecoded on the way down
+		d := Decode(deepMultipart(n))
+		if len(d.Parts) == 0 && !d.Truncated {
+			t.Fatalf("%d levels: no parts", n)
+		}
+		for _, p := range d.Parts {
+			if depth := chainDepth(p.Chain); depth > maxDepth {
+				t.Fatalf("%d levels: chain nests %d deep (%d bytes), more than %d", n, depth, len(p.Chain), maxDepth)
+			}
 		}
 	}
-	found, _ := fuzzDetector(t).ScanData(deepMultipart(3000), []byte("k"))
+	found, _ := fuzzDetector(t).ScanData(deepMultipart(200), []byte("k"))
 	if len(found) == 0 {
 		t.Error("the innermost password is no longer found")
+	}
+}
+
+// TestDecodeBombBound: a gzip bomb as small as real user data (16 KB) decodes to at most
+// MaxDecoded, which is kept small enough that scanning it stays cheap (see
+// BenchmarkScanDataBomb: one to two microseconds per decoded byte). At 16 MiB such an input
+// cost 20-40 s of CPU, timing the userdata probe out.
+func TestDecodeBombBound(t *testing.T) {
+	if MaxDecoded > 1<<20 {
+		t.Fatalf("MaxDecoded is %d MiB: scanning that much costs seconds per input", MaxDecoded>>20)
+	}
+	raw := gzipBytes([]byte(strings.Repeat("password = x\n", 8<<20)))
+	if len(raw) > 256<<10 {
+		t.Fatalf("bomb is %d bytes", len(raw))
+	}
+	d := Decode(raw)
+	total := 0
+	for _, p := range d.Parts {
+		total += len(p.Text)
+	}
+	if !d.Truncated || total > MaxDecoded {
+		t.Fatalf("decoded %d bytes (truncated %v), bound %d", total, d.Truncated, MaxDecoded)
+	}
+}
+
+// BenchmarkScanDataBomb measures the worst case of one input: a gzip bomb that decodes to
+// MaxDecoded bytes of lines every rule looks at.
+func BenchmarkScanDataBomb(b *testing.B) {
+	d := fuzzDetector(b)
+	raw := gzipBytes([]byte(strings.Repeat("aws_secret_access_key = x password=y\n", MaxDecoded/30)))
+	b.SetBytes(MaxDecoded)
+	for b.Loop() {
+		d.ScanData(raw, []byte("k"))
 	}
 }
