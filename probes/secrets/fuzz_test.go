@@ -239,3 +239,44 @@ func BenchmarkScanDataBomb(b *testing.B) {
 		d.ScanData(raw, []byte("k"))
 	}
 }
+
+// FuzzCloudConfigMIME fuzzes the part headers and bodies of a cloud-init MIME message (the
+// shape `cloud-init devel make-mime` writes) rather than the whole input, so the fuzzer spends
+// its time in part parsing and transfer decoding: every part found is named mime:N under the
+// same bounds as FuzzDecode, and a message with a part never decodes to nothing (unless the
+// budget ran out, which it says).
+func FuzzCloudConfigMIME(f *testing.F) {
+	for _, s := range [][2]string{
+		{"Content-Type: text/cloud-config", "#cloud-config\npassword: {PW}\n"},
+		{"Content-Type: text/x-shellscript\nContent-Transfer-Encoding: base64", base64.StdEncoding.EncodeToString([]byte("#!/bin/sh\nexport DB_PASSWORD={PW}\n"))},
+		{"Content-Type: text/x-shellscript\nContent-Transfer-Encoding: quoted-printable", "#!/bin/sh\nexport DB_PASSWORD=3D{PW}=\n\n"},
+		{"Content-Type: multipart/alternative; boundary=\"in\"", "--in\nContent-Type: text/plain\n\npassword: {PW}\n--in--\n"},
+		{"Content-Type: application/x-gzip", string(gzipBytes([]byte("password: {PW}\n")))},
+		{"Content-Type: text/cloud-config\nContent-Transfer-Encoding: base64", "!!!not base64 {PW}"},
+		{"", ""},
+	} {
+		f.Add([]byte(s[0]), []byte(s[1]))
+	}
+	const pw = "Zq8vR2mK7xW4pL9t"
+	f.Fuzz(func(t *testing.T, header, body []byte) {
+		body = bytes.ReplaceAll(body, []byte("{PW}"), []byte(pw))
+		msg := append([]byte("Content-Type: multipart/mixed; boundary=\"===b===\"\nMIME-Version: 1.0\n\n--===b===\n"), header...)
+		msg = append(msg, "\n\n"...)
+		msg = append(msg, body...)
+		msg = append(msg, "\n--===b===--\n"...)
+		d := Decode(msg)
+		total := 0
+		for _, p := range d.Parts {
+			total += len(p.Text)
+			if !chainRe.MatchString(p.Chain) || chainDepth(p.Chain) > maxDepth {
+				t.Fatalf("chain %q", p.Chain)
+			}
+		}
+		if total > len(msg)+MaxDecoded {
+			t.Fatalf("decoded %d bytes from %d", total, len(msg))
+		}
+		if len(d.Parts) == 0 && !d.Truncated {
+			t.Fatalf("a multipart message with one part decodes to nothing")
+		}
+	})
+}
