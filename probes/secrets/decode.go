@@ -191,16 +191,23 @@ func (d *decoder) multipart(data []byte, chain []string, depth int) bool {
 	if err != nil || !strings.HasPrefix(mt, "multipart/") || params["boundary"] == "" {
 		return false
 	}
-	d.multipartBody(msg.Body, params["boundary"], chain, depth)
+	d.multipartBody(msg.Body, params["boundary"], data, chain, depth)
 	return true
 }
 
-func (d *decoder) multipartBody(body io.Reader, boundary string, chain []string, depth int) {
+// multipartBody decodes the parts of a multipart body. whole is the message it came from:
+// when a part cannot be parsed (a broken header, a missing boundary), whole is scanned as it
+// is, so nothing after the break goes unscanned.
+func (d *decoder) multipartBody(body io.Reader, boundary string, whole []byte, chain []string, depth int) {
 	mr := multipart.NewReader(body, boundary)
 	for i := 1; ; i++ {
 		p, err := mr.NextRawPart()
+		if errors.Is(err, io.EOF) {
+			return
+		}
 		if err != nil {
-			return // io.EOF or a broken message: what was read is scanned
+			d.emit(whole, chain)
+			return
 		}
 		step := with(chain, "mime:"+strconv.Itoa(i))
 		b, err := io.ReadAll(io.LimitReader(p, int64(d.budget)+1))
@@ -215,7 +222,7 @@ func (d *decoder) multipartBody(body io.Reader, boundary string, chain []string,
 		mt, params, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
 		// Nested multiparts count against maxDepth too: past it the part is scanned as it is.
 		if strings.HasPrefix(mt, "multipart/") && params["boundary"] != "" && depth+1 < maxDepth {
-			d.multipartBody(bytes.NewReader(b), params["boundary"], step, depth+1)
+			d.multipartBody(bytes.NewReader(b), params["boundary"], b, step, depth+1)
 			continue
 		}
 		d.decode(b, step, depth+1)
