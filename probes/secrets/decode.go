@@ -191,24 +191,42 @@ func (d *decoder) multipart(data []byte, chain []string, depth int) bool {
 	if err != nil || !strings.HasPrefix(mt, "multipart/") || params["boundary"] == "" {
 		return false
 	}
-	d.multipartBody(msg.Body, params["boundary"], data, chain, depth)
+	body, err := io.ReadAll(msg.Body) // a slice of data, already in memory
+	if err != nil {
+		return false
+	}
+	d.multipartBody(body, params["boundary"], data, chain, depth)
 	return true
 }
 
-// multipartBody decodes the parts of a multipart body. whole is the message it came from:
-// when a part cannot be parsed (a broken header, a missing boundary), whole is scanned as it
-// is, so nothing after the break goes unscanned.
-func (d *decoder) multipartBody(body io.Reader, boundary string, whole []byte, chain []string, depth int) {
-	mr := multipart.NewReader(body, boundary)
+// multipartBody decodes the parts of a multipart body. The parser skips the preamble and the
+// epilogue, stops at a broken part header and finds no part when the boundary is missing:
+// then whole, the message the body came from, is scanned as it is too, so none of that can
+// hide a secret. (A secret also seen in a part is reported there, where it is seen first.)
+func (d *decoder) multipartBody(body []byte, boundary string, whole []byte, chain []string, depth int) {
+	delim := []byte("--" + boundary)
+	pre, _, found := bytes.Cut(body, delim)
+	epilogue := []byte(nil)
+	if i := bytes.LastIndex(body, append(delim, "--"...)); i >= 0 {
+		epilogue = body[i+len(delim)+2:]
+	}
+	parts := 0
+	defer func() {
+		if parts == 0 || !found || len(bytes.TrimSpace(pre)) > 0 || len(bytes.TrimSpace(epilogue)) > 0 {
+			d.emit(whole, chain)
+		}
+	}()
+	mr := multipart.NewReader(bytes.NewReader(body), boundary)
 	for i := 1; ; i++ {
 		p, err := mr.NextRawPart()
 		if errors.Is(err, io.EOF) {
 			return
 		}
 		if err != nil {
-			d.emit(whole, chain)
+			parts = 0 // a broken part: what follows it is only in whole
 			return
 		}
+		parts++
 		step := with(chain, "mime:"+strconv.Itoa(i))
 		b, err := io.ReadAll(io.LimitReader(p, int64(d.budget)+1))
 		if len(b) > d.budget {
@@ -222,7 +240,7 @@ func (d *decoder) multipartBody(body io.Reader, boundary string, whole []byte, c
 		mt, params, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
 		// Nested multiparts count against maxDepth too: past it the part is scanned as it is.
 		if strings.HasPrefix(mt, "multipart/") && params["boundary"] != "" && depth+1 < maxDepth {
-			d.multipartBody(bytes.NewReader(b), params["boundary"], b, step, depth+1)
+			d.multipartBody(b, params["boundary"], b, step, depth+1)
 			continue
 		}
 		d.decode(b, step, depth+1)

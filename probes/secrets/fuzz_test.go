@@ -284,13 +284,20 @@ func FuzzCloudConfigMIME(f *testing.F) {
 	})
 }
 
-// TestDecodeBrokenMultipartScanned is FuzzCloudConfigMIME's crasher: a part whose header is
-// not a header made the whole message vanish from the scan, so a secret after it was never
-// looked at.
+// TestDecodeBrokenMultipartScanned holds FuzzCloudConfigMIME's crashers: a part whose header
+// is not a header, a nested multipart without its boundary, and (found while fixing those) a
+// preamble made text vanish from the scan, so a secret there was never looked at.
 func TestDecodeBrokenMultipartScanned(t *testing.T) {
-	msg := "Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nfirst part\n--b\nnot a header\n\nexport DB_PASSWORD=Zq8vR2mK7xW4pL9t\n--b--\n"
-	found, _ := fuzzDetector(t).ScanData([]byte(msg), []byte("k"))
-	if len(found) != 1 {
-		t.Fatalf("%d findings in a broken multipart message, want the password: %+v", len(found), found)
+	const pw = "Zq8vR2mK7xW4pL9t"
+	for name, msg := range map[string]string{
+		"broken part header": "Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nfirst part\n--b\nnot a header\n\nexport DB_PASSWORD=" + pw + "\n--b--\n",
+		"no boundary":        "Content-Type: multipart/mixed; boundary=\"b\"\n\nexport DB_PASSWORD=" + pw + "\n",
+		"nested no boundary": "Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: multipart/alternative; boundary=\"c\"\n\nexport DB_PASSWORD=" + pw + "\n--b--\n",
+		"preamble":           "Content-Type: multipart/mixed; boundary=\"b\"\n\nexport DB_PASSWORD=" + pw + "\n--b\nContent-Type: text/plain\n\nhello\n--b--\n",
+	} {
+		found, _ := fuzzDetector(t).ScanData([]byte(msg), []byte("k"))
+		if len(found) != 1 {
+			t.Errorf("%s: %d findings, want the password: %+v", name, len(found), found)
+		}
 	}
 }
