@@ -99,3 +99,13 @@ func FuzzPatternList(f *testing.F) {
 		}
 	})
 }
+
+// TestWildcardStarBeforeLiteral is FuzzPatternList's crasher: a '*' in the pattern was taken
+// as a literal when s had a '*' at the same place, so "*" did not match "*0".
+func TestWildcardStarBeforeLiteral(t *testing.T) {
+	for _, c := range [][2]string{{"*0", "*"}, {"a*b", "a*"}, {"**", "*"}, {"x*y*z", "x*z"}} {
+		if !Wildcard(c[0], c[1]) {
+			t.Errorf("Wildcard(%q, %q) = false", c[0], c[1])
+		}
+	}
+}
