@@ -1,4 +1,4 @@
-# ec2sec: `make build`, `make test`, `make bench`.
+# ec2sec: `make build`, `make test`, `make bench`, `make fuzz`.
 GO       ?= go
 BIN      := bin/ec2sec
 TOOLS    := $(CURDIR)/tools/bin
@@ -11,7 +11,7 @@ METADATA_MOCK := github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@v
 # The gitleaks CLI, only to compare recall on the user-data corpus (probes/secrets tests).
 GITLEAKS      := github.com/zricethezav/gitleaks/v8@v8.30.1
 
-.PHONY: build test vet tools bench clean package
+.PHONY: build test vet tools bench clean package fuzz
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ec2sec
 
@@ -61,6 +61,18 @@ vet:
 
 test: vet tools
 	$(GO) test -race -count=1 ./...
+
+# Fuzzing: every FuzzXxx target of every package for FUZZTIME each (`make test` runs only their
+# seed corpora, as plain `go test` does). FUZZFLAGS=-parallel=1 keeps it to one core.
+FUZZTIME  ?= 30s
+FUZZFLAGS ?=
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$t ($(FUZZTIME))"; \
+	    $(GO) test $$pkg -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS); \
+	  done; \
+	done
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

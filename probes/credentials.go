@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ec2sec/ec2sec/probes/hostfs"
 	"github.com/ec2sec/ec2sec/probes/procfs"
 	"github.com/ec2sec/ec2sec/probes/secrets"
 )
@@ -129,6 +130,7 @@ type credState struct {
 	scanned  int
 	bad      unreadable
 	skipped  []string // links to other users' files, not read
+	odd      skips    // FIFOs, devices, link loops and partly read files, to say so
 	permsOK  bool     // the platform tells file owners
 	permsRan int
 	seen     map[string]bool
@@ -165,6 +167,8 @@ func (CredentialsProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 	if len(st.skipped) > 0 {
 		where += fmt.Sprintf("; not read: %s (links to another user's file)", joinMax(st.skipped, 3))
 	}
+	where += st.odd.String()
+	st.odd.annotate(out)
 	for _, c := range fileChecks {
 		if slices.ContainsFunc(out, func(r Result) bool { return r.Check == c }) {
 			continue
@@ -272,6 +276,10 @@ func (st *credState) scanFile(f credFile) {
 	env := st.env
 	lfi, err := env.FS.Lstat(f.path)
 	if err != nil {
+		if errors.Is(err, hostfs.ErrTooManyLinks) {
+			st.odd.links = append(st.odd.links, f.path)
+			return
+		}
 		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission) {
 			return // a path component that is not a directory: nothing there
 		}
@@ -286,10 +294,12 @@ func (st *credState) scanFile(f credFile) {
 		// Where the path really leads: a link as the file itself, or anywhere on the way
 		// (a home's .aws linked to another home).
 		if resolved, err = env.FS.Resolve(f.path); err != nil {
-			return // dangling, or a loop
+			st.odd.link(f.path, err) // dangling, or a loop
+			return
 		}
 		if resolved != path.Clean(f.path) {
 			if fi, err = env.FS.Stat(f.path); err != nil {
+				st.odd.link(f.path, err)
 				return
 			}
 			if uid, ok := fileOwner(fi); ok && f.inHome && uid != f.owner {
@@ -300,12 +310,20 @@ func (st *credState) scanFile(f credFile) {
 		}
 	}
 	if !fi.Mode().IsRegular() {
-		return // a FIFO, socket or device is never opened
+		if !fi.IsDir() {
+			st.odd.special = append(st.odd.special, f.path) // a FIFO, socket or device is never opened
+		}
+		return
 	}
 	if st.seen[resolved] {
 		return
 	}
 	st.seen[resolved] = true
+	partly := ""
+	if fi.Size() > maxSecretFile {
+		st.odd.partial = append(st.odd.partial, f.path)
+		partly = fmt.Sprintf(" (only %d MiB of the file was read)", maxSecretFile>>20)
+	}
 	var data []byte
 	if strings.HasSuffix(f.path, "_history") {
 		data, err = readTail(env, f.path, maxSecretFile)
@@ -337,7 +355,7 @@ func (st *credState) scanFile(f credFile) {
 		case secrets.AWSSession:
 			check = "cred-session-key"
 		}
-		reason := fmt.Sprintf("%s %s holds %s at %s", whose, f.path, kindWords(fd), describe(fd))
+		reason := fmt.Sprintf("%s %s holds %s at %s%s", whose, f.path, kindWords(fd), describe(fd), partly)
 		st.results = append(st.results, secretResult(check, fd, sourceFile, f.path, f.path, reason))
 	}
 	st.checkPerms(f, fi)

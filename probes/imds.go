@@ -190,9 +190,18 @@ func imdsProfile(ctx context.Context, env *Env) Result {
 	case err != nil:
 		return NewResult(check, NotAvailable, "", "cannot read iam/info: "+err.Error())
 	}
-	var v struct{ Code, InstanceProfileArn string }
-	if json.Unmarshal([]byte(info), &v) != nil || v.Code != "Success" || !strings.HasPrefix(v.InstanceProfileArn, "arn:") {
+	arn, ok := parseIAMInfo(info)
+	if !ok {
 		return NewResult(check, NotAvailable, "", "IMDS answered iam/info with something that is not an instance profile description")
 	}
-	return NewResult(check, Passed, "", "an IAM instance profile is attached").With("instance_profile_arn", v.InstanceProfileArn)
+	return NewResult(check, Passed, "", "an IAM instance profile is attached").With("instance_profile_arn", arn)
+}
+
+// parseIAMInfo returns the instance profile ARN of a successful iam/info answer.
+func parseIAMInfo(info string) (arn string, ok bool) {
+	var v struct{ Code, InstanceProfileArn string }
+	if json.Unmarshal([]byte(info), &v) != nil || v.Code != "Success" || !strings.HasPrefix(v.InstanceProfileArn, "arn:") {
+		return "", false
+	}
+	return v.InstanceProfileArn, true
 }

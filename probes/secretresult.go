@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"strings"
 
+	"github.com/ec2sec/ec2sec/probes/hostfs"
 	"github.com/ec2sec/ec2sec/probes/secrets"
 )
 
@@ -112,4 +113,47 @@ func joinMax(items []string, max int) string {
 		return strings.Join(items[:max], ", ") + fmt.Sprintf(" and %d more", len(items)-max)
 	}
 	return strings.Join(items, ", ")
+}
+
+// skips collects what a probe saw but did not (fully) read, so its results say so: special
+// files (FIFOs, sockets, devices) are never opened, links that loop or lead nowhere are not
+// followed, and big files are read only up to the limit.
+type skips struct {
+	special, links, partial []string
+}
+
+// link records a link that could not be followed; a plain missing file is not worth saying.
+func (s *skips) link(p string, err error) {
+	if errors.Is(err, hostfs.ErrTooManyLinks) || errors.Is(err, fs.ErrNotExist) {
+		s.links = append(s.links, p)
+	}
+}
+
+// String is "" or a clause starting with "; " for a reason sentence.
+func (s skips) String() string {
+	var b strings.Builder
+	if len(s.special) > 0 {
+		fmt.Fprintf(&b, "; not opened: %s (FIFO, socket or device)", joinMax(s.special, 3))
+	}
+	if len(s.links) > 0 {
+		fmt.Fprintf(&b, "; links not followed: %s (a loop, or leading nowhere inside the root)", joinMax(s.links, 3))
+	}
+	if len(s.partial) > 0 {
+		fmt.Fprintf(&b, "; only the first %d MiB read of %s", maxSecretFile>>20, joinMax(s.partial, 3))
+	}
+	return b.String()
+}
+
+// annotate adds what was skipped to FAILED results as evidence "not_scanned": when secrets
+// were found, no PASSED result is left to say it.
+func (s skips) annotate(rs []Result) {
+	note := strings.TrimPrefix(s.String(), "; ")
+	if note == "" {
+		return
+	}
+	for i := range rs {
+		if rs[i].Status == Failed && rs[i].Evidence != nil {
+			rs[i].Evidence["not_scanned"] = note
+		}
+	}
 }

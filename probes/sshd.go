@@ -170,11 +170,20 @@ func sshdSetting(lay sshdLayout, cfg *sshdconfig.Config, cfgErr error, common ma
 	if d, ok := cfg.Lookup(keyword, nil); ok {
 		value, source = norm(d.Value()), d.Where()
 	}
+	// A value sshd does not accept is neither safe nor unsafe: sshd refuses the whole config.
+	// It is not echoed (it may be anything).
+	var invalid []string
+	if !slices.Contains(sshdValid[keyword], value) {
+		value, invalid = "invalid", append(invalid, source)
+	}
 	var overrides []map[string]any
 	var badMatches []string
 	for _, d := range cfg.Overrides(keyword) {
 		m := d.Context[len(d.Context)-1]
 		v := norm(d.Value())
+		if !slices.Contains(sshdValid[keyword], v) {
+			v, invalid = "invalid", append(invalid, d.Where())
+		}
 		overrides = append(overrides, map[string]any{"match": m.Text, "at": d.Where(), "value": v})
 		if slices.Contains(bad, v) {
 			badMatches = append(badMatches, fmt.Sprintf("Match %s (%s)", m.Text, d.Where()))
@@ -200,6 +209,9 @@ func sshdSetting(lay sshdLayout, cfg *sshdconfig.Config, cfgErr error, common ma
 		pamPasswords = kbd == "yes" && pam == "yes"
 	}
 	switch {
+	case len(invalid) > 0:
+		r.Status = NotAvailable
+		r.Reason = fmt.Sprintf("%s has a value sshd does not accept (%s): sshd refuses to start with this configuration, so the running sshd's setting cannot be read from it (check sshd -T)", name, strings.Join(invalid, ", "))
 	case slices.Contains(bad, value):
 		r.Status = Failed
 		r.Reason = fmt.Sprintf("%s is effectively %s (%s)", name, value, source)
@@ -216,6 +228,12 @@ func sshdSetting(lay sshdLayout, cfg *sshdconfig.Config, cfgErr error, common ma
 		r.Reason = fmt.Sprintf("%s is effectively %s (%s), and no Match block sets it to %s", name, value, source, strings.Join(bad, " or "))
 	}
 	return []Result{r}
+}
+
+// sshdValid are the values sshd accepts for the settings sshdSetting rates (after norm).
+var sshdValid = map[string][]string{
+	"passwordauthentication": {"yes", "no"},
+	"permitrootlogin":        {"yes", "prohibit-password", "forced-commands-only", "no"},
 }
 
 func sshdKeywordName(kw string) string {
@@ -430,16 +448,12 @@ func unitValues(b []byte, key string) []string {
 // portOf returns the port of "22", "0.0.0.0:22", "[::]:22" or "host:22", or 0 (a unix socket
 // path, or an address without port).
 func portOf(s string) int {
-	if n, err := strconv.Atoi(s); err == nil {
-		return n
+	if i := strings.LastIndex(s, ":"); i >= 0 && !strings.HasPrefix(s, "/") {
+		s = s[i+1:]
 	}
-	i := strings.LastIndex(s, ":")
-	if i < 0 || strings.HasPrefix(s, "/") {
-		return 0
-	}
-	n, err := strconv.Atoi(s[i+1:])
-	if err != nil {
-		return 0
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 65535 {
+		return 0 // a path, or not a TCP port at all
 	}
 	return n
 }

@@ -70,6 +70,8 @@ func TestSSHDSettings(t *testing.T) {
 		{"no sshd", map[string]string{"/etc/hostname": "h"}, Passed, Passed, "", "", "", "sshd is not installed", false},
 		{"PAM keyboard-interactive asks for passwords", map[string]string{"/etc/ssh/sshd_config": "PasswordAuthentication no\nUsePAM yes\n"},
 			Warning, Passed, "no", "prohibit-password", "/etc/ssh/sshd_config:1", "lets PAM prompt for the password anyway", false},
+		{"a value sshd refuses is not rated", map[string]string{"/etc/ssh/sshd_config": "PermitRootLogin \xc3\x28\nPasswordAuthentication no\nMatch User bob\n  PasswordAuthentication perhaps\n"},
+			NotAvailable, NotAvailable, "no", "invalid", "/etc/ssh/sshd_config:2", "does not accept (/etc/ssh/sshd_config:4)", false},
 		{"key service token stays out of evidence", map[string]string{"/etc/ssh/sshd_config": "PasswordAuthentication no\nAuthorizedKeysCommand /usr/local/bin/keys --token s3cr3t-t0ken %u\n"},
 			Passed, Passed, "no", "prohibit-password", "/etc/ssh/sshd_config:1", "", false},
 	}

@@ -508,6 +508,11 @@ func hostPort(s string) (host, port, errMsg string) {
 			port = "80"
 		}
 	}
+	// url.Parse takes any digits as a port; the dialer would refuse them and the endpoint
+	// would look unreachable instead of misconfigured.
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "", "", fmt.Sprintf("bad port in endpoint %q", s)
+	}
 	return u.Hostname(), port, ""
 }
 

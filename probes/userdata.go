@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path"
 	"strings"
 
@@ -149,6 +150,7 @@ func cachedUserData(ctx context.Context, env *Env) []Result {
 
 	var out []Result
 	var bad unreadable
+	var odd skips
 	scanned := 0
 	for _, cf := range files {
 		if ctx.Err() != nil {
@@ -156,13 +158,24 @@ func cachedUserData(ctx context.Context, env *Env) []Result {
 			continue
 		}
 		fi, err := env.FS.Lstat(cf.path)
-		if err != nil || !fi.Mode().IsRegular() {
-			continue // a directory (scripts/vendor), a link or gone: nothing of its own to read
+		switch {
+		case err != nil, fi.IsDir():
+			continue // gone, or a directory (scripts/vendor): nothing of its own to read
+		case fi.Mode()&fs.ModeSymlink != 0:
+			// cloud-init writes these files itself; a link here is not its doing.
+			odd.links = append(odd.links, cf.path)
+			continue
+		case !fi.Mode().IsRegular():
+			odd.special = append(odd.special, cf.path)
+			continue
 		}
 		data, truncated, err := env.FS.ReadFile(cf.path, maxSecretFile)
 		if err != nil {
 			bad.add(cf.path, err)
 			continue
+		}
+		if truncated {
+			odd.partial = append(odd.partial, cf.path)
 		}
 		scanned++
 		findings, cut := env.Secrets.ScanData(data, env.FingerprintKey)
@@ -177,15 +190,16 @@ func cachedUserData(ctx context.Context, env *Env) []Result {
 		}
 	}
 	if len(out) > 0 {
+		odd.annotate(out)
 		return out
 	}
 	switch {
 	case bad.n > 0:
-		return []Result{NewResult(check, NotAvailable, "", "could not read cached user data: "+bad.String())}
+		return []Result{NewResult(check, NotAvailable, "", "could not read cached user data: "+bad.String()+odd.String())}
 	case scanned == 0:
-		return []Result{NewResult(check, Passed, "", "no cached user data on disk (cloud-init, EC2Launch, EC2Config locations)")}
+		return []Result{NewResult(check, Passed, "", "no cached user data on disk (cloud-init, EC2Launch, EC2Config locations)"+odd.String())}
 	default:
-		return []Result{NewResult(check, Passed, "", fmt.Sprintf("no secret in %s of cached user data and scripts", plural(scanned, "file", "files"))).
+		return []Result{NewResult(check, Passed, "", fmt.Sprintf("no secret in %s of cached user data and scripts%s", plural(scanned, "file", "files"), odd.String())).
 			With("files", scanned)}
 	}
 }

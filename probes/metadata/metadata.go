@@ -247,13 +247,8 @@ func (c *Client) Identity(ctx context.Context) Identity {
 		return id
 	}
 	id.Reachable = true
-	var d struct {
-		InstanceID string `json:"instanceId"`
-		AccountID  string `json:"accountId"`
-		Region     string `json:"region"`
-		ImageID    string `json:"imageId"`
-	}
-	if err := json.Unmarshal(doc, &d); err != nil {
+	d, err := parseIdentityDocument(doc)
+	if err != nil {
 		id.Reason = fmt.Sprintf("IMDS instance identity document is not JSON: %v", err)
 		return id
 	}
@@ -280,6 +275,22 @@ func (c *Client) Identity(ctx context.Context) Identity {
 		id.Reason = "IMDS did not answer " + strings.Join(missing, ", ") + "; derived from the region where possible"
 	}
 	return id
+}
+
+// identityDocument is what the agent takes from the instance identity document.
+type identityDocument struct {
+	InstanceID string `json:"instanceId"`
+	AccountID  string `json:"accountId"`
+	Region     string `json:"region"`
+	ImageID    string `json:"imageId"`
+}
+
+// parseIdentityDocument parses the instance identity document (a separate function so it
+// can be fuzzed without an HTTP round trip).
+func parseIdentityDocument(doc []byte) (identityDocument, error) {
+	var d identityDocument
+	err := json.Unmarshal(doc, &d)
+	return d, err
 }
 
 // PartitionOf returns the AWS partition a region belongs to.

@@ -18,8 +18,11 @@ import (
 )
 
 // MaxDecoded bounds what decoding one input may produce in all: a gzip bomb in user data stops
-// here, and the scan says so.
-const MaxDecoded = 16 << 20
+// here, and the scan says so. Scanning costs one to two microseconds of CPU per decoded byte
+// (the rules are regexps), so this bounds the time one input costs too: at 16 MiB a 16 KB
+// gzip bomb took 20-40 s, enough to time the probe out, more so under the unit's CPU quota.
+// EC2 user data is at most 16 KB raw: 1 MiB is 64 times that, more than real scripts compress.
+const MaxDecoded = 1 << 20
 
 // maxDepth bounds nesting (base64 of gzip of MIME of ...); real user data nests two or three.
 const maxDepth = 8
@@ -188,17 +191,42 @@ func (d *decoder) multipart(data []byte, chain []string, depth int) bool {
 	if err != nil || !strings.HasPrefix(mt, "multipart/") || params["boundary"] == "" {
 		return false
 	}
-	d.multipartBody(msg.Body, params["boundary"], chain, depth)
+	body, err := io.ReadAll(msg.Body) // a slice of data, already in memory
+	if err != nil {
+		return false
+	}
+	d.multipartBody(body, params["boundary"], data, chain, depth)
 	return true
 }
 
-func (d *decoder) multipartBody(body io.Reader, boundary string, chain []string, depth int) {
-	mr := multipart.NewReader(body, boundary)
+// multipartBody decodes the parts of a multipart body. The parser skips the preamble and the
+// epilogue, stops at a broken part header and finds no part when the boundary is missing:
+// then whole, the message the body came from, is scanned as it is too, so none of that can
+// hide a secret. (A secret also seen in a part is reported there, where it is seen first.)
+func (d *decoder) multipartBody(body []byte, boundary string, whole []byte, chain []string, depth int) {
+	delim := []byte("--" + boundary)
+	pre, _, found := bytes.Cut(body, delim)
+	epilogue := []byte(nil)
+	if i := bytes.LastIndex(body, append(delim, "--"...)); i >= 0 {
+		epilogue = body[i+len(delim)+2:]
+	}
+	parts := 0
+	defer func() {
+		if parts == 0 || !found || len(bytes.TrimSpace(pre)) > 0 || len(bytes.TrimSpace(epilogue)) > 0 {
+			d.emit(whole, chain)
+		}
+	}()
+	mr := multipart.NewReader(bytes.NewReader(body), boundary)
 	for i := 1; ; i++ {
 		p, err := mr.NextRawPart()
-		if err != nil {
-			return // io.EOF or a broken message: what was read is scanned
+		if errors.Is(err, io.EOF) {
+			return
 		}
+		if err != nil {
+			parts = 0 // a broken part: what follows it is only in whole
+			return
+		}
+		parts++
 		step := with(chain, "mime:"+strconv.Itoa(i))
 		b, err := io.ReadAll(io.LimitReader(p, int64(d.budget)+1))
 		if len(b) > d.budget {
@@ -210,8 +238,9 @@ func (d *decoder) multipartBody(body io.Reader, boundary string, chain []string,
 		}
 		b = transferDecode(p.Header, b)
 		mt, params, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
-		if strings.HasPrefix(mt, "multipart/") && params["boundary"] != "" {
-			d.multipartBody(bytes.NewReader(b), params["boundary"], step, depth+1)
+		// Nested multiparts count against maxDepth too: past it the part is scanned as it is.
+		if strings.HasPrefix(mt, "multipart/") && params["boundary"] != "" && depth+1 < maxDepth {
+			d.multipartBody(b, params["boundary"], b, step, depth+1)
 			continue
 		}
 		d.decode(b, step, depth+1)

@@ -72,7 +72,7 @@ func TestDecodeChain(t *testing.T) {
 }
 
 func TestDecodeGzipBomb(t *testing.T) {
-	// 40 MiB of zeros compresses to ~40 KiB: decoding must stop at 16 MiB and say so.
+	// 40 MiB of zeros compresses to ~40 KiB: decoding must stop at MaxDecoded and say so.
 	var buf bytes.Buffer
 	w := gzip.NewWriter(&buf)
 	zeros := make([]byte, 1<<20)

@@ -137,11 +137,12 @@ func Wildcard(s, p string) bool {
 	star, mark := -1, 0
 	for si < len(s) {
 		switch {
-		case pi < len(p) && (p[pi] == '?' || p[pi] == s[si]):
-			si++
-			pi++
+		// '*' first: a '*' in the pattern is a wildcard even where s has a '*' too.
 		case pi < len(p) && p[pi] == '*':
 			star, mark = pi, si
+			pi++
+		case pi < len(p) && (p[pi] == '?' || p[pi] == s[si]):
+			si++
 			pi++
 		case star >= 0:
 			pi = star + 1
