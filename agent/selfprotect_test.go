@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ec2sec/ec2sec/internal/fakeimds"
 	"github.com/ec2sec/ec2sec/internal/testenv"
 	"github.com/ec2sec/ec2sec/probes"
 	"github.com/ec2sec/ec2sec/probes/metadata"
@@ -31,38 +32,15 @@ import (
 // endpoints it is configured with (here, loopback fakes); in a host without network it still
 // finishes and says what it could not see.
 
-// fakeIMDS answers like IMDS on an instance in eu-west-1 with no role and no public IPv4;
-// every request is counted.
-func fakeIMDS(t *testing.T) (*httptest.Server, *sync.Map) {
+// selfIMDS answers like IMDS on an instance in eu-west-1 with no role and no public IPv4,
+// recording every request.
+func selfIMDS(t *testing.T) *fakeimds.Server {
 	t.Helper()
-	var seen sync.Map
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		seen.Store(r.Method+" "+r.URL.Path, true)
-		const tok = "selfprotect-token"
-		if r.URL.Path == "/latest/api/token" && r.Method == http.MethodPut {
-			w.Header().Set("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", r.Header.Get("X-Aws-Ec2-Metadata-Token-Ttl-Seconds"))
-			w.Write([]byte(tok))
-			return
-		}
-		if r.Header.Get("X-aws-ec2-metadata-token") != tok {
-			http.Error(w, "", http.StatusUnauthorized)
-			return
-		}
-		switch r.URL.Path {
-		case "/latest/dynamic/instance-identity/document":
-			w.Write([]byte(`{"instanceId":"i-0123456789abcdef0","accountId":"123456789012","region":"eu-west-1","imageId":"ami-0123456789abcdef0"}`))
-		case "/latest/meta-data/services/partition":
-			w.Write([]byte("aws"))
-		case "/latest/meta-data/services/domain":
-			w.Write([]byte("amazonaws.com"))
-		case "/latest/meta-data/hostname":
-			w.Write([]byte("ip-10-0-0-1.eu-west-1.compute.internal"))
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	t.Cleanup(srv.Close)
-	return srv, &seen
+	s := fakeimds.New(t)
+	s.Paths["dynamic/instance-identity/document"] = `{"instanceId":"i-0123456789abcdef0","accountId":"123456789012","region":"eu-west-1","imageId":"ami-0123456789abcdef0"}`
+	s.Paths["meta-data/hostname"] = "ip-10-0-0-1.eu-west-1.compute.internal"
+	delete(s.Paths, "meta-data/iam/info")
+	return s
 }
 
 // listeningInodes returns the inodes of the TCP sockets in LISTEN state that this process
@@ -97,7 +75,7 @@ func listeningInodes() (map[uint64]bool, error) {
 // process's listening sockets throughout (the test's own fakes are there before it starts),
 // and records every dial the probes make through ScanOptions.Dial.
 func TestScanOpensNoListener(t *testing.T) {
-	imds, _ := fakeIMDS(t)
+	imds := selfIMDS(t)
 	ssm := httptest.NewServer(http.NotFoundHandler())
 	t.Cleanup(ssm.Close)
 	before, err := listeningInodes()
@@ -223,7 +201,7 @@ func TestBinaryNetworkFootprint(t *testing.T) {
 	if err != nil {
 		testenv.Missing(t, "strace is not installed (apt-get install strace)")
 	}
-	imds, seen := fakeIMDS(t)
+	imds := selfIMDS(t)
 	ssm := httptest.NewServer(http.NotFoundHandler())
 	t.Cleanup(ssm.Close)
 	aws := httptest.NewServer(http.NotFoundHandler())
@@ -249,7 +227,7 @@ func TestBinaryNetworkFootprint(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("%v\n%s", err, stderr.String())
 	}
-	if _, ok := seen.Load("GET /latest/dynamic/instance-identity/document"); !ok {
+	if !slices.Contains(imds.Requested(), "GET /latest/dynamic/instance-identity/document") {
 		t.Fatal("the fake IMDS was not asked who the host is: the trace would prove nothing")
 	}
 	b, err := os.ReadFile(trace)

@@ -85,6 +85,14 @@ func Instance() map[string]string {
 	}
 }
 
+// Requested returns a copy of the requests seen so far ("METHOD path"), safe to call while
+// the server is in use.
+func (s *Server) Requested() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.Requests...)
+}
+
 // Set configures the server under its lock.
 func (s *Server) Set(f func(s *Server)) {
 	s.mu.Lock()
