@@ -417,25 +417,17 @@ func (s *Server) logs(w http.ResponseWriter, op string, body []byte, emf bool) {
 	json.NewEncoder(w).Encode(out)
 }
 
+var productRe = regexp.MustCompile(`"ProductArn":"arn:[^:"]*:securityhub:([^:"]*):([^:"]*):`)
+
 var required = []string{"SchemaVersion", "Id", "ProductArn", "GeneratorId", "AwsAccountId", "CreatedAt", "UpdatedAt", "Title", "Description", "Resources"}
 
 func (s *Server) hub(w http.ResponseWriter, body []byte, partial bool) {
 	op := OpBatchImportFindings
-	var in struct {
-		Findings []map[string]json.RawMessage `json:"Findings"`
-	}
-	if err := json.Unmarshal(body, &in); err != nil {
-		s.violate(w, op, "bad JSON: %v", err)
-		return
-	}
-	// The rate limit is per account and region: those of the product ARN (the caller's).
+	// The rate limit is per account and region: those of the product ARN (the caller's),
+	// found without decoding the body, so a throttled call costs little.
 	key := ""
-	if len(in.Findings) > 0 {
-		var arn string
-		json.Unmarshal(in.Findings[0]["ProductArn"], &arn)
-		if p := strings.Split(arn, ":"); len(p) > 4 {
-			key = p[4] + "/" + p[3]
-		}
+	if m := productRe.FindSubmatch(body); m != nil {
+		key = string(m[2]) + "/" + string(m[1])
 	}
 	s.mu.Lock()
 	if !s.Compact {
@@ -450,6 +442,13 @@ func (s *Server) hub(w http.ResponseWriter, body []byte, partial bool) {
 	s.mu.Unlock()
 	if limited {
 		s.throttle(w, op)
+		return
+	}
+	var in struct {
+		Findings []map[string]json.RawMessage `json:"Findings"`
+	}
+	if err := json.Unmarshal(body, &in); err != nil {
+		s.violate(w, op, "bad JSON: %v", err)
 		return
 	}
 	if len(in.Findings) == 0 || len(in.Findings) > 100 {
