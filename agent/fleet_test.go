@@ -39,7 +39,8 @@ import (
 //
 // EC2SEC_FLEET=10000 (with -short=false) runs the full-size simulation: 10,000 agents over
 // an in-process transport (no sockets; everything above the socket is real) and 500 over
-// real loopback HTTP. The default run is a small version of both.
+// real loopback HTTP (EC2SEC_FLEET_SPLAY and EC2SEC_FLEET_SCALE change the splay and the
+// clock of the first). The default run is a small version of both.
 
 // fleetClock is the compressed clock.
 type fleetClock struct {
@@ -383,8 +384,12 @@ func TestFleetDelivery(t *testing.T) {
 		if s, err := strconv.ParseFloat(os.Getenv("EC2SEC_FLEET_SCALE"), 64); err == nil && s > 0 {
 			scale = s
 		}
+		splay := 10 * time.Minute // the default; EC2SEC_FLEET_SPLAY overrides it
+		if d, err := time.ParseDuration(os.Getenv("EC2SEC_FLEET_SPLAY")); err == nil && d > 0 {
+			splay = d
+		}
 		runs = []run{
-			{"in-process", fleetOptions{N: n, Checks: 30, Failing: 10, Interval: time.Hour, Splay: 10 * time.Minute, Scale: scale, InProc: true}},
+			{"in-process", fleetOptions{N: n, Checks: 30, Failing: 10, Interval: time.Hour, Splay: splay, Scale: scale, InProc: true}},
 			{"loopback HTTP", fleetOptions{N: 500, Checks: 30, Failing: 10, Interval: time.Hour, Splay: 10 * time.Minute, Scale: 60}},
 		}
 	}
