@@ -420,7 +420,17 @@ func TestFleetDelivery(t *testing.T) {
 			if done < floor {
 				t.Errorf("done in %s, faster than 10 TPS allows (%s): the limit was not enforced", done, floor)
 			}
-			if r.o.N/int(r.o.Splay/time.Second+1) > 10 && fl.f.Throttled(awsfake.OpBatchImportFindings) == 0 {
+			// A storm above 10 TPS must meet throttling, unless the machine was too slow to
+			// make one (the race detector, a loaded CI runner): then the calls came spread out.
+			lag := time.Duration(0)
+			for _, a := range fl.agents {
+				lag = max(lag, a.lag)
+			}
+			storm := r.o.N/int(r.o.Splay/time.Second+1) > 10
+			switch {
+			case storm && lag > r.o.Splay:
+				t.Logf("the machine lagged %s behind a %s splay: no storm to throttle", lag, r.o.Splay)
+			case storm && fl.f.Throttled(awsfake.OpBatchImportFindings) == 0:
 				t.Error("a storm above 10 TPS was never throttled: the test did not test")
 			}
 		})

@@ -186,15 +186,13 @@ func TestKill9(t *testing.T) {
 	}
 	// A fresh run delivers what is left, before any scan of its own (so nothing newer
 	// masks a stale or lost batch).
-	// A fault the children never met may still be queued: retry as the daemon would.
-	for try := 1; ; try++ {
-		_, err := rep.Flush(context.Background())
-		if err == nil {
-			break
-		}
-		if try == 3 {
-			t.Fatalf("flush of leftovers: %v", err)
-		}
+	// Faults the children never met (a slow machine: kills before any send) are dropped, so
+	// the fresh run's delivery is held to account on its own.
+	if n := f.ClearFaults(); n > 0 {
+		t.Logf("%d injected faults never met", n)
+	}
+	if _, err := rep.Flush(context.Background()); err != nil {
+		t.Fatalf("flush of leftovers: %v", err)
 	}
 	entries, _ = os.ReadDir(filepath.Join(dir, "spool"))
 	if len(entries) != 0 {

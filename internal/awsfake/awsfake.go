@@ -213,6 +213,18 @@ func reset(w http.ResponseWriter) {
 	panic(http.ErrAbortHandler)
 }
 
+// ClearFaults drops the faults Inject queued that no call has met yet, and returns how many.
+func (s *Server) ClearFaults() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for op, q := range s.faults {
+		n += len(q)
+		delete(s.faults, op)
+	}
+	return n
+}
+
 // Outage answers every call of every API with f until Outage(0): an endpoint that is down
 // (Reset), failing (ServerError) or in a throttling storm (Throttle) for as long as a test
 // says. Queued faults of Inject still come first.
