@@ -228,25 +228,26 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 	}
 	findingsSeq := r.spool.Last()
 	if r.cfg.CloudWatchLogs.LogGroup != "" {
-		summary := summaryEvent(rep, st)
-		est := len(summary) + 64
-		for _, e := range events {
-			est += len(e.Message) + 64
-		}
-		dropped, err := r.spool.MakeRoom(int64(est))
-		if err != nil {
-			return st, err
-		}
-		st.DroppedEvents = droppedByFindings + dropped
-		if st.DroppedEvents > 0 {
-			r.log.Warn("spool full: dropped the oldest log events", "dropped_events", st.DroppedEvents, "max_mb", r.cfg.Spool.MaxMB)
-			summary = summaryEvent(rep, st)
-		}
-		events = append(events, sink.LogEvent{Timestamp: ts, Message: summary})
-		items := make([]json.RawMessage, len(events))
+		items := make([]json.RawMessage, len(events), len(events)+1)
 		for i, e := range events {
 			items[i], _ = json.Marshal(e)
 		}
+		// Make room for the batch as the spool writes it: JSON escapes the messages again, so
+		// it is larger than they are; 64 bytes more for the digits the dropped count may add
+		// to the summary. With room made here, Put drops nothing the summary would not count.
+		st.DroppedEvents = droppedByFindings
+		summary, _ := json.Marshal(sink.LogEvent{Timestamp: ts, Message: summaryEvent(rep, st)})
+		b, _ := json.Marshal(spool.Batch{Kind: spool.Logs, Items: append(items, summary)})
+		dropped, err := r.spool.MakeRoom(int64(len(b)) + 64)
+		if err != nil {
+			return st, err
+		}
+		st.DroppedEvents += dropped
+		if st.DroppedEvents > 0 {
+			r.log.Warn("spool full: dropped the oldest log events", "dropped_events", st.DroppedEvents, "max_mb", r.cfg.Spool.MaxMB)
+			summary, _ = json.Marshal(sink.LogEvent{Timestamp: ts, Message: summaryEvent(rep, st)})
+		}
+		items = append(items, summary)
 		more, err := r.spool.Put(spool.Logs, items)
 		st.DroppedEvents += more
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
@@ -95,8 +96,13 @@ func (c *CloudWatch) ensure(ctx context.Context) error {
 	case errors.As(err, &missing):
 		return fmt.Errorf("create log stream %s/%s: %w", c.group, c.stream, err)
 	default:
+		// Only a definite refusal (a 4xx answer that is not throttling: no permission) is
+		// worked around; no answer at all (status 0: reset, refused, timed out), a 5xx or
+		// throttling is transient. Taking those for a refusal would mark the stream ready
+		// when it may not exist, failing the first writes after an outage.
 		var re interface{ HTTPStatusCode() int }
-		if !errors.As(err, &re) || re.HTTPStatusCode() >= 500 {
+		if !errors.As(err, &re) || re.HTTPStatusCode() < 400 || re.HTTPStatusCode() >= 500 ||
+			retry.IsErrorThrottles(retry.DefaultThrottles).IsErrorThrottle(err) == aws.TrueTernary {
 			return fmt.Errorf("create log stream %s/%s: %w", c.group, c.stream, err) // transient: try again later
 		}
 		c.log.Warn("cannot create the log stream; writing to it anyway", "group", c.group, "stream", c.stream, "err", err)

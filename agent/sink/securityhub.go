@@ -56,6 +56,14 @@ func NewSecurityHubAPI(api SecurityHubAPI, log *slog.Logger) *SecurityHub {
 // Name implements Sink.
 func (s *SecurityHub) Name() string { return "security_hub" }
 
+// SetMinInterval changes how far apart calls are spaced (MinCallInterval by default); fleet
+// simulations that compress time scale it with their clock.
+func (s *SecurityHub) SetMinInterval(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.interval = d
+}
+
 // pace keeps calls MinCallInterval apart.
 func (s *SecurityHub) pace(ctx context.Context) error {
 	s.mu.Lock()

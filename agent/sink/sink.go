@@ -52,6 +52,9 @@ type AWSOptions struct {
 	MaxBackoff  time.Duration
 	// HTTPTimeout bounds one HTTP exchange (default 30s) so a slow endpoint cannot hang us.
 	HTTPTimeout time.Duration
+	// Backoff, when set, replaces the SDK's jittered exponential backoff between attempts
+	// (fleet simulations scale it with their compressed clock).
+	Backoff retry.BackoffDelayer
 }
 
 // LoadAWS returns the SDK config: the default credential chain, AWS_ENDPOINT_URL_* endpoints,
@@ -73,6 +76,9 @@ func LoadAWS(ctx context.Context, o AWSOptions) (aws.Config, error) {
 				so.MaxAttempts = o.MaxAttempts
 				so.MaxBackoff = o.MaxBackoff
 				so.RateLimiter = ratelimit.None
+				if o.Backoff != nil {
+					so.Backoff = o.Backoff
+				}
 			})
 		}),
 		config.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(o.HTTPTimeout).WithTransportOptions(func(t *http.Transport) {

@@ -234,3 +234,23 @@ func TestCloudWatchCreateDenied(t *testing.T) {
 		t.Fatalf("no group and create denied: %v %v, want Retry and an error", out, err)
 	}
 }
+
+// TestCloudWatchCreateDuringOutage: a stream that could not be created because the endpoint
+// was down (connection resets) or throttling is created on the first send after the outage,
+// not taken for a refused create and written to blindly (which failed the first flush after
+// every outage with ResourceNotFoundException).
+func TestCloudWatchCreateDuringOutage(t *testing.T) {
+	for _, fault := range []awsfake.Fault{awsfake.Reset, awsfake.Throttle, awsfake.ServerError} {
+		f, ctx := setup(t)
+		cfg, _ := LoadAWS(ctx, fast())
+		cw := NewCloudWatch(cfg, "g", "s", slog.New(slog.DiscardHandler))
+		f.Outage(fault)
+		if out, err := cw.Send(ctx, events(t, 1, time.Now(), 0, 1)); err == nil || out[0] != Retry {
+			t.Fatalf("fault %d: send during the outage: %v %v", fault, out, err)
+		}
+		f.Outage(0)
+		if out, err := cw.Send(ctx, events(t, 1, time.Now(), 0, 1)); err != nil || out[0] != Accepted {
+			t.Errorf("fault %d: first send after the outage: %v %v", fault, out, err)
+		}
+	}
+}

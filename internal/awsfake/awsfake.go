@@ -33,6 +33,9 @@ const (
 	Reset                        // the connection is reset before any answer
 	PartialFail                  // Security Hub only: the first finding fails with a retryable code, the second (if any) with InvalidInput
 	Denied                       // AccessDeniedException
+	// Lost: the call is processed (findings stored, events written) and then the connection
+	// is reset before the answer, so the client cannot know it succeeded and sends again.
+	Lost
 )
 
 // Ops named by Inject.
@@ -66,8 +69,18 @@ type Server struct {
 	calls     map[string]int
 	akids     map[string][]string // op -> access key ids that signed it
 	violation []string
-	bucket    float64
-	refill    time.Time
+	buckets   map[string]*bucket // account/region -> BatchImportFindings rate bucket
+	throttled map[string]int     // op -> calls answered with a throttling error
+	outage    Fault              // answer every call with this fault (0 = none)
+	failed    []FailedFinding    // FailedFindings answered, in order
+	accepted  []Imported         // every finding accepted, in order
+	// RateClock is the clock Security Hub's rate limit runs on (default time.Now). A fleet
+	// simulation that compresses time runs it faster, so the limit stays 10 per simulated
+	// second.
+	RateClock func() time.Time
+	// Compact keeps memory flat for fleet simulations: request bodies are not recorded and
+	// each finding is stored as its Id, UpdatedAt, RecordState and Compliance only.
+	Compact bool
 	// Role credentials AssumeRole hands out.
 	RoleKeyID, RoleSecret string
 	RoleTTL               time.Duration
@@ -79,7 +92,7 @@ func New(t testing.TB) *Server {
 		t: t, faults: map[string][]Fault{}, Now: time.Now,
 		groups: map[string]map[string][]Event{}, findings: map[string]json.RawMessage{},
 		imports: map[string]int{}, calls: map[string]int{}, akids: map[string][]string{},
-		bucket: 30, refill: time.Now(),
+		buckets: map[string]*bucket{}, throttled: map[string]int{}, RateClock: time.Now,
 		RoleKeyID: "ASIAFAKEROLEKEY00001", RoleSecret: "role-secret-PLANTED-0000000000000000000000", RoleTTL: time.Hour,
 	}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
@@ -134,27 +147,29 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.calls[op]++
-	s.all = append(s.all, body)
+	if !s.Compact {
+		s.all = append(s.all, body)
+	}
 	if m := credRe.FindStringSubmatch(r.Header.Get("Authorization")); m != nil {
 		s.akids[op] = append(s.akids[op], m[1])
 	} else {
 		s.violation = append(s.violation, op+": unsigned request")
 	}
 	fault := s.nextFault(op)
+	if s.outage != 0 && fault == 0 {
+		fault = s.outage
+	}
 	s.mu.Unlock()
 
 	switch fault {
 	case Reset:
-		if hj, ok := w.(http.Hijacker); ok {
-			conn, _, err := hj.Hijack()
-			if err == nil {
-				if tc, ok := conn.(*net.TCPConn); ok {
-					tc.SetLinger(0) // RST, not FIN
-				}
-				conn.Close()
-				return
-			}
-		}
+		reset(w)
+		return
+	case Lost:
+		// Serve into a discarded recorder, then reset: done, but the client never hears it.
+		s.dispatch(httptest.NewRecorder(), r, op, body, 0)
+		reset(w)
+		return
 	case ServerError:
 		s.jsonErr(w, op, 500, "InternalFailure", "injected 500")
 		return
@@ -165,6 +180,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.jsonErr(w, op, 400, "AccessDeniedException", "injected: not authorized")
 		return
 	}
+	s.dispatch(w, r, op, body, fault)
+}
+
+func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, op string, body []byte, fault Fault) {
 	switch op {
 	case OpCreateLogGroup, OpCreateLogStream, "PutLogEvents":
 		s.logs(w, op, body, r.Header.Get("X-Amzn-Logs-Format") == "json/emf")
@@ -177,7 +196,76 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// reset closes the connection with a RST before any answer. Off a real connection (the
+// in-process transport of a fleet simulation) it panics with http.ErrAbortHandler, which
+// net/http turns into a dropped connection too.
+func reset(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		conn, _, err := hj.Hijack()
+		if err == nil {
+			if tc, ok := conn.(*net.TCPConn); ok {
+				tc.SetLinger(0) // RST, not FIN
+			}
+			conn.Close()
+			return
+		}
+	}
+	panic(http.ErrAbortHandler)
+}
+
+// ClearFaults drops the faults Inject queued that no call has met yet, and returns how many.
+func (s *Server) ClearFaults() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for op, q := range s.faults {
+		n += len(q)
+		delete(s.faults, op)
+	}
+	return n
+}
+
+// Outage answers every call of every API with f until Outage(0): an endpoint that is down
+// (Reset), failing (ServerError) or in a throttling storm (Throttle) for as long as a test
+// says. Queued faults of Inject still come first.
+func (s *Server) Outage(f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.outage = f
+}
+
+// bucket is a token bucket: 10 per second, burst 30, as Security Hub documents for
+// BatchImportFindings per account and region.
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+const (
+	hubRate  = 10
+	hubBurst = 30
+)
+
+// take reports whether a call at now may proceed, taking a token if so.
+func (b *bucket) take(now time.Time) bool {
+	if b.at.IsZero() {
+		b.tokens, b.at = hubBurst, now
+	}
+	if d := now.Sub(b.at); d > 0 {
+		b.tokens = min(hubBurst, b.tokens+d.Seconds()*hubRate)
+		b.at = now
+	}
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
 func (s *Server) throttle(w http.ResponseWriter, op string) {
+	s.mu.Lock()
+	s.throttled[op]++
+	s.mu.Unlock()
 	if op == OpBatchImportFindings {
 		s.jsonErr(w, op, 429, "TooManyRequestsException", "Rate exceeded")
 		return
@@ -341,20 +429,28 @@ func (s *Server) logs(w http.ResponseWriter, op string, body []byte, emf bool) {
 	json.NewEncoder(w).Encode(out)
 }
 
+var productRe = regexp.MustCompile(`"ProductArn":"arn:[^:"]*:securityhub:([^:"]*):([^:"]*):`)
+
 var required = []string{"SchemaVersion", "Id", "ProductArn", "GeneratorId", "AwsAccountId", "CreatedAt", "UpdatedAt", "Title", "Description", "Resources"}
 
 func (s *Server) hub(w http.ResponseWriter, body []byte, partial bool) {
 	op := OpBatchImportFindings
-	s.mu.Lock()
-	s.bodies = append(s.bodies, body)
-	// Token bucket: 10 per second, burst 30, as Security Hub documents.
-	now := time.Now()
-	s.bucket = min(30, s.bucket+now.Sub(s.refill).Seconds()*10)
-	s.refill = now
-	limited := s.bucket < 1
-	if !limited {
-		s.bucket--
+	// The rate limit is per account and region: those of the product ARN (the caller's),
+	// found without decoding the body, so a throttled call costs little.
+	key := ""
+	if m := productRe.FindSubmatch(body); m != nil {
+		key = string(m[2]) + "/" + string(m[1])
 	}
+	s.mu.Lock()
+	if !s.Compact {
+		s.bodies = append(s.bodies, body)
+	}
+	b := s.buckets[key]
+	if b == nil {
+		b = &bucket{}
+		s.buckets[key] = b
+	}
+	limited := !b.take(s.RateClock())
 	s.mu.Unlock()
 	if limited {
 		s.throttle(w, op)
@@ -388,18 +484,30 @@ func (s *Server) hub(w http.ResponseWriter, body []byte, partial bool) {
 			failed = append(failed, map[string]string{"Id": id, "ErrorCode": "AccessDeniedException", "ErrorMessage": "product ARN not of the account"})
 			continue
 		}
+		var updated, record string
+		json.Unmarshal(f["UpdatedAt"], &updated)
+		json.Unmarshal(f["RecordState"], &record)
 		if partial && i < 2 {
 			code := "InternalFailure"
 			if i == 1 {
 				code = "InvalidInput"
 			}
 			failed = append(failed, map[string]string{"Id": id, "ErrorCode": code, "ErrorMessage": "injected"})
+			s.mu.Lock()
+			s.failed = append(s.failed, FailedFinding{Id: id, UpdatedAt: updated, ErrorCode: code})
+			s.mu.Unlock()
 			continue
 		}
-		raw, _ := json.Marshal(f)
+		var raw []byte
+		if s.Compact {
+			raw, _ = json.Marshal(map[string]json.RawMessage{"Id": f["Id"], "UpdatedAt": f["UpdatedAt"], "RecordState": f["RecordState"], "Compliance": f["Compliance"]})
+		} else {
+			raw, _ = json.Marshal(f)
+		}
 		s.mu.Lock()
 		s.findings[id] = raw
 		s.imports[id]++
+		s.accepted = append(s.accepted, Imported{Id: id, UpdatedAt: updated, RecordState: record})
 		s.mu.Unlock()
 		ok++
 	}
@@ -434,6 +542,47 @@ func (s *Server) assume(w http.ResponseWriter) {
 	s.mu.Unlock()
 	w.Header().Set("Content-Type", "text/xml")
 	xml.NewEncoder(w).Encode(result{Creds: c, Arn: "arn:aws:sts::111122223333:assumed-role/central/ec2sec", RoleID: "AROAFAKE:ec2sec", ReqID: "r1"})
+}
+
+// FailedFinding is one entry of FailedFindings the fake answered.
+type FailedFinding struct{ Id, UpdatedAt, ErrorCode string }
+
+// Imported is one finding version the fake accepted.
+type Imported struct{ Id, UpdatedAt, RecordState string }
+
+// Failed returns the FailedFindings answered so far, in order.
+func (s *Server) Failed() []FailedFinding {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.failed)
+}
+
+// Accepted returns every finding version accepted so far, in order (a version sent twice,
+// after a lost answer, appears twice).
+func (s *Server) Accepted() []Imported {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.accepted)
+}
+
+// Throttled returns how many calls of op were answered with a throttling error, injected or
+// by the rate limit.
+func (s *Server) Throttled(op string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.throttled[op]
+}
+
+// Streams returns the log streams of group.
+func (s *Server) Streams(group string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for k := range s.groups[group] {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Events returns the events stored in group/stream.
