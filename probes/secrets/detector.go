@@ -23,6 +23,7 @@ import (
 	"github.com/zricethezav/gitleaks/v8/config"
 	"github.com/zricethezav/gitleaks/v8/detect"
 	"github.com/zricethezav/gitleaks/v8/logging"
+	"github.com/zricethezav/gitleaks/v8/report"
 )
 
 // Kind says what a finding is, so probes can map it to their checks.
@@ -58,7 +59,18 @@ type Finding struct {
 // Detector finds secrets. Build it once per process with New (compiling gitleaks' rules takes
 // tens of milliseconds) and share it: Scan is safe for concurrent use.
 type Detector struct {
-	gl *detect.Detector
+	gl *detect.Detector // gitleaks' rules run over the whole text
+	// wide holds the rules of windowedGitleaks, run only over the lines around their keywords
+	// (see window.go); wideKW are their keywords, lowercased, with each one's reach.
+	wide   *detect.Detector
+	wideKW []keywordReach
+	// whole turns the windows off (tests compare both ways).
+	whole bool
+}
+
+type keywordReach struct {
+	kw    string
+	after int
 }
 
 // silenceGitleaks turns gitleaks' package-level logger off once: at trace level it would log
@@ -82,7 +94,38 @@ func New() (*Detector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gitleaks default config: %w", err)
 	}
-	return &Detector{gl: detect.NewDetector(cfg)}, nil
+	return split(cfg), nil
+}
+
+// split builds two gitleaks detectors from cfg: one for the rules of windowedGitleaks, one for
+// the rest.
+func split(cfg config.Config) *Detector {
+	whole, wide := cfg, cfg
+	whole.Rules, wide.Rules = map[string]config.Rule{}, map[string]config.Rule{}
+	whole.Keywords, wide.Keywords = map[string]struct{}{}, map[string]struct{}{}
+	whole.OrderedRules, wide.OrderedRules = nil, nil
+	d := &Detector{}
+	for _, id := range cfg.OrderedRules {
+		r, ok := cfg.Rules[id]
+		if !ok {
+			continue
+		}
+		after, windowed := windowedGitleaks[id]
+		c := &whole
+		if windowed && len(r.Keywords) > 0 {
+			c = &wide
+			for _, k := range r.Keywords {
+				d.wideKW = append(d.wideKW, keywordReach{strings.ToLower(k), after})
+			}
+		}
+		c.Rules[id] = r
+		c.OrderedRules = append(c.OrderedRules, id)
+		for _, k := range r.Keywords {
+			c.Keywords[strings.ToLower(k)] = struct{}{}
+		}
+	}
+	d.gl, d.wide = detect.NewDetector(whole), detect.NewDetector(wide)
+	return d
 }
 
 // ScanData decodes raw (user data, a cached copy of it) and scans every decoded part.
@@ -108,12 +151,11 @@ func (d *Detector) Scan(text, part string, key []byte) []Finding {
 	if strings.TrimSpace(text) == "" {
 		return nil
 	}
-	li := newLineIndex(text)
-	lower := strings.ToLower(text)
-	cands := awsKeys(text, lower, li)
-	cands = append(cands, ownRules(text, lower, li)...)
-	cands = append(cands, d.gitleaks(text)...)
-	return finish(cands, text, part, li, key)
+	t := newText(text)
+	cands := awsKeys(text, t.lower, t.li)
+	cands = append(cands, ownRules(t, d.whole)...)
+	cands = append(cands, d.gitleaks(t)...)
+	return finish(cands, text, part, t.li, key)
 }
 
 // ScanAWS finds only AWS access keys in text (a process environment): the cheap subset of
@@ -144,9 +186,28 @@ const (
 	prioGitleaksGeneric
 )
 
-func (d *Detector) gitleaks(text string) []candidate {
-	var out []candidate
-	for _, f := range d.gl.DetectString(text) {
+func (d *Detector) gitleaks(t *text) []candidate {
+	out := d.gitleaksFindings(d.gl.DetectString(t.s), 0, nil)
+	if d.whole {
+		return d.gitleaksFindings(d.wide.DetectString(t.s), 0, out)
+	}
+	// The windowed rules, over the merged windows of all their keywords: a window wider
+	// than a rule needs finds nothing more for it.
+	var ws [][2]int
+	for _, k := range d.wideKW {
+		ws = append(ws, t.windows([]string{k.kw}, k.after)...)
+	}
+	for _, w := range mergeWindows(ws) {
+		start, end := t.span(w[0], w[1])
+		out = d.gitleaksFindings(d.wide.DetectString(t.s[start:end]), w[0], out)
+	}
+	return out
+}
+
+// gitleaksFindings turns gitleaks findings in a text starting at 0-based line first into
+// candidates, appended to out.
+func (d *Detector) gitleaksFindings(fs []report.Finding, first int, out []candidate) []candidate {
+	for _, f := range fs {
 		if f.RuleID == "aws-access-token" {
 			continue // awsKeys sees every key id, paired with its secret
 		}
@@ -161,7 +222,7 @@ func (d *Detector) gitleaks(text string) []candidate {
 			}
 			prio = prioGitleaksGeneric
 		}
-		out = append(out, candidate{rule: f.RuleID, prio: prio, line: f.StartLine + 1, value: v, claims: []string{v}})
+		out = append(out, candidate{rule: f.RuleID, prio: prio, line: first + f.StartLine + 1, value: v, claims: []string{v}})
 	}
 	return out
 }

@@ -175,7 +175,7 @@ var specificRules = []ownRule{
 	{"passwd-stdin", reEchoPasswd, 1, []string{"--stdin"}},
 	{"mysql-password-argument", reMySQL, 1, []string{"mysql"}},
 	{"password-argument", rePasswordFlag, 1, []string{"--"}},
-	{"docker-login-password", reDockerLogin, 1, []string{" login"}},
+	{"docker-login-password", reDockerLogin, 1, []string{"login"}},
 	{"curl-user-password", reCurlUser, 1, []string{"curl"}},
 	{"url-credentials", reURLCreds, 1, []string{"://"}},
 	{"windows-net-user-password", reNetUser, 1, []string{"/add"}},
@@ -185,7 +185,12 @@ var specificRules = []ownRule{
 }
 
 // ownRules runs our rules over text.
-func ownRules(text, lower string, li *lineIndex) []candidate {
+//
+// Each rule but netrc-password matches within one line that holds its keyword (the keyword is
+// part of the match), so it runs over those lines only (see window.go); netrc's keyword
+// ("machine") may be lines away from the password, so it runs over the whole text.
+func ownRules(t *text, whole bool) []candidate {
+	text, lower, li := t.s, t.lower, t.li
 	var out []candidate
 	add := func(rule string, prio int, off int, raw string) {
 		v := unquote(raw)
@@ -194,24 +199,41 @@ func ownRules(text, lower string, li *lineIndex) []candidate {
 		}
 		out = append(out, candidate{rule: rule, prio: prio, line: li.line(off), value: v, claims: []string{v}})
 	}
+	// each runs re over the lines holding one of kws (or the whole text), calling fn with
+	// every match's submatch offsets, relative to text.
+	each := func(re *regexp.Regexp, kws []string, lineBound bool, fn func(m []int)) {
+		if !containsAny(lower, kws) {
+			return
+		}
+		if whole || !lineBound {
+			for _, m := range re.FindAllStringSubmatchIndex(text, -1) {
+				fn(m)
+			}
+			return
+		}
+		for _, n := range t.hitLines(kws) {
+			start, end := t.span(n, n)
+			for _, m := range re.FindAllStringSubmatchIndex(text[start:end], -1) {
+				for i := range m {
+					if m[i] >= 0 {
+						m[i] += start
+					}
+				}
+				fn(m)
+			}
+		}
+	}
 	for _, r := range specificRules {
-		if !containsAny(lower, r.kw) {
-			continue
-		}
-		for _, m := range r.re.FindAllStringSubmatchIndex(text, -1) {
+		each(r.re, r.kw, r.id != "netrc-password", func(m []int) {
 			add(r.id, prioOwnSpecific, m[2*r.grp], text[m[2*r.grp]:m[2*r.grp+1]])
-		}
+		})
 	}
 	chpasswdList(text, li, add)
-	if !containsAny(lower, assignKeywords) {
-		return out
-	}
-	for _, m := range reAssign.FindAllStringSubmatchIndex(text, -1) {
-		if !secretKeyName(text[m[2]:m[3]]) {
-			continue
+	each(reAssign, assignKeywords, true, func(m []int) {
+		if secretKeyName(text[m[2]:m[3]]) {
+			add("password-assignment", prioOwnGeneric, m[4], text[m[4]:m[5]])
 		}
-		add("password-assignment", prioOwnGeneric, m[4], text[m[4]:m[5]])
-	}
+	})
 	return out
 }
 

@@ -1,0 +1,62 @@
+package secrets
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// TestWindowsFindWhatWholeTextFinds holds the windowed rules (window.go) to the same findings
+// as running every rule over the whole text, on the user-data corpus and on texts built to
+// sit at the edges of the windows: matches spanning lines, keywords far from each other.
+func TestWindowsFindWhatWholeTextFinds(t *testing.T) {
+	d := detector(t)
+	whole := *d
+	whole.whole = true
+	key := []byte("window-test-key")
+
+	texts := map[string]string{}
+	files, err := filepath.Glob(filepath.Join(corpusDir, "*"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no corpus: %v", err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts[filepath.Base(f)] = string(b)
+	}
+	filler := strings.Repeat("echo nothing to see here\n", 30)
+	texts["curl-continued"] = filler + "curl -s https://example.org/v1/items \\\n  -X POST \\\n\n  -d @body.json \\\n  -H \"Authorization: Bearer Zq8vLx2Pw7RkT4nYc9Bm\"\n" + filler
+	texts["curl-user"] = filler + "curl --user deploy:Xk29fjq83HsZp0a https://repo.example.org/upload\n" + filler
+	texts["generic-next-line"] = filler + "api_token =\n   \"e7Rk2Lq9Zx8Vb4Nm1Pw6Ty3Hc5Jd0Fg\"\n" + filler
+	texts["generic-end"] = filler + "export SERVICE_SECRET=Uy7Tr5Ew3Qa1Sd9Fg2Hj4Kl6Zx8Cv0Bn"
+	texts["assign-first-line"] = "db_password: Hq3Lm9Xp2Vr7Tz5K\n" + filler
+	texts["docker-login-tab"] = filler + "docker\tlogin -p Wq9Er4Ty7Ui2Op5A registry.example.org\n"
+	texts["non-ascii"] = "# Ünïcödé İstanbul ß\n" + filler + "password = \"Kx8Qm2Zr5Tw9Lp3V\"\n" + "ĞÜŞİÖÇ\ncurl -H 'X-Api-Key: Nd7Rk3Pw9Lq2Zx5Vb8Tm' https://x.example.org\n"
+	texts["windows-of-many"] = strings.Repeat("token=abc\nkey\n", 200) + "access_key = \"Pz4Lk8Qw2Er6Ty0Ui3Op\"\n"
+	var b strings.Builder
+	for i := range 50 {
+		b.WriteString(strings.Repeat("x", i))
+		b.WriteString(" curl \\\n")
+	}
+	b.WriteString("-H 'Authorization: Basic ZGVwbG95OlhrMjlmanE4M0hzWnAwYQ=='\n")
+	texts["curl-chain"] = b.String()
+
+	for name, s := range texts {
+		got, _ := d.ScanData([]byte(s), key)
+		want, _ := whole.ScanData([]byte(s), key)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: windowed scan found\n%+v\nwhole-text scan found\n%+v", name, got, want)
+		}
+	}
+	// The edge texts must find something, or the comparison above proves nothing.
+	for _, name := range []string{"curl-continued", "curl-user", "generic-next-line", "generic-end", "assign-first-line", "docker-login-tab", "non-ascii", "windows-of-many"} {
+		if fs, _ := d.ScanData([]byte(texts[name]), key); len(fs) == 0 {
+			t.Errorf("%s: nothing found", name)
+		}
+	}
+}
