@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -51,26 +50,7 @@ func (p FS) Path(pid int, name string) string {
 // "net/tcp" or "42/environ"). truncated reports that there was more. Procfs files report
 // size 0, so this reads until EOF or the limit.
 func (p FS) ReadFile(name string, limit int64) (data []byte, truncated bool, err error) {
-	f, err := os.OpenFile(filepath.Join(p.Dir, name), os.O_RDONLY|noFollowNonblock, 0)
-	if err != nil {
-		return nil, false, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, false, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, false, fmt.Errorf("%s: not a regular file", name)
-	}
-	data, err = io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, false, fmt.Errorf("read %s: %w", name, err)
-	}
-	if int64(len(data)) > limit {
-		return data[:limit], true, nil
-	}
-	return data, false, nil
+	return readFile(filepath.Join(p.Dir, name), limit)
 }
 
 // Comm returns the process's command name (comm), without the trailing newline.
