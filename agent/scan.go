@@ -191,7 +191,6 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 func runProbe(ctx context.Context, p probes.Probe, env *probes.Env, timeout time.Duration) ([]probes.Result, ProbeRun) {
 	run := ProbeRun{Name: p.Name(), Status: "ok"}
 	start := time.Now()
-	defer func() { run.DurationMS = time.Since(start).Milliseconds() }()
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
@@ -249,8 +248,11 @@ func runProbe(ctx context.Context, p probes.Probe, env *probes.Env, timeout time
 			level = slog.LevelWarn
 		}
 		env.Log.Log(context.Background(), level, "probe could not look", "status", run.Status, "err", out.err)
+		run.DurationMS = time.Since(start).Milliseconds()
 		return nil, run
 	}
+	// Set here, not in a defer: a deferred assignment would come after the return copied run.
+	run.DurationMS = time.Since(start).Milliseconds()
 	return out.rs, run
 }
 

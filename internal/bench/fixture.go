@@ -31,16 +31,30 @@ type Fixture struct {
 	Planted map[string]int
 }
 
+// Size says how large a fixture to build.
+type Size struct{ Users, Processes int }
+
+// Full is the benchmark fixture's size; Small is for tests that only need every code path.
+var (
+	Full  = Size{Users: Users, Processes: Processes}
+	Small = Size{Users: 5, Processes: 20}
+)
+
 type gen struct {
+	size       Size
 	root, proc string
 	rng        *rand.Rand
 	err        error
 	planted    map[string]int
 }
 
-// Build writes the fixture under dir (which must exist and be empty or absent).
-func Build(dir string) (*Fixture, error) {
+// Build writes the full fixture under dir (which must be empty or absent).
+func Build(dir string) (*Fixture, error) { return BuildSize(dir, Full) }
+
+// BuildSize writes a fixture of the given size under dir.
+func BuildSize(dir string, size Size) (*Fixture, error) {
 	g := &gen{
+		size: size,
 		root: filepath.Join(dir, "root"), proc: filepath.Join(dir, "proc"),
 		rng:     rand.New(rand.NewPCG(8, 2026)),
 		planted: map[string]int{},
@@ -118,7 +132,7 @@ func (g *gen) system() {
 		passwd.WriteString(l + "\n")
 		shadow.WriteString(strings.SplitN(l, ":", 2)[0] + ":*:19000:0:99999:7:::\n")
 	}
-	for i := range Users {
+	for i := range g.size.Users {
 		fmt.Fprintf(&passwd, "user%03d:x:%d:%d:User %d:/home/user%03d:/bin/bash\n", i, 1000+i, 1000+i, i, i)
 		fmt.Fprintf(&shadow, "user%03d:!:19000:0:99999:7:::\n", i)
 	}
@@ -164,7 +178,7 @@ func (g *gen) system() {
 // users writes 200 homes, each with AWS credential and config files, shell start-up files and
 // a shell history; a few hold real-looking keys and passwords.
 func (g *gen) users() {
-	for i := range Users {
+	for i := range g.size.Users {
 		home := fmt.Sprintf("home/user%03d/", i)
 		creds := "[default]\nregion = us-east-1\ncredential_process = /usr/local/bin/aws-vault export --format=json default\n"
 		if i%25 == 7 {
@@ -180,6 +194,9 @@ func (g *gen) users() {
 		for j := 0; h.Len() < 6<<10; j++ {
 			h.WriteString(historyLines[(i+j)%len(historyLines)])
 			h.WriteByte('\n')
+			if j%4 == 0 { // every history is its own: no two users type the same
+				fmt.Fprintf(&h, "cd ~/src/%s && git log --oneline | head -%d\n", g.str(8, alnum), 1+g.rng.IntN(20))
+			}
 		}
 		if i%40 == 11 {
 			fmt.Fprintf(&h, "mysql -u admin -p%s -h db.internal\n", g.str(14, alnum))
@@ -258,13 +275,13 @@ func (g *gen) processes() {
 		{"java", "/usr/lib/jvm/java-21/bin/java"}, {"node", "/usr/bin/node"}, {"bash", "/usr/bin/bash"},
 		{"postgres", "/usr/lib/postgresql/16/bin/postgres"}, {"amazon-ssm-agen", "/usr/bin/amazon-ssm-agent"},
 	}
-	for n := range Processes {
+	for n := range g.size.Processes {
 		pid := 1 + n*3
 		pr := progs[n%len(progs)]
 		if n == 1 {
 			pr.comm, pr.exe = "sshd", "/usr/sbin/sshd"
 		}
-		uid := 1000 + n%Users
+		uid := 1000 + n%g.size.Users
 		if n%5 == 0 {
 			uid = 0
 		}

@@ -60,17 +60,11 @@ type Finding struct {
 // tens of milliseconds) and share it: Scan is safe for concurrent use.
 type Detector struct {
 	gl *detect.Detector // gitleaks' rules run over the whole text
-	// wide holds the rules of windowedGitleaks, run only over the lines around their keywords
-	// (see window.go); wideKW are their keywords, lowercased, with each one's reach.
-	wide   *detect.Detector
-	wideKW []keywordReach
+	// sets are the rules of narrowGitleaks, each in its own detector, run only over the
+	// lines around their keywords or only on texts that hold what they need (window.go).
+	sets []ruleSet
 	// whole turns the windows off (tests compare both ways).
 	whole bool
-}
-
-type keywordReach struct {
-	kw    string
-	after int
 }
 
 // silenceGitleaks turns gitleaks' package-level logger off once: at trace level it would log
@@ -97,26 +91,35 @@ func New() (*Detector, error) {
 	return split(cfg), nil
 }
 
-// split builds two gitleaks detectors from cfg: one for the rules of windowedGitleaks, one for
-// the rest.
+// split builds the detectors from cfg: one per rule of narrowGitleaks, one for the rest.
+// aws-access-token is left out: awsKeys finds every key id, paired with its secret.
 func split(cfg config.Config) *Detector {
-	whole, wide := cfg, cfg
-	whole.Rules, wide.Rules = map[string]config.Rule{}, map[string]config.Rule{}
-	whole.Keywords, wide.Keywords = map[string]struct{}{}, map[string]struct{}{}
-	whole.OrderedRules, wide.OrderedRules = nil, nil
 	d := &Detector{}
+	rest := subset(cfg, func(id string) bool { _, narrow := narrowGitleaks[id]; return !narrow && id != "aws-access-token" })
+	d.gl = detect.NewDetector(rest)
 	for _, id := range cfg.OrderedRules {
-		r, ok := cfg.Rules[id]
-		if !ok {
+		n, ok := narrowGitleaks[id]
+		r, found := cfg.Rules[id]
+		if !ok || !found {
 			continue
 		}
-		after, windowed := windowedGitleaks[id]
-		c := &whole
-		if windowed && len(r.Keywords) > 0 {
-			c = &wide
-			for _, k := range r.Keywords {
-				d.wideKW = append(d.wideKW, keywordReach{strings.ToLower(k), after})
-			}
+		set := ruleSet{id: id, det: detect.NewDetector(subset(cfg, func(x string) bool { return x == id })), narrow: n}
+		for _, k := range r.Keywords {
+			set.keywords = append(set.keywords, strings.ToLower(k))
+		}
+		d.sets = append(d.sets, set)
+	}
+	return d
+}
+
+// subset is cfg with only the rules keep keeps.
+func subset(cfg config.Config, keep func(id string) bool) config.Config {
+	c := cfg
+	c.Rules, c.Keywords, c.OrderedRules = map[string]config.Rule{}, map[string]struct{}{}, nil
+	for _, id := range cfg.OrderedRules {
+		r, ok := cfg.Rules[id]
+		if !ok || !keep(id) {
+			continue
 		}
 		c.Rules[id] = r
 		c.OrderedRules = append(c.OrderedRules, id)
@@ -124,8 +127,7 @@ func split(cfg config.Config) *Detector {
 			c.Keywords[strings.ToLower(k)] = struct{}{}
 		}
 	}
-	d.gl, d.wide = detect.NewDetector(whole), detect.NewDetector(wide)
-	return d
+	return c
 }
 
 // ScanData decodes raw (user data, a cached copy of it) and scans every decoded part.
@@ -152,7 +154,7 @@ func (d *Detector) Scan(text, part string, key []byte) []Finding {
 		return nil
 	}
 	t := newText(text)
-	cands := awsKeys(text, t.lower, t.li)
+	cands := awsKeys(t, d.whole)
 	cands = append(cands, ownRules(t, d.whole)...)
 	cands = append(cands, d.gitleaks(t)...)
 	return finish(cands, text, part, t.li, key)
@@ -161,8 +163,8 @@ func (d *Detector) Scan(text, part string, key []byte) []Finding {
 // ScanAWS finds only AWS access keys in text (a process environment): the cheap subset of
 // Scan for places where nothing else is looked for.
 func (d *Detector) ScanAWS(text, part string, key []byte) []Finding {
-	li := newLineIndex(text)
-	return finish(awsKeys(text, strings.ToLower(text), li), text, part, li, key)
+	t := newText(text)
+	return finish(awsKeys(t, d.whole), text, part, t.li, key)
 }
 
 // candidate is a secret before deduplication; value is dropped once fingerprinted.
@@ -188,18 +190,19 @@ const (
 
 func (d *Detector) gitleaks(t *text) []candidate {
 	out := d.gitleaksFindings(d.gl.DetectString(t.s), 0, nil)
-	if d.whole {
-		return d.gitleaksFindings(d.wide.DetectString(t.s), 0, out)
-	}
-	// The windowed rules, over the merged windows of all their keywords: a window wider
-	// than a rule needs finds nothing more for it.
-	var ws [][2]int
-	for _, k := range d.wideKW {
-		ws = append(ws, t.windows([]string{k.kw}, k.after)...)
-	}
-	for _, w := range mergeWindows(ws) {
-		start, end := t.span(w[0], w[1])
-		out = d.gitleaksFindings(d.wide.DetectString(t.s[start:end]), w[0], out)
+	for _, set := range d.sets {
+		if d.whole {
+			out = d.gitleaksFindings(set.det.DetectString(t.s), 0, out)
+			continue
+		}
+		for _, w := range set.windows(t) {
+			if w == wholeText {
+				out = d.gitleaksFindings(set.det.DetectString(t.s), 0, out)
+				continue
+			}
+			start, end := t.span(w[0], w[1])
+			out = d.gitleaksFindings(set.det.DetectString(t.s[start:end]), w[0], out)
+		}
 	}
 	return out
 }

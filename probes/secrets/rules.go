@@ -2,6 +2,7 @@ package secrets
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -45,8 +46,13 @@ var (
 
 // awsKeys finds AWS access key ids and pairs each with its secret key (and, for temporary
 // keys, its session token) when they are within a few lines: one finding per key.
-func awsKeys(text, lower string, li *lineIndex) []candidate {
-	if !containsAny(lower, []string{"akia", "asia", "abia", "acca", "a3t", "secret"}) {
+//
+// Every pattern here matches within one line: key ids and keyed secrets run over the lines
+// holding their keywords, and bare 40-character tokens (secrets only within 3 lines of a key
+// id) over the lines around the ids (see window.go).
+func awsKeys(t *text, whole bool) []candidate {
+	text, li := t.s, t.li
+	if !containsAny(t.lower, []string{"akia", "asia", "abia", "acca", "a3t", "secret"}) {
 		return nil
 	}
 	type tok struct {
@@ -56,24 +62,36 @@ func awsKeys(text, lower string, li *lineIndex) []candidate {
 		used  bool
 	}
 	var ids, secrets, tokens []*tok
-	for _, m := range reKeyID.FindAllStringSubmatchIndex(text, -1) {
-		v := text[m[2]:m[3]]
-		if strings.Contains(v, "EXAMPLE") || entropy(v) < 3 {
-			continue
-		}
-		ids = append(ids, &tok{v: v, line: li.line(m[2])})
+	if ws, ok := t.lines(keyIDPrefixes, whole); ok {
+		t.find(reKeyID, ws, func(m []int) {
+			v := text[m[2]:m[3]]
+			if !strings.Contains(v, "EXAMPLE") && entropy(v) >= 3 {
+				ids = append(ids, &tok{v: v, line: li.line(m[2])})
+			}
+		})
 	}
-	for _, m := range reSecretKeyed.FindAllStringSubmatchIndex(text, -1) {
-		v := text[m[2]:m[3]]
-		if secretKeyLike(v) {
-			secrets = append(secrets, &tok{v: v, line: li.line(m[2]), keyed: true})
-		}
+	if ws, ok := t.lines([]string{"secret"}, whole); ok {
+		t.find(reSecretKeyed, ws, func(m []int) {
+			v := text[m[2]:m[3]]
+			if secretKeyLike(v) {
+				secrets = append(secrets, &tok{v: v, line: li.line(m[2]), keyed: true})
+			}
+		})
 	}
 	if len(ids) > 0 {
-		for _, m := range reBare40.FindAllStringSubmatchIndex(text, -1) {
+		var near [][2]int // nil = whole text
+		if !whole {
+			idLines := make([]int, 0, len(ids))
+			for _, id := range ids {
+				idLines = append(idLines, id.line-1)
+			}
+			slices.Sort(idLines)
+			near = t.around(slices.Compact(idLines), bareWithin, bareWithin)
+		}
+		t.find(reBare40, near, func(m []int) {
 			v := text[m[2]:m[3]]
 			if !secretKeyLike(v) {
-				continue
+				return
 			}
 			known := false
 			for _, s := range secrets {
@@ -82,9 +100,11 @@ func awsKeys(text, lower string, li *lineIndex) []candidate {
 			if !known {
 				secrets = append(secrets, &tok{v: v, line: li.line(m[2])})
 			}
-		}
-		for _, m := range reSessionToken.FindAllStringSubmatchIndex(text, -1) {
-			tokens = append(tokens, &tok{v: text[m[2]:m[3]], line: li.line(m[2])})
+		})
+		if ws, ok := t.lines([]string{"token"}, whole); ok {
+			t.find(reSessionToken, ws, func(m []int) {
+				tokens = append(tokens, &tok{v: text[m[2]:m[3]], line: li.line(m[2])})
+			})
 		}
 	}
 	nearest := func(id *tok, pool []*tok, within int, keyedOnly bool) *tok {
@@ -117,7 +137,7 @@ func awsKeys(text, lower string, li *lineIndex) []candidate {
 		}
 		s := nearest(id, secrets, 5, true)
 		if s == nil {
-			s = nearest(id, secrets, 3, false)
+			s = nearest(id, secrets, bareWithin, false)
 		}
 		if s != nil {
 			s.used = true
@@ -137,6 +157,12 @@ func awsKeys(text, lower string, li *lineIndex) []candidate {
 	}
 	return out
 }
+
+// keyIDPrefixes are the prefixes of AWS access key ids, lowercased.
+var keyIDPrefixes = []string{"akia", "asia", "abia", "acca", "a3t"}
+
+// bareWithin is how many lines from a key id a bare 40-character token is taken as its secret.
+const bareWithin = 3
 
 // secretKeyLike reports whether a 40-character token looks like a secret access key rather
 // than a hex digest, a path or a documentation example.
@@ -190,7 +216,7 @@ var specificRules = []ownRule{
 // part of the match), so it runs over those lines only (see window.go); netrc's keyword
 // ("machine") may be lines away from the password, so it runs over the whole text.
 func ownRules(t *text, whole bool) []candidate {
-	text, lower, li := t.s, t.lower, t.li
+	text, li := t.s, t.li
 	var out []candidate
 	add := func(rule string, prio int, off int, raw string) {
 		v := unquote(raw)
@@ -199,28 +225,9 @@ func ownRules(t *text, whole bool) []candidate {
 		}
 		out = append(out, candidate{rule: rule, prio: prio, line: li.line(off), value: v, claims: []string{v}})
 	}
-	// each runs re over the lines holding one of kws (or the whole text), calling fn with
-	// every match's submatch offsets, relative to text.
 	each := func(re *regexp.Regexp, kws []string, lineBound bool, fn func(m []int)) {
-		if !containsAny(lower, kws) {
-			return
-		}
-		if whole || !lineBound {
-			for _, m := range re.FindAllStringSubmatchIndex(text, -1) {
-				fn(m)
-			}
-			return
-		}
-		for _, n := range t.hitLines(kws) {
-			start, end := t.span(n, n)
-			for _, m := range re.FindAllStringSubmatchIndex(text[start:end], -1) {
-				for i := range m {
-					if m[i] >= 0 {
-						m[i] += start
-					}
-				}
-				fn(m)
-			}
+		if ws, ok := t.lines(kws, whole || !lineBound); ok {
+			t.find(re, ws, fn)
 		}
 	}
 	for _, r := range specificRules {

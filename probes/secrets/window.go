@@ -1,8 +1,11 @@
 package secrets
 
 import (
+	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/zricethezav/gitleaks/v8/detect"
 )
 
 // Why windows: Go's regexp has no literal prefix to skip ahead on for most secret rules, so a
@@ -12,16 +15,61 @@ import (
 // first line and cannot reach further than a known number of lines past it; running it over
 // those lines only finds exactly what it finds over the whole text, at a fraction of the cost.
 
-// windowedGitleaks are the gitleaks rules run only around their keywords, with how many
-// lines after the keyword's line a match may reach:
+// narrowGitleaks are the gitleaks rules run on less than every whole text, and why that
+// finds all they would find:
 //   - generic-api-key: [\w.-]{0,50}? before the keyword (same line), then at most
-//     [\s'"]{0,3} and [\x60'"\s=]{0,5} whitespace before the value: 8 newlines, and 1 after.
+//     [\s'"]{0,3} and [\x60'"\s=]{0,5} whitespace before the value: 8 newlines, and 1 after;
+//     so the lines [keyword line, +10].
 //   - curl-auth-header, curl-auth-user: "curl" starts the match, then at most 5 continuation
-//     lines of [\r\n]{1,2} each, and one [ \t\n\r] before the flag: 11 newlines.
-var windowedGitleaks = map[string]int{
-	"generic-api-key":  10,
-	"curl-auth-header": 12,
-	"curl-auth-user":   12,
+//     lines of [\r\n]{1,2} each and one [ \t\n\r] before the flag: 11 newlines, so the lines
+//     [curl line, +12], and only windows that hold what the match must (a header named
+//     Authorization, *Key or *Token; -u or --user).
+//   - jwt: the match holds ".ey" (two base64url JSON objects), so only texts that do.
+var narrowGitleaks = map[string]narrowing{
+	"generic-api-key":  {after: 10},
+	"curl-auth-header": {after: 12, also: []string{"authorization", "key", "token"}},
+	"curl-auth-user":   {after: 12, also: []string{"-u", "--user"}},
+	"jwt":              {need: []string{".ey"}},
+}
+
+// narrowing says where a rule runs: around its keywords (after > 0: the keyword's line and
+// the after lines following, keeping only windows holding one of also), or over whole texts
+// that hold every one of need.
+type narrowing struct {
+	after int
+	also  []string
+	need  []string
+}
+
+// ruleSet is one narrowed gitleaks rule in its own detector.
+type ruleSet struct {
+	id       string
+	det      *detect.Detector
+	narrow   narrowing
+	keywords []string // lowercased
+}
+
+// wholeText is the window that means "run over the whole text".
+var wholeText = [2]int{-1, -1}
+
+// windows returns the line ranges the rule runs over in t (none when it cannot match).
+func (s ruleSet) windows(t *text) [][2]int {
+	if s.narrow.after == 0 {
+		for _, n := range s.narrow.need {
+			if !strings.Contains(t.lower, n) {
+				return nil
+			}
+		}
+		return [][2]int{wholeText}
+	}
+	ws := t.windows(s.keywords, s.narrow.after)
+	if len(s.narrow.also) == 0 {
+		return ws
+	}
+	return slices.DeleteFunc(ws, func(w [2]int) bool {
+		start, end := t.lowerSpan(w[0], w[1])
+		return !containsAny(t.lower[start:end], s.narrow.also)
+	})
 }
 
 // text is one text being scanned, with its lowercased copy and both line indexes (ToLower
@@ -84,31 +132,67 @@ func (t *text) span(first, last int) (start, end int) {
 	return start, end
 }
 
+// lowerSpan is span in the lowercased text.
+func (t *text) lowerSpan(first, last int) (start, end int) {
+	start = t.lowerLI.starts[first]
+	end = len(t.lower)
+	if last+1 < len(t.lowerLI.starts) {
+		end = t.lowerLI.starts[last+1] - 1
+	}
+	return start, end
+}
+
 // windows returns the merged line ranges [hit, hit+after] around the lines holding kws.
 func (t *text) windows(kws []string, after int) [][2]int {
+	return t.around(t.hitLines(kws), 0, after)
+}
+
+// around returns the merged line ranges [n-before, n+after] around the given lines
+// (ascending).
+func (t *text) around(lines []int, before, after int) [][2]int {
 	var out [][2]int
 	last := len(t.li.starts) - 1
-	for _, n := range t.hitLines(kws) {
-		hi := min(n+after, last)
-		if k := len(out) - 1; k >= 0 && n <= out[k][1]+1 {
+	for _, n := range lines {
+		lo, hi := max(n-before, 0), min(n+after, last)
+		if k := len(out) - 1; k >= 0 && lo <= out[k][1]+1 {
 			out[k][1] = max(out[k][1], hi)
 			continue
 		}
-		out = append(out, [2]int{n, hi})
+		out = append(out, [2]int{lo, hi})
 	}
 	return out
 }
 
-// mergeWindows sorts line ranges and merges the ones that overlap or touch.
-func mergeWindows(ws [][2]int) [][2]int {
-	slices.SortFunc(ws, func(a, b [2]int) int { return a[0] - b[0] })
-	var out [][2]int
-	for _, w := range ws {
-		if k := len(out) - 1; k >= 0 && w[0] <= out[k][1]+1 {
-			out[k][1] = max(out[k][1], w[1])
-			continue
+// find calls fn with the submatch offsets (relative to the whole text) of every match of re
+// in the line ranges ws; ws nil means the whole text.
+func (t *text) find(re *regexp.Regexp, ws [][2]int, fn func(m []int)) {
+	if ws == nil {
+		for _, m := range re.FindAllStringSubmatchIndex(t.s, -1) {
+			fn(m)
 		}
-		out = append(out, w)
+		return
 	}
-	return out
+	for _, w := range ws {
+		start, end := t.span(w[0], w[1])
+		for _, m := range re.FindAllStringSubmatchIndex(t.s[start:end], -1) {
+			for i := range m {
+				if m[i] >= 0 {
+					m[i] += start
+				}
+			}
+			fn(m)
+		}
+	}
+}
+
+// lines returns each line holding one of kws as a one-line range, or nil (the whole text)
+// when whole is set; ok is false when no line holds any.
+func (t *text) lines(kws []string, whole bool) (ws [][2]int, ok bool) {
+	if !containsAny(t.lower, kws) {
+		return nil, false
+	}
+	if whole {
+		return nil, true
+	}
+	return t.around(t.hitLines(kws), 0, 0), true
 }

@@ -38,6 +38,11 @@ func TestWindowsFindWhatWholeTextFinds(t *testing.T) {
 	texts["docker-login-tab"] = filler + "docker\tlogin -p Wq9Er4Ty7Ui2Op5A registry.example.org\n"
 	texts["non-ascii"] = "# Ünïcödé İstanbul ß\n" + filler + "password = \"Kx8Qm2Zr5Tw9Lp3V\"\n" + "ĞÜŞİÖÇ\ncurl -H 'X-Api-Key: Nd7Rk3Pw9Lq2Zx5Vb8Tm' https://x.example.org\n"
 	texts["windows-of-many"] = strings.Repeat("token=abc\nkey\n", 200) + "access_key = \"Pz4Lk8Qw2Er6Ty0Ui3Op\"\n"
+	texts["aws-bare-3-lines"] = filler + "AKIAZ7QK2MW5RT3XPLNB\n#\n#\nYm9vZ2xlYmFyZm9vYmF6cXV4Q29ycmVjdEhvcnNl1\n" + filler
+	texts["aws-bare-4-lines"] = filler + "Ym9vZ2xlYmFyZm9vYmF6cXV4Q29ycmVjdEhvcnNl1\n#\n#\n#\nAKIAZ7QK2MW5RT3XPLNB\n" + filler
+	texts["aws-session"] = filler + "aws_access_key_id=ASIAZ7QK2MW5RT3XPLNB\naws_secret_access_key=Ym9vZ2xlYmFyZm9vYmF6cXV4Q29ycmVjdEhvcnNl1\naws_session_token=" + strings.Repeat("IQoJb3JpZ2luX2VjEJr", 8) + "\n" + filler
+	texts["jwt"] = filler + "TOKEN=eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c\n" + filler
+	texts["curl-user-continued"] = filler + "curl -X POST \\\n  https://repo.example.org/upload \\\n  --user 'deploy:Xk29fjq83HsZp0a'\n" + filler
 	var b strings.Builder
 	for i := range 50 {
 		b.WriteString(strings.Repeat("x", i))
@@ -54,7 +59,7 @@ func TestWindowsFindWhatWholeTextFinds(t *testing.T) {
 		}
 	}
 	// The edge texts must find something, or the comparison above proves nothing.
-	for _, name := range []string{"curl-continued", "curl-user", "generic-next-line", "generic-end", "assign-first-line", "docker-login-tab", "non-ascii", "windows-of-many"} {
+	for _, name := range []string{"aws-bare-3-lines", "aws-session", "jwt", "curl-user-continued", "curl-continued", "curl-user", "generic-next-line", "generic-end", "assign-first-line", "docker-login-tab", "non-ascii", "windows-of-many"} {
 		if fs, _ := d.ScanData([]byte(texts[name]), key); len(fs) == 0 {
 			t.Errorf("%s: nothing found", name)
 		}

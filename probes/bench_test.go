@@ -1,0 +1,81 @@
+package probes
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ec2sec/ec2sec/internal/bench"
+	"github.com/ec2sec/ec2sec/internal/fakeimds"
+	"github.com/ec2sec/ec2sec/probes/hostfs"
+	"github.com/ec2sec/ec2sec/probes/metadata"
+)
+
+var (
+	benchFixOnce sync.Once
+	benchFix     *bench.Fixture
+	benchFixErr  error
+)
+
+// largeFixture builds the benchmark host (internal/bench) once per test binary.
+func largeFixture(b testing.TB) *bench.Fixture {
+	b.Helper()
+	benchFixOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "ec2sec-bench-")
+		if err != nil {
+			benchFixErr = err
+			return
+		}
+		benchFix, benchFixErr = bench.Build(dir)
+	})
+	if benchFixErr != nil {
+		b.Fatal(benchFixErr)
+	}
+	return benchFix
+}
+
+// benchEnv is the Env a scan gives each probe, over the large fixture, with IMDS a fake on
+// loopback that answers as an instance does (IMDSv2 required, hop limit 1).
+func benchEnv(b *testing.B) *Env {
+	b.Helper()
+	f := largeFixture(b)
+	imds := fakeimds.New(b)
+	fsys, err := hostfs.New(f.Root)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := metadata.New(metadata.Options{Endpoint: imds.URL, Timeout: time.Second})
+	d := &net.Dialer{}
+	return &Env{
+		Root: f.Root, FS: fsys, Proc: f.Proc, IMDS: c, Identity: c.Identity(context.Background()),
+		Now: time.Now, Log: slog.New(slog.DiscardHandler),
+		Dial: d.DialContext, Resolver: &net.Resolver{},
+		DialTimeout: time.Second, HTTPTimeout: time.Second,
+		Getenv:  os.Getenv,
+		Secrets: testDetector(b), FingerprintKey: []byte("bench-key"),
+	}
+}
+
+// BenchmarkProbe runs each probe once per iteration over the large fixture. The imds
+// probe's time is the "imds probe with hop limit 1" figure in BENCHMARKS.md.
+func BenchmarkProbe(b *testing.B) {
+	for _, p := range All() {
+		b.Run(p.Name(), func(b *testing.B) {
+			env := benchEnv(b)
+			b.ReportAllocs()
+			for b.Loop() {
+				rs, err := p.Run(context.Background(), env)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(rs) == 0 {
+					b.Fatal("no results")
+				}
+			}
+		})
+	}
+}
