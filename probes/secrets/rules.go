@@ -194,20 +194,23 @@ type ownRule struct {
 	re  *regexp.Regexp
 	grp int      // submatch holding the secret
 	kw  []string // the rule runs only when the lowercased text holds one of these
+	// also: a line-bound rule runs only over lines that also hold one of these (lowercase):
+	// each is in every match, so a line without any cannot match.
+	also []string
 }
 
 var specificRules = []ownRule{
-	{"chpasswd-echo", reEchoChpasswd, 1, []string{"chpasswd"}},
-	{"passwd-stdin", reEchoPasswd, 1, []string{"--stdin"}},
-	{"mysql-password-argument", reMySQL, 1, []string{"mysql"}},
-	{"password-argument", rePasswordFlag, 1, []string{"--"}},
-	{"docker-login-password", reDockerLogin, 1, []string{"login"}},
-	{"curl-user-password", reCurlUser, 1, []string{"curl"}},
-	{"url-credentials", reURLCreds, 1, []string{"://"}},
-	{"windows-net-user-password", reNetUser, 1, []string{"/add"}},
-	{"powershell-plaintext-password", reSecureStrng, 1, []string{"securestring"}},
-	{"docker-config-auth", reDockerAuth, 1, []string{`"auth"`}},
-	{"netrc-password", reNetrc, 1, []string{"machine "}},
+	{"chpasswd-echo", reEchoChpasswd, 1, []string{"chpasswd"}, []string{"echo"}},
+	{"passwd-stdin", reEchoPasswd, 1, []string{"--stdin"}, []string{"echo"}},
+	{"mysql-password-argument", reMySQL, 1, []string{"mysql"}, []string{"-p"}},
+	{"password-argument", rePasswordFlag, 1, []string{"--"}, []string{"password"}},
+	{"docker-login-password", reDockerLogin, 1, []string{"login"}, []string{"-p"}},
+	{"curl-user-password", reCurlUser, 1, []string{"curl"}, []string{"-u"}},
+	{"url-credentials", reURLCreds, 1, []string{"://"}, []string{"@"}},
+	{"windows-net-user-password", reNetUser, 1, []string{"/add"}, []string{"user"}},
+	{"powershell-plaintext-password", reSecureStrng, 1, []string{"securestring"}, []string{"-asplaintext"}},
+	{"docker-config-auth", reDockerAuth, 1, []string{`"auth"`}, nil},
+	{"netrc-password", reNetrc, 1, []string{"machine "}, nil},
 }
 
 // ownRules runs our rules over text.
@@ -225,18 +228,29 @@ func ownRules(t *text, whole bool) []candidate {
 		}
 		out = append(out, candidate{rule: rule, prio: prio, line: li.line(off), value: v, claims: []string{v}})
 	}
-	each := func(re *regexp.Regexp, kws []string, lineBound bool, fn func(m []int)) {
-		if ws, ok := t.lines(kws, whole || !lineBound); ok {
-			t.find(re, ws, fn)
+	each := func(re *regexp.Regexp, kws, also []string, lineBound bool, fn func(m []int)) {
+		ws, ok := t.lines(kws, whole || !lineBound)
+		if !ok {
+			return
 		}
+		if ws != nil && len(also) > 0 {
+			ws = slices.DeleteFunc(ws, func(w [2]int) bool {
+				start, end := t.lowerSpan(w[0], w[1])
+				return !containsAny(t.lower[start:end], also)
+			})
+			if len(ws) == 0 {
+				return
+			}
+		}
+		t.find(re, ws, fn)
 	}
 	for _, r := range specificRules {
-		each(r.re, r.kw, r.id != "netrc-password", func(m []int) {
+		each(r.re, r.kw, r.also, r.id != "netrc-password", func(m []int) {
 			add(r.id, prioOwnSpecific, m[2*r.grp], text[m[2*r.grp]:m[2*r.grp+1]])
 		})
 	}
 	chpasswdList(text, li, add)
-	each(reAssign, assignKeywords, true, func(m []int) {
+	each(reAssign, assignKeywords, nil, true, func(m []int) {
 		if secretKeyName(text[m[2]:m[3]]) {
 			add("password-assignment", prioOwnGeneric, m[4], text[m[4]:m[5]])
 		}
