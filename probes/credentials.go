@@ -270,7 +270,7 @@ func (st *credState) credFiles(users []passwdUser) []credFile {
 // file) and turns what it holds into results.
 func (st *credState) scanFile(f credFile) {
 	env := st.env
-	lfi, err := env.FS.Lstat(f.path)
+	lfi, parents, err := env.FS.LstatResolve(f.path)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission) {
 			return // a path component that is not a directory: nothing there
@@ -284,9 +284,13 @@ func (st *credState) scanFile(f credFile) {
 	resolved := f.path
 	if lfi.Mode()&fs.ModeSymlink != 0 || f.inHome {
 		// Where the path really leads: a link as the file itself, or anywhere on the way
-		// (a home's .aws linked to another home).
-		if resolved, err = env.FS.Resolve(f.path); err != nil {
-			return // dangling, or a loop
+		// (a home's .aws linked to another home). When the file is no link itself, the walk
+		// LstatResolve just did already says (one walk instead of two).
+		resolved = parents
+		if lfi.Mode()&fs.ModeSymlink != 0 {
+			if resolved, err = env.FS.Resolve(f.path); err != nil {
+				return // dangling, or a loop
+			}
 		}
 		if resolved != path.Clean(f.path) {
 			if fi, err = env.FS.Stat(f.path); err != nil {

@@ -3,6 +3,7 @@
 package procfs
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -30,4 +31,18 @@ func readFile(name string, limit int64) ([]byte, bool, error) {
 		return data[:limit], true, nil
 	}
 	return data, false, nil
+}
+
+// readDirNames lists at most n names of a directory.
+func readDirNames(dir string, n int) ([]string, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(n)
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return names, err
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command benchcmp is `make bench`: it builds the stripped binary, generates the large host
 // fixture, times `ec2sec scan` over it against the gitleaks CLI on one 16 KB user-data file
 // (hyperfine when installed, else its own repeated runs; medians either way), measures peak
