@@ -73,7 +73,10 @@ var silenceGitleaks = sync.OnceFunc(func() { logging.Logger = zerolog.Nop() })
 
 // New compiles the gitleaks default rules. It uses a private viper instance, so it leaves
 // viper's global state alone.
-func New() (*Detector, error) {
+func New() (*Detector, error) { return newDetector(true) }
+
+// newDetector is New; tests build it with the stop-word tries too (trie = !strip).
+func newDetector(strip bool) (*Detector, error) {
 	silenceGitleaks()
 	v := viper.New()
 	v.SetConfigType("toml")
@@ -84,11 +87,76 @@ func New() (*Detector, error) {
 	if err := v.Unmarshal(&vc); err != nil {
 		return nil, fmt.Errorf("gitleaks default config: %w", err)
 	}
+	restore := func(config.Config) {}
+	if strip {
+		restore = stripStopwords(&vc)
+	}
 	cfg, err := vc.Translate()
 	if err != nil {
 		return nil, fmt.Errorf("gitleaks default config: %w", err)
 	}
+	restore(cfg)
 	return split(cfg), nil
+}
+
+// stripStopwords takes the stop words out of vc's allowlists before Translate and returns
+// the function that puts them back into the translated config. Why: for every allowlist with
+// stop words Translate builds an Aho-Corasick trie, 9 of the detector's 14 MiB for
+// generic-api-key's 1,500 words alone. Without the trie, gitleaks' ContainsStopWord falls
+// back to strings.Contains over the (lowercased, deduplicated) list: the same answer, and it
+// runs only on a candidate secret, not on the text. Allowlists holding nothing else keep
+// theirs (an empty allowlist is an error). A marker in the description pairs them up again.
+func stripStopwords(vc *config.ViperConfig) func(config.Config) {
+	saved := map[string][]string{}
+	strip := func(desc *string, words *[]string, other bool) {
+		if len(*words) == 0 || !other {
+			return
+		}
+		key := fmt.Sprintf(" (ec2sec stop words %d)", len(saved))
+		seen := map[string]bool{}
+		var vals []string
+		for _, w := range *words {
+			if w = strings.ToLower(w); !seen[w] {
+				seen[w] = true
+				vals = append(vals, w)
+			}
+		}
+		saved[key] = vals
+		*desc += key
+		*words = nil
+	}
+	if a := vc.AllowList; a != nil {
+		strip(&a.Description, &a.StopWords, len(a.Regexes)+len(a.Paths)+len(a.Commits) > 0)
+	}
+	for _, a := range vc.Allowlists {
+		strip(&a.Description, &a.StopWords, len(a.Regexes)+len(a.Paths)+len(a.Commits) > 0)
+	}
+	for i := range vc.Rules {
+		r := &vc.Rules[i]
+		if a := r.AllowList; a != nil {
+			strip(&a.Description, &a.StopWords, len(a.Regexes)+len(a.Paths)+len(a.Commits) > 0)
+		}
+		for _, a := range r.Allowlists {
+			strip(&a.Description, &a.StopWords, len(a.Regexes)+len(a.Paths)+len(a.Commits) > 0)
+		}
+	}
+	put := func(a *config.Allowlist) {
+		for key, vals := range saved {
+			if d, ok := strings.CutSuffix(a.Description, key); ok {
+				a.Description, a.StopWords = d, vals
+			}
+		}
+	}
+	return func(cfg config.Config) {
+		for _, a := range cfg.Allowlists {
+			put(a)
+		}
+		for _, r := range cfg.Rules {
+			for _, a := range r.Allowlists {
+				put(a)
+			}
+		}
+	}
 }
 
 // split builds the detectors from cfg: one per rule of narrowGitleaks, one for the rest.

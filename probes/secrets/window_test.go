@@ -1,9 +1,11 @@
 package secrets
 
 import (
+	"cmp"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -64,4 +66,58 @@ func TestWindowsFindWhatWholeTextFinds(t *testing.T) {
 			t.Errorf("%s: nothing found", name)
 		}
 	}
+}
+
+// TestStopwordsWithoutTries holds the detector whose allowlists keep their stop words as a
+// list (stripStopwords) to the findings of the one with gitleaks' tries, on the corpus and on
+// generic assignments whose values hold a stop word or not.
+func TestStopwordsWithoutTries(t *testing.T) {
+	d := detector(t)
+	withTries, err := newDetector(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	texts := []string{
+		"client_api_key = 'Zq8vLx2Pw7RkT4nYc_ec2_9Bm'\n", // "_ec2_" is a stop word
+		"client_api_key = 'Zq8vLx2Pw7RkT4nYcAbout9Bm'\n", // "about", in upper case
+		"client_api_key = 'Zq8vLx2Pw7RkT4nYcQx9Bm3Lk'\n", // none
+		"service_token: \"aaaaaaK3mP9qLx2Vb7Nz4Wc8\"\n",  // "aaaaaa"
+	}
+	files, _ := filepath.Glob(filepath.Join(corpusDir, "*"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts = append(texts, string(b))
+	}
+	key := []byte("stopword-test-key")
+	reported := 0
+	for i, s := range texts {
+		got, _ := d.ScanData([]byte(s), key)
+		want, _ := withTries.ScanData([]byte(s), key)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("text %d: without tries\n%+v\nwith tries\n%+v", i, got, want)
+		}
+		// gitleaks' own candidates, before our rules cover them up.
+		gc, wc := sortedCands(d.gitleaks(newText(s))), sortedCands(withTries.gitleaks(newText(s)))
+		if !reflect.DeepEqual(gc, wc) {
+			t.Errorf("text %d: gitleaks candidates without tries %+v, with tries %+v", i, gc, wc)
+		}
+		if i < 4 {
+			reported += len(gc)
+		}
+	}
+	// Some of the four must be dropped by a stop word and one reported, or this proves nothing.
+	if reported == 0 || reported == 4 {
+		t.Errorf("gitleaks reported %d of the 4 stop-word texts; want some but not all", reported)
+	}
+}
+
+// sortedCands orders candidates (gitleaks reports rules in map order).
+func sortedCands(cs []candidate) []candidate {
+	slices.SortFunc(cs, func(a, b candidate) int {
+		return cmp.Or(cmp.Compare(a.line, b.line), strings.Compare(a.rule, b.rule), strings.Compare(a.value, b.value))
+	})
+	return cs
 }
