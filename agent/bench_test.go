@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"runtime"
-	"sync"
 	"testing"
 
 	"github.com/ec2sec/ec2sec/internal/bench"
@@ -12,27 +11,19 @@ import (
 	"github.com/ec2sec/ec2sec/probes/secrets"
 )
 
-var (
-	fixOnce sync.Once
-	fix     *bench.Fixture
-	fixErr  error
-)
-
-// benchFixture builds the large host fixture once per test binary (it takes a second).
+// benchFixture builds the large host fixture in a temp dir removed when b ends (a small one
+// under -short, as `make test` runs the benchmarks: once, to keep them working).
 func benchFixture(b testing.TB) *bench.Fixture {
 	b.Helper()
-	fixOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "ec2sec-bench-")
-		if err != nil {
-			fixErr = err
-			return
-		}
-		fix, fixErr = bench.Build(dir)
-	})
-	if fixErr != nil {
-		b.Fatal(fixErr)
+	size := bench.Full
+	if testing.Short() {
+		size = bench.Small
 	}
-	return fix
+	f, err := bench.BuildSize(b.TempDir(), size)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return f
 }
 
 func benchOptions(b testing.TB, f *bench.Fixture) ScanOptions {
@@ -101,19 +92,24 @@ func openFDs(t testing.TB) int {
 	return len(es)
 }
 
-// TestNoGrowthOver100Scans runs 100 scans with one detector, as the daemon does, and fails
-// when goroutines or open files grow: a leak there would, over weeks of scans, exhaust the
-// host. It scans a small fixture (the same code paths, quickly); `make bench` sets
-// EC2SEC_BENCH_FULL=1 to scan the large one.
+// TestNoGrowthOver100Scans runs scans with one detector, as the daemon does, and fails when
+// goroutines or open files grow: a leak there would, over weeks of scans, exhaust the host.
+// `make bench` sets EC2SEC_BENCH_FULL=1: 100 scans of the large fixture; otherwise (make
+// test, under -race) 10 scans of a small one, the same code paths, so a leak per scan shows.
 func TestNoGrowthOver100Scans(t *testing.T) {
 	var f *bench.Fixture
+	scans := 100
 	if os.Getenv("EC2SEC_BENCH_FULL") == "1" {
-		f = benchFixture(t)
+		var err error
+		if f, err = bench.Build(t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
 	} else {
 		var err error
 		if f, err = bench.BuildSize(t.TempDir(), bench.Small); err != nil {
 			t.Fatal(err)
 		}
+		scans = 10
 	}
 	o := benchOptions(t, f)
 	d, err := secrets.New()
@@ -129,16 +125,16 @@ func TestNoGrowthOver100Scans(t *testing.T) {
 	scan() // first scan: lazily started runtime goroutines and cached files
 	runtime.GC()
 	g0, fd0 := runtime.NumGoroutine(), openFDs(t)
-	for range 100 {
+	for range scans {
 		scan()
 	}
 	runtime.GC()
 	g1, fd1 := runtime.NumGoroutine(), openFDs(t)
-	t.Logf("goroutines %d -> %d, open fds %d -> %d over 100 scans", g0, g1, fd0, fd1)
+	t.Logf("goroutines %d -> %d, open fds %d -> %d over %d scans", g0, g1, fd0, fd1, scans)
 	if g1 > g0 {
-		t.Errorf("goroutines grew from %d to %d over 100 scans", g0, g1)
+		t.Errorf("goroutines grew from %d to %d over %d scans", g0, g1, scans)
 	}
 	if fd1 > fd0 {
-		t.Errorf("open file descriptors grew from %d to %d over 100 scans", fd0, fd1)
+		t.Errorf("open file descriptors grew from %d to %d over %d scans", fd0, fd1, scans)
 	}
 }

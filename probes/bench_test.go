@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,34 +16,10 @@ import (
 	"github.com/ec2sec/ec2sec/probes/metadata"
 )
 
-var (
-	benchFixOnce sync.Once
-	benchFix     *bench.Fixture
-	benchFixErr  error
-)
-
-// largeFixture builds the benchmark host (internal/bench) once per test binary.
-func largeFixture(b testing.TB) *bench.Fixture {
-	b.Helper()
-	benchFixOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "ec2sec-bench-")
-		if err != nil {
-			benchFixErr = err
-			return
-		}
-		benchFix, benchFixErr = bench.Build(dir)
-	})
-	if benchFixErr != nil {
-		b.Fatal(benchFixErr)
-	}
-	return benchFix
-}
-
 // benchEnv is the Env a scan gives each probe, over the large fixture, with IMDS a fake on
 // loopback that answers as an instance does (IMDSv2 required, hop limit 1).
-func benchEnv(b *testing.B) *Env {
+func benchEnv(b *testing.B, f *bench.Fixture) *Env {
 	b.Helper()
-	f := largeFixture(b)
 	imds := fakeimds.New(b)
 	fsys, err := hostfs.New(f.Root)
 	if err != nil {
@@ -65,9 +40,17 @@ func benchEnv(b *testing.B) *Env {
 // BenchmarkProbe runs each probe once per iteration over the large fixture. The imds
 // probe's time is the "imds probe with hop limit 1" figure in BENCHMARKS.md.
 func BenchmarkProbe(b *testing.B) {
+	size := bench.Full
+	if testing.Short() { // make test runs benchmarks once, to keep them working
+		size = bench.Small
+	}
+	f, err := bench.BuildSize(b.TempDir(), size)
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, p := range All() {
 		b.Run(p.Name(), func(b *testing.B) {
-			env := benchEnv(b)
+			env := benchEnv(b, f)
 			b.ReportAllocs()
 			for b.Loop() {
 				rs, err := p.Run(context.Background(), env)

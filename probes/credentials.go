@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -133,6 +134,10 @@ type credState struct {
 	permsRan int
 	seen     map[string]bool
 	queue    []credFile
+	// memo holds the findings of every distinct content scanned in this scan: skeleton files
+	// (.bashrc, .profile, .aws/config from /etc/skel) are the same in most homes, and the
+	// same bytes always give the same findings. Findings hold no secret.
+	memo map[[sha256.Size]byte][]secrets.Finding
 }
 
 // Run implements Probe.
@@ -140,7 +145,7 @@ func (CredentialsProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 	if env.Secrets == nil {
 		return nil, errors.New("no secret detector in the probe environment")
 	}
-	st := &credState{env: env, seen: map[string]bool{}}
+	st := &credState{env: env, seen: map[string]bool{}, memo: map[[sha256.Size]byte][]secrets.Finding{}}
 	users, passwdErr := readPasswd(env)
 	st.queue = st.credFiles(users)
 	for i := 0; i < len(st.queue); i++ { // scanFile appends units' EnvironmentFile= targets
@@ -324,7 +329,12 @@ func (st *credState) scanFile(f credFile) {
 	if strings.HasPrefix(f.path, "/etc/systemd/") {
 		st.queueEnvironmentFiles(data)
 	}
-	findings := env.Secrets.Scan(string(data), "plain", env.FingerprintKey)
+	sum := sha256.Sum256(data)
+	findings, ok := st.memo[sum]
+	if !ok {
+		findings = env.Secrets.Scan(string(data), "plain", env.FingerprintKey)
+		st.memo[sum] = findings
+	}
 	data = nil
 	if len(findings) == 0 {
 		return

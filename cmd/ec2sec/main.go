@@ -94,7 +94,6 @@ func scan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return agent.ExitUsage
 	}
 	fs.Visit(func(f *flag.Flag) { c.ProcSet = c.ProcSet || f.Name == "proc" })
-	agent.TuneGC()
 	for _, p := range strings.Split(probeList, ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			c.Probes = append(c.Probes, p)
