@@ -21,6 +21,7 @@ import (
 	"github.com/ec2sec/ec2sec/probes"
 	"github.com/ec2sec/ec2sec/probes/hostfs"
 	"github.com/ec2sec/ec2sec/probes/metadata"
+	"github.com/ec2sec/ec2sec/probes/procfs"
 	"github.com/ec2sec/ec2sec/probes/secrets"
 )
 
@@ -141,12 +142,16 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 	if timeout <= 0 {
 		timeout = DefaultConfig().ProbeTimeout.Duration
 	}
+	var procs *procfs.Table // one process list for all probes of this scan
+	if o.Proc != "" {
+		procs = procfs.NewTable(o.Proc)
+	}
 	runs := make([]ProbeRun, len(selected))
 	results := make([][]probes.Result, len(selected))
 	var wg sync.WaitGroup
 	for i, p := range selected {
 		env := &probes.Env{
-			Root: o.Root, FS: fsys, Proc: o.Proc,
+			Root: o.Root, FS: fsys, Proc: o.Proc, Procs: procs,
 			IMDS: o.IMDS, Identity: id,
 			Now: o.Now, Log: o.Log.With("probe", p.Name()),
 			Dial: o.Dial, Resolver: o.Resolver,
