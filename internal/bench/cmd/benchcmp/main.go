@@ -2,8 +2,8 @@
 
 // Command benchcmp is `make bench`: it builds the stripped binary, generates the large host
 // fixture, times `ec2sec scan` over it against the gitleaks CLI on one 16 KB user-data file
-// (hyperfine when installed, else its own repeated runs; medians either way), measures peak
-// RSS and CPU time with /usr/bin/time -v (else the same wait4 rusage itself), runs the Go
+// (hyperfine when installed, else its own repeated runs; medians either way), measures CPU
+// time and peak RSS from wait4's rusage and /usr/bin/time -v, runs the Go
 // benchmarks, the 100-scan growth test and, when the binary has a `run` command, the daemon's
 // idle RSS and wake-ups, then prints PASS/MISS per target and writes BENCHMARKS.md.
 //
@@ -50,6 +50,7 @@ type measure struct {
 	peakRSS              int64         // KiB, the largest of all runs
 	runs                 int
 	tool                 string // what timed the wall clock
+	timeV                bool   // /usr/bin/time -v confirmed the peak RSS
 }
 
 type report struct {
@@ -353,22 +354,16 @@ func shellJoin(args []string) string {
 	return strings.Join(q, " ")
 }
 
-var timeV = regexp.MustCompile(`(?m)^\s*(User time \(seconds\)|System time \(seconds\)|Maximum resident set size \(kbytes\)|Exit status): (\S+)`)
+var timeVRSS = regexp.MustCompile(`(?m)^\s*Maximum resident set size \(kbytes\): (\d+)`)
 
-// ownRuns runs args n times, each under /usr/bin/time -v when it exists: medians of wall and
-// CPU time, the largest peak RSS.
+// ownRuns runs args n times (after one warm-up run): medians of wall and CPU time (user +
+// system from wait4's rusage, in microseconds), the largest peak RSS; then once more under
+// /usr/bin/time -v, when installed, whose "Maximum resident set size" counts too.
 func ownRuns(args, env []string, n int) (measure, error) {
 	m := measure{runs: n, tool: "repeated runs"}
-	timeBin := "/usr/bin/time"
-	useTime := isExec(timeBin)
 	var walls, cpus []time.Duration
-	for i := 0; i < n+1; i++ { // the first run warms the page cache and is not counted
-		var c *exec.Cmd
-		if useTime {
-			c = exec.Command(timeBin, append([]string{"-v"}, args...)...)
-		} else {
-			c = exec.Command(args[0], args[1:]...)
-		}
+	run := func(argv []string) (time.Duration, *syscall.Rusage, string, error) {
+		c := exec.Command(argv[0], argv[1:]...)
 		c.Env = env
 		c.Stdout = io.Discard
 		var stderr bytes.Buffer
@@ -377,30 +372,22 @@ func ownRuns(args, env []string, n int) (measure, error) {
 		err := c.Run()
 		wall := time.Since(start)
 		if err != nil {
-			return m, fmt.Errorf("%s: %v: %s", args[0], err, lastLines(stderr.String(), 5))
+			return 0, nil, "", fmt.Errorf("%s: %v: %s", argv[0], err, lastLines(stderr.String(), 5))
 		}
-		if i == 0 {
-			continue
+		ru, _ := c.ProcessState.SysUsage().(*syscall.Rusage)
+		return wall, ru, stderr.String(), nil
+	}
+	for i := 0; i < n+1; i++ {
+		wall, ru, _, err := run(args)
+		if err != nil {
+			return m, err
 		}
-		var cpu time.Duration
-		var rss int64
-		if useTime {
-			for _, g := range timeV.FindAllStringSubmatch(stderr.String(), -1) {
-				switch {
-				case strings.HasPrefix(g[1], "User"), strings.HasPrefix(g[1], "System"):
-					f, _ := strconv.ParseFloat(g[2], 64)
-					cpu += secs(f)
-				case strings.HasPrefix(g[1], "Maximum"):
-					rss, _ = strconv.ParseInt(g[2], 10, 64)
-				}
-			}
-		} else if ru, ok := c.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-			rss = ru.Maxrss
+		if i == 0 || ru == nil {
+			continue // the first run warms the page cache
 		}
 		walls = append(walls, wall)
-		cpus = append(cpus, cpu)
-		m.peakRSS = max(m.peakRSS, rss)
+		cpus = append(cpus, time.Duration(ru.Utime.Nano()+ru.Stime.Nano()))
+		m.peakRSS = max(m.peakRSS, ru.Maxrss)
 	}
 	m.medianWall, m.medianCPU = median(walls), median(cpus)
 	var sum time.Duration
@@ -408,8 +395,16 @@ func ownRuns(args, env []string, n int) (measure, error) {
 		sum += w
 	}
 	m.meanWall = sum / time.Duration(len(walls))
-	if useTime {
-		m.tool = "repeated runs under /usr/bin/time -v"
+	if timeBin := "/usr/bin/time"; isExec(timeBin) {
+		_, _, stderr, err := run(append([]string{timeBin, "-v"}, args...))
+		if err != nil {
+			return m, err
+		}
+		if g := timeVRSS.FindStringSubmatch(stderr); g != nil {
+			rss, _ := strconv.ParseInt(g[1], 10, 64)
+			m.peakRSS = max(m.peakRSS, rss)
+			m.timeV = true
+		}
 	}
 	return m, nil
 }
@@ -555,15 +550,16 @@ type target struct{ what, want, got, verdict string }
 func (r *report) targets() []target {
 	ratio := float64(r.hostOnly.medianWall) / float64(r.gitleaks.medianWall)
 	ratioAll := float64(r.ec2sec.medianWall) / float64(r.gitleaks.medianWall)
+	peakRSS := max(r.ec2sec.peakRSS, r.hostOnly.peakRSS)
 	ts := []target{
 		{"full fixture scan (all probes but imds), median wall vs gitleaks CLI on one 16 KB file", "≤ 1.0×",
 			fmt.Sprintf("%s vs %s = %.2f×", ms(r.hostOnly.medianWall), ms(r.gitleaks.medianWall), ratio), verdict(ratio <= 1.0)},
 		{"full fixture scan (all probes), median wall vs gitleaks CLI on one 16 KB file", "≤ 1.0×",
 			fmt.Sprintf("%s vs %s = %.2f× (the imds probe's hop-limit measurement waits ≥ 0.6 s)", ms(r.ec2sec.medianWall), ms(r.gitleaks.medianWall), ratioAll), verdict(ratioAll <= 1.0)},
-		{"peak RSS of the scan", fmt.Sprintf("≤ %d MiB", maxRSSMiB),
-			fmt.Sprintf("%s (gitleaks: %s)", mib(r.ec2sec.peakRSS), mib(r.gitleaks.peakRSS)), verdict(r.ec2sec.peakRSS <= maxRSSMiB*1024)},
-		{"CPU time (user + system) per scan, median", fmt.Sprintf("≤ %d ms", maxCPUms),
-			fmt.Sprintf("%s (gitleaks: %s)", ms(r.ec2sec.medianCPU), ms(r.gitleaks.medianCPU)), verdict(r.ec2sec.medianCPU <= maxCPUms*time.Millisecond)},
+		{"peak RSS of the scan (largest of all runs, with and without imds)", fmt.Sprintf("≤ %d MiB", maxRSSMiB),
+			fmt.Sprintf("%s (gitleaks: %s)", mib(peakRSS), mib(r.gitleaks.peakRSS)), verdict(peakRSS <= maxRSSMiB*1024)},
+		{"CPU time (user + system) per scan, median, all probes", fmt.Sprintf("≤ %d ms", maxCPUms),
+			fmt.Sprintf("%s; without imds %s (gitleaks: %s)", ms(r.ec2sec.medianCPU), ms(r.hostOnly.medianCPU), ms(r.gitleaks.medianCPU)), verdict(r.ec2sec.medianCPU <= maxCPUms*time.Millisecond)},
 		{"goroutines and open fds over 100 scans", "no growth", r.growth, verdict(r.growthOK)},
 		{"imds probe with hop limit 1", "≤ 1 s", ms(r.imdsProbe), verdict(r.imdsProbe > 0 && r.imdsProbe <= maxIMDSProbe)},
 		{"stripped linux/amd64 binary", fmt.Sprintf("≤ %d MB", maxBinaryMB),
@@ -608,7 +604,7 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "- ec2sec: `%s`, all probes, IMDS a fake on loopback (IMDSv2, hop limit 1), AWS endpoints a closed loopback port.\n", r.ec2secCmd)
 	fmt.Fprintf(&b, "- gitleaks: `%s`, gitleaks v8.30.1 (`make tools`).\n", r.gitleaksCmd)
 	b.WriteString("- the imds probe measures the hop limit by waiting for token answers that a hop limit of 1 drops: at least 0.6 s of waiting (no CPU), so the scan is also timed without it (`--probes` all but imds).\n")
-	fmt.Fprintf(&b, "- wall clock: %s, %d runs each after warm-up; CPU and peak RSS: %s.\n\n", r.ec2sec.tool, r.ec2sec.runs, "`/usr/bin/time -v` (user + system time, maximum resident set size), median and maximum of the runs")
+	fmt.Fprintf(&b, "- wall clock: %s, %d runs each after warm-up. CPU: user + system time from wait4's rusage of each of %d runs (microseconds; `/usr/bin/time -v` rounds to 10 ms), median. Peak RSS: the largest maximum resident set size of those runs and of one more under `/usr/bin/time -v`.\n\n", r.ec2sec.tool, r.ec2sec.runs, r.ec2sec.runs)
 	b.WriteString("| command | median wall | mean wall | median CPU | peak RSS |\n|---|---|---|---|---|\n")
 	for _, m := range []measure{r.ec2sec, r.hostOnly, r.gitleaks} {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", m.name, ms(m.medianWall), ms(m.meanWall), ms(m.medianCPU), mib(m.peakRSS))
