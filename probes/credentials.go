@@ -446,6 +446,7 @@ func processEnvironments(ctx context.Context, env *Env, users []passwdUser) []Re
 	}
 	var out []Result
 	var denied []int
+	var buf []byte
 	read := 0
 	for _, pid := range pids {
 		if ctx.Err() != nil {
@@ -454,7 +455,7 @@ func processEnvironments(ctx context.Context, env *Env, users []passwdUser) []Re
 		if pid == self {
 			continue
 		}
-		data, _, err := p.ReadFile(strconv.Itoa(pid)+"/environ", maxEnvironSize)
+		data, _, err := p.ReadFileBuf(strconv.Itoa(pid)+"/environ", maxEnvironSize, buf)
 		if err != nil {
 			if errors.Is(err, fs.ErrPermission) {
 				denied = append(denied, pid)
@@ -462,6 +463,7 @@ func processEnvironments(ctx context.Context, env *Env, users []passwdUser) []Re
 			continue // exited meanwhile, or a kernel thread
 		}
 		read++
+		buf = data // one buffer for all environments: nothing below keeps data
 		if !bytes.Contains(data, []byte("SECRET_ACCESS_KEY")) && !bytes.Contains(data, []byte("secret_access_key")) {
 			continue
 		}

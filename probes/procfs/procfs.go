@@ -50,7 +50,13 @@ func (p FS) Path(pid int, name string) string {
 // "net/tcp" or "42/environ"). truncated reports that there was more. Procfs files report
 // size 0, so this reads until EOF or the limit.
 func (p FS) ReadFile(name string, limit int64) (data []byte, truncated bool, err error) {
-	return readFile(filepath.Join(p.Dir, name), limit)
+	return readFile(filepath.Join(p.Dir, name), limit, nil)
+}
+
+// ReadFileBuf is ReadFile reading into buf (reused from its start, grown as needed), for a
+// caller reading many files one after the other (every process's environ).
+func (p FS) ReadFileBuf(name string, limit int64, buf []byte) (data []byte, truncated bool, err error) {
+	return readFile(filepath.Join(p.Dir, name), limit, buf)
 }
 
 // Comm returns the process's command name (comm), without the trailing newline.

@@ -11,7 +11,7 @@ import (
 // open, fstat, read until EOF, close. os.OpenFile would add an fcntl and a failing epoll
 // registration per file, and io.ReadAll's 512-byte start a read per doubling; with thousands
 // of processes those were most of a scan's system calls.
-func readFile(name string, limit int64) ([]byte, bool, error) {
+func readFile(name string, limit int64, buf []byte) ([]byte, bool, error) {
 	fd, err := unix.Open(name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	if err != nil {
 		return nil, false, &os.PathError{Op: "open", Path: name, Err: err}
@@ -24,8 +24,11 @@ func readFile(name string, limit int64) ([]byte, bool, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, false, fmt.Errorf("%s: not a regular file", name)
 	}
-	// procfs reports size 0; start at a page, enough for most status and environ files.
-	buf := make([]byte, 0, min(limit+1, 4096))
+	// procfs reports size 0; start at a page, enough for most status and environ files
+	// (or at what the caller's buffer already holds).
+	if buf = buf[:0]; cap(buf) == 0 {
+		buf = make([]byte, 0, min(limit+1, 4096))
+	}
 	for int64(len(buf)) <= limit {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
