@@ -640,7 +640,7 @@ const optimisations = `
 ## What was done to get here
 
 Measured before the work below, on this machine: a full scan of the same fixture took about
-380 ms of CPU and 46 MiB peak RSS (and 1.5 s of wall time off EC2, see the last point).
+380 ms of CPU and 46 MiB peak RSS (and 1.5 s of wall time off EC2: see the IMDS retry below).
 
 - **Secret rules run only where they can match** (probes/secrets/window.go). Go's regexp has
   no literal prefix to skip to for most rules, so a rule that runs at all walks the whole
