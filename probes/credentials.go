@@ -455,7 +455,7 @@ func processEnvironments(ctx context.Context, env *Env, users []passwdUser) []Re
 		if pid == self {
 			continue
 		}
-		data, _, err := p.ReadFileBuf(strconv.Itoa(pid)+"/environ", maxEnvironSize, buf)
+		data, _, err := p.Environ(pid, maxEnvironSize, buf)
 		if err != nil {
 			if errors.Is(err, fs.ErrPermission) {
 				denied = append(denied, pid)

@@ -50,18 +50,18 @@ func (p FS) Path(pid int, name string) string {
 // "net/tcp" or "42/environ"). truncated reports that there was more. Procfs files report
 // size 0, so this reads until EOF or the limit.
 func (p FS) ReadFile(name string, limit int64) (data []byte, truncated bool, err error) {
-	return readFile(filepath.Join(p.Dir, name), limit, nil)
+	return readFile(filepath.Join(p.Dir, name), limit, nil, false)
 }
 
-// ReadFileBuf is ReadFile reading into buf (reused from its start, grown as needed), for a
-// caller reading many files one after the other (every process's environ).
-func (p FS) ReadFileBuf(name string, limit int64, buf []byte) (data []byte, truncated bool, err error) {
-	return readFile(filepath.Join(p.Dir, name), limit, buf)
+// Environ reads at most limit bytes of the process's environment (NUL-separated) into buf
+// (reused from its start, grown as needed), for a caller reading every process's in turn.
+func (p FS) Environ(pid int, limit int64, buf []byte) (data []byte, truncated bool, err error) {
+	return readFile(p.Path(pid, "environ"), limit, buf, true)
 }
 
 // Comm returns the process's command name (comm), without the trailing newline.
 func (p FS) Comm(pid int) (string, error) {
-	b, _, err := p.ReadFile(filepath.Join(strconv.Itoa(pid), "comm"), 256)
+	b, _, err := readFile(p.Path(pid, "comm"), 256, nil, true)
 	if err != nil {
 		return "", err
 	}

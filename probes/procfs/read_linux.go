@@ -11,7 +11,11 @@ import (
 // open, fstat, read until EOF, close. os.OpenFile would add an fcntl and a failing epoll
 // registration per file, and io.ReadAll's 512-byte start a read per doubling; with thousands
 // of processes those were most of a scan's system calls.
-func readFile(name string, limit int64, buf []byte) ([]byte, bool, error) {
+//
+// With shortIsEOF a read returning less than asked ends it: true of files the kernel fills
+// in one go (comm; environ, which it copies until the request or the environment ends), and
+// it saves the extra read that would return 0.
+func readFile(name string, limit int64, buf []byte, shortIsEOF bool) ([]byte, bool, error) {
 	fd, err := unix.Open(name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	if err != nil {
 		return nil, false, &os.PathError{Op: "open", Path: name, Err: err}
@@ -33,7 +37,8 @@ func readFile(name string, limit int64, buf []byte) ([]byte, bool, error) {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
 		}
-		n, err := unix.Read(fd, buf[len(buf):min(int64(cap(buf)), limit+1)])
+		want := int(min(int64(cap(buf)), limit+1)) - len(buf)
+		n, err := unix.Read(fd, buf[len(buf):len(buf)+want])
 		if err == unix.EINTR {
 			continue
 		}
@@ -44,6 +49,9 @@ func readFile(name string, limit int64, buf []byte) ([]byte, bool, error) {
 			break
 		}
 		buf = buf[:len(buf)+n]
+		if shortIsEOF && n < want {
+			break
+		}
 	}
 	if int64(len(buf)) > limit {
 		return buf[:limit], true, nil

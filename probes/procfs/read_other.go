@@ -10,7 +10,7 @@ import (
 )
 
 // readFile reads at most limit bytes of a regular file and says whether there was more.
-func readFile(name string, limit int64, _ []byte) ([]byte, bool, error) {
+func readFile(name string, limit int64, _ []byte, _ bool) ([]byte, bool, error) {
 	f, err := os.OpenFile(name, os.O_RDONLY|noFollowNonblock, 0)
 	if err != nil {
 		return nil, false, err
