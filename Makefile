@@ -61,6 +61,7 @@ vet:
 
 test: vet tools
 	$(GO) test -race -count=1 ./...
+	$(GO) test -short -count=1 -run '^$$' -bench . -benchtime=1x ./...
 
 # Fuzzing: every FuzzXxx target of every package for FUZZTIME each (`make test` runs only their
 # seed corpora, as plain `go test` does). FUZZFLAGS=-parallel=1 keeps it to one core.
@@ -74,8 +75,10 @@ fuzz:
 	  done; \
 	done
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+# Go benchmarks per probe and for full scans of a generated large host, the whole-process
+# comparison with the gitleaks CLI (hyperfine when installed), the targets, and BENCHMARKS.md.
+bench: $(TOOLS)/gitleaks
+	$(GO) run ./internal/bench/cmd/benchcmp -out BENCHMARKS.md
 
 clean:
 	rm -rf bin dist tools

@@ -21,6 +21,7 @@ import (
 	"github.com/ec2sec/ec2sec/probes"
 	"github.com/ec2sec/ec2sec/probes/hostfs"
 	"github.com/ec2sec/ec2sec/probes/metadata"
+	"github.com/ec2sec/ec2sec/probes/procfs"
 	"github.com/ec2sec/ec2sec/probes/secrets"
 )
 
@@ -142,12 +143,16 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 		timeout = DefaultConfig().ProbeTimeout.Duration
 	}
 	ec2 := ec2Factory(o, id)
+	var procs *procfs.Table // one process list for all probes of this scan
+	if o.Proc != "" {
+		procs = procfs.NewTable(o.Proc)
+	}
 	runs := make([]ProbeRun, len(selected))
 	results := make([][]probes.Result, len(selected))
 	var wg sync.WaitGroup
 	for i, p := range selected {
 		env := &probes.Env{
-			Root: o.Root, FS: fsys, Proc: o.Proc,
+			Root: o.Root, FS: fsys, Proc: o.Proc, Procs: procs,
 			IMDS: o.IMDS, Identity: id,
 			Now: o.Now, Log: o.Log.With("probe", p.Name()),
 			Dial: o.Dial, Resolver: o.Resolver,
@@ -193,7 +198,6 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 func runProbe(ctx context.Context, p probes.Probe, env *probes.Env, timeout time.Duration) ([]probes.Result, ProbeRun) {
 	run := ProbeRun{Name: p.Name(), Status: "ok"}
 	start := time.Now()
-	defer func() { run.DurationMS = time.Since(start).Milliseconds() }()
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
@@ -251,8 +255,11 @@ func runProbe(ctx context.Context, p probes.Probe, env *probes.Env, timeout time
 			level = slog.LevelWarn
 		}
 		env.Log.Log(context.Background(), level, "probe could not look", "status", run.Status, "err", out.err)
+		run.DurationMS = time.Since(start).Milliseconds()
 		return nil, run
 	}
+	// Set here, not in a defer: a deferred assignment would come after the return copied run.
+	run.DurationMS = time.Since(start).Milliseconds()
 	return out.rs, run
 }
 

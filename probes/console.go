@@ -91,10 +91,10 @@ func serialGettys(env *Env) (ttys, sources []string) {
 	}
 	if env.Proc != "" {
 		p := procfs.FS{Dir: env.Proc}
-		pids, _ := p.PIDs()
-		for _, pid := range pids {
-			comm, err := p.Comm(pid)
-			if err != nil || !strings.Contains(comm, "getty") {
+		procs, _ := env.processes()
+		for _, pr := range procs {
+			pid, comm := pr.PID, pr.Comm
+			if !strings.Contains(comm, "getty") {
 				continue
 			}
 			args, _ := p.Cmdline(pid)

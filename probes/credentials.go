@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -135,6 +136,10 @@ type credState struct {
 	permsRan int
 	seen     map[string]bool
 	queue    []credFile
+	// memo holds the findings of every distinct content scanned in this scan: skeleton files
+	// (.bashrc, .profile, .aws/config from /etc/skel) are the same in most homes, and the
+	// same bytes always give the same findings. Findings hold no secret.
+	memo map[[sha256.Size]byte][]secrets.Finding
 }
 
 // Run implements Probe.
@@ -142,8 +147,12 @@ func (CredentialsProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 	if env.Secrets == nil {
 		return nil, errors.New("no secret detector in the probe environment")
 	}
-	st := &credState{env: env, seen: map[string]bool{}}
+	st := &credState{env: env, seen: map[string]bool{}, memo: map[[sha256.Size]byte][]secrets.Finding{}}
 	users, passwdErr := readPasswd(env)
+	// Process environments are independent of the files: read them alongside (on a host
+	// with thousands of processes they are half of this probe's time).
+	procs := make(chan []Result, 1)
+	go func() { procs <- processEnvironments(ctx, env, users) }()
 	st.queue = st.credFiles(users)
 	for i := 0; i < len(st.queue); i++ { // scanFile appends units' EnvironmentFile= targets
 		f := st.queue[i]
@@ -189,7 +198,7 @@ func (CredentialsProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 			out = append(out, NewResult("cred-file-permissions", Passed, "", fmt.Sprintf("%s with credentials, none readable by group or other or owned by another user", plural(st.permsRan, "file", "files"))))
 		}
 	}
-	return append(out, processEnvironments(ctx, env, users)...), nil
+	return append(out, <-procs...), nil
 }
 
 // readPasswd parses <root>/etc/passwd: name, uid and home of every entry.
@@ -274,7 +283,7 @@ func (st *credState) credFiles(users []passwdUser) []credFile {
 // file) and turns what it holds into results.
 func (st *credState) scanFile(f credFile) {
 	env := st.env
-	lfi, err := env.FS.Lstat(f.path)
+	lfi, parents, err := env.FS.LstatResolve(f.path)
 	if err != nil {
 		if errors.Is(err, hostfs.ErrTooManyLinks) {
 			st.odd.links = append(st.odd.links, f.path)
@@ -292,10 +301,14 @@ func (st *credState) scanFile(f credFile) {
 	resolved := f.path
 	if lfi.Mode()&fs.ModeSymlink != 0 || f.inHome {
 		// Where the path really leads: a link as the file itself, or anywhere on the way
-		// (a home's .aws linked to another home).
-		if resolved, err = env.FS.Resolve(f.path); err != nil {
-			st.odd.link(f.path, err) // dangling, or a loop
-			return
+		// (a home's .aws linked to another home). When the file is no link itself, the walk
+		// LstatResolve just did already says (one walk instead of two).
+		resolved = parents
+		if lfi.Mode()&fs.ModeSymlink != 0 {
+			if resolved, err = env.FS.Resolve(f.path); err != nil {
+				st.odd.link(f.path, err) // dangling, or a loop
+				return
+			}
 		}
 		if resolved != path.Clean(f.path) {
 			if fi, err = env.FS.Stat(f.path); err != nil {
@@ -338,7 +351,12 @@ func (st *credState) scanFile(f credFile) {
 	if strings.HasPrefix(f.path, "/etc/systemd/") {
 		st.queueEnvironmentFiles(data)
 	}
-	findings := env.Secrets.Scan(string(data), "plain", env.FingerprintKey)
+	sum := sha256.Sum256(data)
+	findings, ok := st.memo[sum]
+	if !ok {
+		findings = env.Secrets.Scan(string(data), "plain", env.FingerprintKey)
+		st.memo[sum] = findings
+	}
 	data = nil
 	if len(findings) == 0 {
 		return
@@ -446,6 +464,7 @@ func processEnvironments(ctx context.Context, env *Env, users []passwdUser) []Re
 	}
 	var out []Result
 	var denied []int
+	var buf []byte
 	read := 0
 	for _, pid := range pids {
 		if ctx.Err() != nil {
@@ -454,7 +473,7 @@ func processEnvironments(ctx context.Context, env *Env, users []passwdUser) []Re
 		if pid == self {
 			continue
 		}
-		data, _, err := p.ReadFile(strconv.Itoa(pid)+"/environ", maxEnvironSize)
+		data, _, err := p.Environ(pid, maxEnvironSize, buf)
 		if err != nil {
 			if errors.Is(err, fs.ErrPermission) {
 				denied = append(denied, pid)
@@ -462,6 +481,7 @@ func processEnvironments(ctx context.Context, env *Env, users []passwdUser) []Re
 			continue // exited meanwhile, or a kernel thread
 		}
 		read++
+		buf = data // one buffer for all environments: nothing below keeps data
 		if !bytes.Contains(data, []byte("SECRET_ACCESS_KEY")) && !bytes.Contains(data, []byte("secret_access_key")) {
 			continue
 		}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/ec2sec/ec2sec/probes/metadata"
-	"github.com/ec2sec/ec2sec/probes/procfs"
 )
 
 // IMDSProbe measures the instance metadata service from inside: whether it still answers
@@ -157,11 +156,10 @@ func detectContainerRuntimes(env *Env) []string {
 	found := []string{}
 	var comms []string
 	if env.Proc != "" {
-		p := procfs.FS{Dir: env.Proc}
-		if pids, err := p.PIDs(); err == nil {
-			for _, pid := range pids {
-				if c, err := p.Comm(pid); err == nil {
-					comms = append(comms, c)
+		if procs, err := env.processes(); err == nil {
+			for _, pr := range procs {
+				if pr.Comm != "" {
+					comms = append(comms, pr.Comm)
 				}
 			}
 		}

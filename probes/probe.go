@@ -15,6 +15,7 @@ import (
 
 	"github.com/ec2sec/ec2sec/probes/hostfs"
 	"github.com/ec2sec/ec2sec/probes/metadata"
+	"github.com/ec2sec/ec2sec/probes/procfs"
 	"github.com/ec2sec/ec2sec/probes/secrets"
 )
 
@@ -37,6 +38,9 @@ type Env struct {
 	FS   *hostfs.FS
 	// Proc is the procfs directory, or "" when processes cannot be seen (an offline image).
 	Proc string
+	// Procs is Proc's process list (pids and comm names), read once per scan and shared;
+	// nil when Proc is "" or the caller built the Env by hand (see Env.processes).
+	Procs *procfs.Table
 	// IMDS reaches the instance metadata service; Identity is what the scan learnt from it.
 	IMDS     *metadata.Client
 	Identity metadata.Identity

@@ -60,14 +60,27 @@ func readTail(env *Env, name string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	if size := f.Info.Size(); size > limit {
+	size := f.Info.Size()
+	if size > limit {
 		if _, err := f.Seek(size-limit, io.SeekStart); err != nil {
 			return nil, fmt.Errorf("seek %s: %w", name, err)
 		}
 	}
-	b, err := io.ReadAll(io.LimitReader(f, limit))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
+	// Sized from the stat, one byte over so the read to EOF needs no growing (io.ReadAll
+	// starts at 512 bytes and reads once per doubling).
+	b := make([]byte, 0, min(max(size, 0), limit)+1)
+	for int64(len(b)) < limit {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := f.Read(b[len(b):min(int64(cap(b)), limit)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", name, err)
+		}
 	}
 	return b, nil
 }

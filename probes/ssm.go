@@ -142,9 +142,9 @@ func ssmLocal(env *Env) ssmState {
 	}
 	if env.Proc != "" {
 		p := procfs.FS{Dir: env.Proc}
-		if pids, err := p.PIDs(); err == nil {
-			for _, pid := range pids {
-				comm, _ := p.Comm(pid)
+		if procs, err := env.processes(); err == nil {
+			for _, pr := range procs {
+				pid, comm := pr.PID, pr.Comm
 				exe := strings.TrimSuffix(p.Exe(pid), " (deleted)")
 				// comm is cut to 15 characters: "amazon-ssm-agen".
 				if comm == "amazon-ssm-agen" || comm == "amazon-ssm-agent" || path.Base(exe) == "amazon-ssm-agent" {

@@ -56,7 +56,14 @@ func New(t testing.TB) *Server {
 // IPv6 endpoint.
 func NewOn(t testing.TB, l net.Listener) *Server {
 	t.Helper()
-	s := &Server{HopLimit: 1, TokenHeader: "fake-token-0123456789", Paths: Instance()}
+	s, stop := Start(l)
+	t.Cleanup(stop)
+	return s
+}
+
+// Start is NewOn outside a test (the benchmark harness): the caller calls stop when done.
+func Start(l net.Listener) (s *Server, stop func()) {
+	s = &Server{HopLimit: 1, TokenHeader: "fake-token-0123456789", Paths: Instance()}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	if l != nil {
 		s.srv.Listener.Close()
@@ -67,11 +74,10 @@ func NewOn(t testing.TB, l net.Listener) *Server {
 	}
 	s.srv.Start()
 	s.URL = s.srv.URL
-	t.Cleanup(func() {
+	return s, func() {
 		s.srv.CloseClientConnections()
 		s.srv.Close()
-	})
-	return s
+	}
 }
 
 // Instance returns the metadata of a typical instance.

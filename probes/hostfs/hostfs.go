@@ -59,8 +59,16 @@ func (f *FS) HostPath(name string) string {
 // cleaned in-tree path it ends at. followLast says whether a symlink as the last component is
 // followed. A missing component is an error wrapping fs.ErrNotExist.
 func (f *FS) resolve(name string, followLast bool) (string, error) {
+	p, _, err := f.resolveInfo(name, followLast)
+	return p, err
+}
+
+// resolveInfo is resolve, also returning the Lstat of the path it resolved to (nil for the
+// root itself): the walk has just looked at it, so callers need not stat it again.
+func (f *FS) resolveInfo(name string, followLast bool) (string, fs.FileInfo, error) {
 	rest := split(name)
 	var cur []string
+	var last fs.FileInfo
 	links := 0
 	for len(rest) > 0 {
 		c := rest[0]
@@ -72,34 +80,36 @@ func (f *FS) resolve(name string, followLast bool) (string, error) {
 			if len(cur) > 0 {
 				cur = cur[:len(cur)-1]
 			}
+			last = nil // the parent: stat it again if asked
 			continue
 		}
 		next := append(slices.Clip(cur), c)
 		hp := filepath.Join(f.root, filepath.Join(next...))
 		fi, err := os.Lstat(hp)
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		if fi.Mode()&fs.ModeSymlink != 0 && (len(rest) > 0 || followLast) {
 			if links++; links > maxLinks {
-				return "", &fs.PathError{Op: "resolve", Path: name, Err: ErrTooManyLinks}
+				return "", nil, &fs.PathError{Op: "resolve", Path: name, Err: ErrTooManyLinks}
 			}
 			target, err := os.Readlink(hp)
 			if err != nil {
-				return "", err
+				return "", nil, err
 			}
 			if path.IsAbs(filepath.ToSlash(target)) || filepath.IsAbs(target) {
 				cur = nil
 			}
 			rest = append(split(target), rest...)
+			last = nil
 			continue
 		}
 		if len(rest) > 0 && !fi.IsDir() {
-			return "", &fs.PathError{Op: "resolve", Path: name, Err: fs.ErrNotExist}
+			return "", nil, &fs.PathError{Op: "resolve", Path: name, Err: fs.ErrNotExist}
 		}
-		cur = next
+		cur, last = next, fi
 	}
-	return "/" + strings.Join(cur, "/"), nil
+	return "/" + strings.Join(cur, "/"), last, nil
 }
 
 func split(p string) []string {
@@ -113,18 +123,30 @@ func (f *FS) Resolve(name string) (string, error) {
 
 // Lstat describes name itself (a symlink is not followed; its parents are).
 func (f *FS) Lstat(name string) (fs.FileInfo, error) {
-	p, err := f.resolve(name, false)
+	fi, _, err := f.LstatResolve(name)
+	return fi, err
+}
+
+// LstatResolve is Lstat, also returning the in-tree path name refers to with its parents'
+// links resolved (its own, if it is one, not followed): one walk for both.
+func (f *FS) LstatResolve(name string) (fs.FileInfo, string, error) {
+	p, fi, err := f.resolveInfo(name, false)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return os.Lstat(f.HostPath(p))
+	if fi == nil {
+		if fi, err = os.Lstat(f.HostPath(p)); err != nil {
+			return nil, "", err
+		}
+	}
+	return fi, p, nil
 }
 
 // Stat describes what name refers to, following symlinks inside the tree.
 func (f *FS) Stat(name string) (fs.FileInfo, error) {
-	p, err := f.resolve(name, true)
-	if err != nil {
-		return nil, err
+	p, fi, err := f.resolveInfo(name, true)
+	if err != nil || fi != nil {
+		return fi, err
 	}
 	return os.Lstat(f.HostPath(p))
 }
@@ -214,14 +236,14 @@ type File struct {
 // tree only; anything but a regular file is refused with ErrNotRegular before it is opened,
 // and checked again after (O_NONBLOCK, so a FIFO swapped in meanwhile cannot block).
 func (f *FS) Open(name string) (*File, error) {
-	p, err := f.resolve(name, true)
+	p, before, err := f.resolveInfo(name, true)
 	if err != nil {
 		return nil, err
 	}
-	hp := f.HostPath(p)
-	before, err := os.Lstat(hp)
-	if err != nil {
-		return nil, err
+	if before == nil {
+		if before, err = os.Lstat(f.HostPath(p)); err != nil {
+			return nil, err
+		}
 	}
 	if !before.Mode().IsRegular() {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: ErrNotRegular}

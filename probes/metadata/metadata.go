@@ -90,8 +90,15 @@ func New(o Options) *Client {
 		ClientEnableState: imds.ClientEnabled,
 		// The agent itself never uses IMDSv1: every read is token-authenticated.
 		EnableFallback: aws.FalseTernary,
-		// One retry: IMDS is local, and a scan must not wait on a host without it.
-		Retryer: retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = 2 }),
+		// One retry: IMDS is local, and a scan must not wait on a host without it. The retry
+		// comes within 50 ms: the imds client's default backoff of up to a second (which
+		// DisableDefaultMaxBackoff turns off) made every scan off EC2 wait out its whole
+		// 1 s timeout on a refused connection.
+		Retryer: retry.NewStandard(func(o *retry.StandardOptions) {
+			o.MaxAttempts = 2
+			o.MaxBackoff = 50 * time.Millisecond
+		}),
+		DisableDefaultMaxBackoff: true,
 	})
 	return c
 }

@@ -190,14 +190,9 @@ func (p FS) SocketOwners(ctx context.Context, wanted map[uint64]bool) (owners ma
 // socketInodes returns the socket inodes among a process's open files.
 func (p FS) socketInodes(pid int) ([]uint64, error) {
 	dir := p.Path(pid, "fd")
-	d, err := os.Open(dir)
+	names, err := readDirNames(dir, maxFDsPerPID)
 	if err != nil {
 		return nil, err
-	}
-	defer d.Close()
-	names, err := d.Readdirnames(maxFDsPerPID)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("list %s: %w", dir, err)
 	}
 	var out []uint64
 	for _, n := range names {

@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -51,31 +50,18 @@ func (p FS) Path(pid int, name string) string {
 // "net/tcp" or "42/environ"). truncated reports that there was more. Procfs files report
 // size 0, so this reads until EOF or the limit.
 func (p FS) ReadFile(name string, limit int64) (data []byte, truncated bool, err error) {
-	f, err := os.OpenFile(filepath.Join(p.Dir, name), os.O_RDONLY|noFollowNonblock, 0)
-	if err != nil {
-		return nil, false, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, false, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, false, fmt.Errorf("%s: not a regular file", name)
-	}
-	data, err = io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, false, fmt.Errorf("read %s: %w", name, err)
-	}
-	if int64(len(data)) > limit {
-		return data[:limit], true, nil
-	}
-	return data, false, nil
+	return readFile(filepath.Join(p.Dir, name), limit, nil, false)
+}
+
+// Environ reads at most limit bytes of the process's environment (NUL-separated) into buf
+// (reused from its start, grown as needed), for a caller reading every process's in turn.
+func (p FS) Environ(pid int, limit int64, buf []byte) (data []byte, truncated bool, err error) {
+	return readFile(p.Path(pid, "environ"), limit, buf, true)
 }
 
 // Comm returns the process's command name (comm), without the trailing newline.
 func (p FS) Comm(pid int) (string, error) {
-	b, _, err := p.ReadFile(filepath.Join(strconv.Itoa(pid), "comm"), 256)
+	b, _, err := readFile(p.Path(pid, "comm"), 256, nil, true)
 	if err != nil {
 		return "", err
 	}

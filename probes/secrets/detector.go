@@ -23,6 +23,7 @@ import (
 	"github.com/zricethezav/gitleaks/v8/config"
 	"github.com/zricethezav/gitleaks/v8/detect"
 	"github.com/zricethezav/gitleaks/v8/logging"
+	"github.com/zricethezav/gitleaks/v8/report"
 )
 
 // Kind says what a finding is, so probes can map it to their checks.
@@ -58,7 +59,12 @@ type Finding struct {
 // Detector finds secrets. Build it once per process with New (compiling gitleaks' rules takes
 // tens of milliseconds) and share it: Scan is safe for concurrent use.
 type Detector struct {
-	gl *detect.Detector
+	gl *detect.Detector // gitleaks' rules run over the whole text
+	// sets are the rules of narrowGitleaks, each in its own detector, run only over the
+	// lines around their keywords or only on texts that hold what they need (window.go).
+	sets []ruleSet
+	// whole turns the windows off (tests compare both ways).
+	whole bool
 }
 
 // silenceGitleaks turns gitleaks' package-level logger off once: at trace level it would log
@@ -67,7 +73,10 @@ var silenceGitleaks = sync.OnceFunc(func() { logging.Logger = zerolog.Nop() })
 
 // New compiles the gitleaks default rules. It uses a private viper instance, so it leaves
 // viper's global state alone.
-func New() (*Detector, error) {
+func New() (*Detector, error) { return newDetector(true) }
+
+// newDetector is New; tests build it with the stop-word tries too (trie = !strip).
+func newDetector(strip bool) (*Detector, error) {
 	silenceGitleaks()
 	v := viper.New()
 	v.SetConfigType("toml")
@@ -78,11 +87,115 @@ func New() (*Detector, error) {
 	if err := v.Unmarshal(&vc); err != nil {
 		return nil, fmt.Errorf("gitleaks default config: %w", err)
 	}
+	restore := func(config.Config) {}
+	if strip {
+		restore = stripStopwords(&vc)
+	}
 	cfg, err := vc.Translate()
 	if err != nil {
 		return nil, fmt.Errorf("gitleaks default config: %w", err)
 	}
-	return &Detector{gl: detect.NewDetector(cfg)}, nil
+	restore(cfg)
+	return split(cfg), nil
+}
+
+// stripStopwords takes the stop words out of vc's allowlists before Translate and returns
+// the function that puts them back into the translated config. Why: for every allowlist with
+// stop words Translate builds an Aho-Corasick trie, 9 of the detector's 14 MiB for
+// generic-api-key's 1,500 words alone. Without the trie, gitleaks' ContainsStopWord falls
+// back to strings.Contains over the (lowercased, deduplicated) list: the same answer, and it
+// runs only on a candidate secret, not on the text. Allowlists holding nothing else keep
+// theirs (an empty allowlist is an error). A marker in the description pairs them up again.
+func stripStopwords(vc *config.ViperConfig) func(config.Config) {
+	saved := map[string][]string{}
+	strip := func(desc *string, words *[]string, other bool) {
+		if len(*words) == 0 || !other {
+			return
+		}
+		key := fmt.Sprintf(" (ec2sec stop words %d)", len(saved))
+		seen := map[string]bool{}
+		var vals []string
+		for _, w := range *words {
+			if w = strings.ToLower(w); !seen[w] {
+				seen[w] = true
+				vals = append(vals, w)
+			}
+		}
+		saved[key] = vals
+		*desc += key
+		*words = nil
+	}
+	if a := vc.AllowList; a != nil {
+		strip(&a.Description, &a.StopWords, len(a.Regexes)+len(a.Paths)+len(a.Commits) > 0)
+	}
+	for _, a := range vc.Allowlists {
+		strip(&a.Description, &a.StopWords, len(a.Regexes)+len(a.Paths)+len(a.Commits) > 0)
+	}
+	for i := range vc.Rules {
+		r := &vc.Rules[i]
+		if a := r.AllowList; a != nil {
+			strip(&a.Description, &a.StopWords, len(a.Regexes)+len(a.Paths)+len(a.Commits) > 0)
+		}
+		for _, a := range r.Allowlists {
+			strip(&a.Description, &a.StopWords, len(a.Regexes)+len(a.Paths)+len(a.Commits) > 0)
+		}
+	}
+	put := func(a *config.Allowlist) {
+		for key, vals := range saved {
+			if d, ok := strings.CutSuffix(a.Description, key); ok {
+				a.Description, a.StopWords = d, vals
+			}
+		}
+	}
+	return func(cfg config.Config) {
+		for _, a := range cfg.Allowlists {
+			put(a)
+		}
+		for _, r := range cfg.Rules {
+			for _, a := range r.Allowlists {
+				put(a)
+			}
+		}
+	}
+}
+
+// split builds the detectors from cfg: one per rule of narrowGitleaks, one for the rest.
+// aws-access-token is left out: awsKeys finds every key id, paired with its secret.
+func split(cfg config.Config) *Detector {
+	d := &Detector{}
+	rest := subset(cfg, func(id string) bool { _, narrow := narrowGitleaks[id]; return !narrow && id != "aws-access-token" })
+	d.gl = detect.NewDetector(rest)
+	for _, id := range cfg.OrderedRules {
+		n, ok := narrowGitleaks[id]
+		r, found := cfg.Rules[id]
+		if !ok || !found {
+			continue
+		}
+		set := ruleSet{id: id, det: detect.NewDetector(subset(cfg, func(x string) bool { return x == id })), narrow: n}
+		for _, k := range r.Keywords {
+			set.keywords = append(set.keywords, strings.ToLower(k))
+		}
+		d.sets = append(d.sets, set)
+	}
+	return d
+}
+
+// subset is cfg with only the rules keep keeps.
+func subset(cfg config.Config, keep func(id string) bool) config.Config {
+	c := cfg
+	c.Rules, c.Keywords, c.OrderedRules = map[string]config.Rule{}, map[string]struct{}{}, nil
+	for _, id := range cfg.OrderedRules {
+		r, ok := cfg.Rules[id]
+		if !ok || !keep(id) {
+			continue
+		}
+		c.Rules[id] = r
+		c.OrderedRules = append(c.OrderedRules, id)
+		for _, k := range r.Keywords {
+			c.Keywords[strings.ToLower(k)] = struct{}{}
+		}
+	}
+	return c
 }
 
 // ScanData decodes raw (user data, a cached copy of it) and scans every decoded part.
@@ -108,19 +221,18 @@ func (d *Detector) Scan(text, part string, key []byte) []Finding {
 	if strings.TrimSpace(text) == "" {
 		return nil
 	}
-	li := newLineIndex(text)
-	lower := strings.ToLower(text)
-	cands := awsKeys(text, lower, li)
-	cands = append(cands, ownRules(text, lower, li)...)
-	cands = append(cands, d.gitleaks(text)...)
-	return finish(cands, text, part, li, key)
+	t := newText(text)
+	cands := awsKeys(t, d.whole)
+	cands = append(cands, ownRules(t, d.whole)...)
+	cands = append(cands, d.gitleaks(t)...)
+	return finish(cands, text, part, t.li, key)
 }
 
 // ScanAWS finds only AWS access keys in text (a process environment): the cheap subset of
 // Scan for places where nothing else is looked for.
 func (d *Detector) ScanAWS(text, part string, key []byte) []Finding {
-	li := newLineIndex(text)
-	return finish(awsKeys(text, strings.ToLower(text), li), text, part, li, key)
+	t := newText(text)
+	return finish(awsKeys(t, d.whole), text, part, t.li, key)
 }
 
 // candidate is a secret before deduplication; value is dropped once fingerprinted.
@@ -144,9 +256,29 @@ const (
 	prioGitleaksGeneric
 )
 
-func (d *Detector) gitleaks(text string) []candidate {
-	var out []candidate
-	for _, f := range d.gl.DetectString(text) {
+func (d *Detector) gitleaks(t *text) []candidate {
+	out := d.gitleaksFindings(d.gl.DetectString(t.s), 0, nil)
+	for _, set := range d.sets {
+		if d.whole {
+			out = d.gitleaksFindings(set.det.DetectString(t.s), 0, out)
+			continue
+		}
+		for _, w := range set.windows(t) {
+			if w == wholeText {
+				out = d.gitleaksFindings(set.det.DetectString(t.s), 0, out)
+				continue
+			}
+			start, end := t.span(w[0], w[1])
+			out = d.gitleaksFindings(set.det.DetectString(t.s[start:end]), w[0], out)
+		}
+	}
+	return out
+}
+
+// gitleaksFindings turns gitleaks findings in a text starting at 0-based line first into
+// candidates, appended to out.
+func (d *Detector) gitleaksFindings(fs []report.Finding, first int, out []candidate) []candidate {
+	for _, f := range fs {
 		if f.RuleID == "aws-access-token" {
 			continue // awsKeys sees every key id, paired with its secret
 		}
@@ -161,7 +293,7 @@ func (d *Detector) gitleaks(text string) []candidate {
 			}
 			prio = prioGitleaksGeneric
 		}
-		out = append(out, candidate{rule: f.RuleID, prio: prio, line: f.StartLine + 1, value: v, claims: []string{v}})
+		out = append(out, candidate{rule: f.RuleID, prio: prio, line: first + f.StartLine + 1, value: v, claims: []string{v}})
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package secrets
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -45,8 +46,13 @@ var (
 
 // awsKeys finds AWS access key ids and pairs each with its secret key (and, for temporary
 // keys, its session token) when they are within a few lines: one finding per key.
-func awsKeys(text, lower string, li *lineIndex) []candidate {
-	if !containsAny(lower, []string{"akia", "asia", "abia", "acca", "a3t", "secret"}) {
+//
+// Every pattern here matches within one line: key ids and keyed secrets run over the lines
+// holding their keywords, and bare 40-character tokens (secrets only within 3 lines of a key
+// id) over the lines around the ids (see window.go).
+func awsKeys(t *text, whole bool) []candidate {
+	text, li := t.s, t.li
+	if !containsAny(t.lower, []string{"akia", "asia", "abia", "acca", "a3t", "secret"}) {
 		return nil
 	}
 	type tok struct {
@@ -56,24 +62,36 @@ func awsKeys(text, lower string, li *lineIndex) []candidate {
 		used  bool
 	}
 	var ids, secrets, tokens []*tok
-	for _, m := range reKeyID.FindAllStringSubmatchIndex(text, -1) {
-		v := text[m[2]:m[3]]
-		if strings.Contains(v, "EXAMPLE") || entropy(v) < 3 {
-			continue
-		}
-		ids = append(ids, &tok{v: v, line: li.line(m[2])})
+	if ws, ok := t.lines(keyIDPrefixes, whole); ok {
+		t.find(reKeyID, ws, func(m []int) {
+			v := text[m[2]:m[3]]
+			if !strings.Contains(v, "EXAMPLE") && entropy(v) >= 3 {
+				ids = append(ids, &tok{v: v, line: li.line(m[2])})
+			}
+		})
 	}
-	for _, m := range reSecretKeyed.FindAllStringSubmatchIndex(text, -1) {
-		v := text[m[2]:m[3]]
-		if secretKeyLike(v) {
-			secrets = append(secrets, &tok{v: v, line: li.line(m[2]), keyed: true})
-		}
+	if ws, ok := t.lines([]string{"secret"}, whole); ok {
+		t.find(reSecretKeyed, ws, func(m []int) {
+			v := text[m[2]:m[3]]
+			if secretKeyLike(v) {
+				secrets = append(secrets, &tok{v: v, line: li.line(m[2]), keyed: true})
+			}
+		})
 	}
 	if len(ids) > 0 {
-		for _, m := range reBare40.FindAllStringSubmatchIndex(text, -1) {
+		var near [][2]int // nil = whole text
+		if !whole {
+			idLines := make([]int, 0, len(ids))
+			for _, id := range ids {
+				idLines = append(idLines, id.line-1)
+			}
+			slices.Sort(idLines)
+			near = t.around(slices.Compact(idLines), bareWithin, bareWithin)
+		}
+		t.find(reBare40, near, func(m []int) {
 			v := text[m[2]:m[3]]
 			if !secretKeyLike(v) {
-				continue
+				return
 			}
 			known := false
 			for _, s := range secrets {
@@ -82,9 +100,11 @@ func awsKeys(text, lower string, li *lineIndex) []candidate {
 			if !known {
 				secrets = append(secrets, &tok{v: v, line: li.line(m[2])})
 			}
-		}
-		for _, m := range reSessionToken.FindAllStringSubmatchIndex(text, -1) {
-			tokens = append(tokens, &tok{v: text[m[2]:m[3]], line: li.line(m[2])})
+		})
+		if ws, ok := t.lines([]string{"token"}, whole); ok {
+			t.find(reSessionToken, ws, func(m []int) {
+				tokens = append(tokens, &tok{v: text[m[2]:m[3]], line: li.line(m[2])})
+			})
 		}
 	}
 	nearest := func(id *tok, pool []*tok, within int, keyedOnly bool) *tok {
@@ -117,7 +137,7 @@ func awsKeys(text, lower string, li *lineIndex) []candidate {
 		}
 		s := nearest(id, secrets, 5, true)
 		if s == nil {
-			s = nearest(id, secrets, 3, false)
+			s = nearest(id, secrets, bareWithin, false)
 		}
 		if s != nil {
 			s.used = true
@@ -137,6 +157,12 @@ func awsKeys(text, lower string, li *lineIndex) []candidate {
 	}
 	return out
 }
+
+// keyIDPrefixes are the prefixes of AWS access key ids, lowercased.
+var keyIDPrefixes = []string{"akia", "asia", "abia", "acca", "a3t"}
+
+// bareWithin is how many lines from a key id a bare 40-character token is taken as its secret.
+const bareWithin = 3
 
 // secretKeyLike reports whether a 40-character token looks like a secret access key rather
 // than a hex digest, a path or a documentation example.
@@ -168,24 +194,32 @@ type ownRule struct {
 	re  *regexp.Regexp
 	grp int      // submatch holding the secret
 	kw  []string // the rule runs only when the lowercased text holds one of these
+	// also: a line-bound rule runs only over lines that also hold one of these (lowercase):
+	// each is in every match, so a line without any cannot match.
+	also []string
 }
 
 var specificRules = []ownRule{
-	{"chpasswd-echo", reEchoChpasswd, 1, []string{"chpasswd"}},
-	{"passwd-stdin", reEchoPasswd, 1, []string{"--stdin"}},
-	{"mysql-password-argument", reMySQL, 1, []string{"mysql"}},
-	{"password-argument", rePasswordFlag, 1, []string{"--"}},
-	{"docker-login-password", reDockerLogin, 1, []string{" login"}},
-	{"curl-user-password", reCurlUser, 1, []string{"curl"}},
-	{"url-credentials", reURLCreds, 1, []string{"://"}},
-	{"windows-net-user-password", reNetUser, 1, []string{"/add"}},
-	{"powershell-plaintext-password", reSecureStrng, 1, []string{"securestring"}},
-	{"docker-config-auth", reDockerAuth, 1, []string{`"auth"`}},
-	{"netrc-password", reNetrc, 1, []string{"machine "}},
+	{"chpasswd-echo", reEchoChpasswd, 1, []string{"chpasswd"}, []string{"echo"}},
+	{"passwd-stdin", reEchoPasswd, 1, []string{"--stdin"}, []string{"echo"}},
+	{"mysql-password-argument", reMySQL, 1, []string{"mysql"}, []string{"-p"}},
+	{"password-argument", rePasswordFlag, 1, []string{"--"}, []string{"password"}},
+	{"docker-login-password", reDockerLogin, 1, []string{"login"}, []string{"-p"}},
+	{"curl-user-password", reCurlUser, 1, []string{"curl"}, []string{"-u"}},
+	{"url-credentials", reURLCreds, 1, []string{"://"}, []string{"@"}},
+	{"windows-net-user-password", reNetUser, 1, []string{"/add"}, []string{"user"}},
+	{"powershell-plaintext-password", reSecureStrng, 1, []string{"securestring"}, []string{"-asplaintext"}},
+	{"docker-config-auth", reDockerAuth, 1, []string{`"auth"`}, nil},
+	{"netrc-password", reNetrc, 1, []string{"machine "}, nil},
 }
 
 // ownRules runs our rules over text.
-func ownRules(text, lower string, li *lineIndex) []candidate {
+//
+// Each rule but netrc-password matches within one line that holds its keyword (the keyword is
+// part of the match), so it runs over those lines only (see window.go); netrc's keyword
+// ("machine") may be lines away from the password, so it runs over the whole text.
+func ownRules(t *text, whole bool) []candidate {
+	text, li := t.s, t.li
 	var out []candidate
 	add := func(rule string, prio int, off int, raw string) {
 		v := unquote(raw)
@@ -194,24 +228,33 @@ func ownRules(text, lower string, li *lineIndex) []candidate {
 		}
 		out = append(out, candidate{rule: rule, prio: prio, line: li.line(off), value: v, claims: []string{v}})
 	}
+	each := func(re *regexp.Regexp, kws, also []string, lineBound bool, fn func(m []int)) {
+		ws, ok := t.lines(kws, whole || !lineBound)
+		if !ok {
+			return
+		}
+		if ws != nil && len(also) > 0 {
+			ws = slices.DeleteFunc(ws, func(w [2]int) bool {
+				start, end := t.lowerSpan(w[0], w[1])
+				return !containsAny(t.lower[start:end], also)
+			})
+			if len(ws) == 0 {
+				return
+			}
+		}
+		t.find(re, ws, fn)
+	}
 	for _, r := range specificRules {
-		if !containsAny(lower, r.kw) {
-			continue
-		}
-		for _, m := range r.re.FindAllStringSubmatchIndex(text, -1) {
+		each(r.re, r.kw, r.also, r.id != "netrc-password", func(m []int) {
 			add(r.id, prioOwnSpecific, m[2*r.grp], text[m[2*r.grp]:m[2*r.grp+1]])
-		}
+		})
 	}
 	chpasswdList(text, li, add)
-	if !containsAny(lower, assignKeywords) {
-		return out
-	}
-	for _, m := range reAssign.FindAllStringSubmatchIndex(text, -1) {
-		if !secretKeyName(text[m[2]:m[3]]) {
-			continue
+	each(reAssign, assignKeywords, nil, true, func(m []int) {
+		if secretKeyName(text[m[2]:m[3]]) {
+			add("password-assignment", prioOwnGeneric, m[4], text[m[4]:m[5]])
 		}
-		add("password-assignment", prioOwnGeneric, m[4], text[m[4]:m[5]])
-	}
+	})
 	return out
 }
 

@@ -1,0 +1,48 @@
+//go:build !linux
+
+package procfs
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// readFile reads at most limit bytes of a regular file and says whether there was more.
+func readFile(name string, limit int64, _ []byte, _ bool) ([]byte, bool, error) {
+	f, err := os.OpenFile(name, os.O_RDONLY|noFollowNonblock, 0)
+	if err != nil {
+		return nil, false, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, false, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, false, fmt.Errorf("%s: not a regular file", name)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, false, fmt.Errorf("read %s: %w", name, err)
+	}
+	if int64(len(data)) > limit {
+		return data[:limit], true, nil
+	}
+	return data, false, nil
+}
+
+// readDirNames lists at most n names of a directory.
+func readDirNames(dir string, n int) ([]string, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(n)
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return names, err
+}

@@ -1,0 +1,198 @@
+package secrets
+
+import (
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/zricethezav/gitleaks/v8/detect"
+)
+
+// Why windows: Go's regexp has no literal prefix to skip ahead on for most secret rules, so a
+// rule that runs at all walks its NFA over the whole text. A keyword such as "key" or "curl"
+// is in nearly every shell history, so a few rules used to cost most of a scan. Every rule
+// run through a window is one whose match must contain one of its keywords on the match's
+// first line and cannot reach further than a known number of lines past it; running it over
+// those lines only finds exactly what it finds over the whole text, at a fraction of the cost.
+
+// narrowGitleaks are the gitleaks rules run on less than every whole text, and why that
+// finds all they would find:
+//   - generic-api-key: [\w.-]{0,50}? before the keyword (same line), then at most
+//     [\s'"]{0,3} and [\x60'"\s=]{0,5} whitespace before the value: 8 newlines, and 1 after;
+//     so the lines [keyword line, +10].
+//   - curl-auth-header, curl-auth-user: "curl" starts the match, then at most 5 continuation
+//     lines of [\r\n]{1,2} each and one [ \t\n\r] before the flag: 11 newlines, so the lines
+//     [curl line, +12], and only windows that hold what the match must (a header named
+//     Authorization, *Key or *Token; -u or --user).
+//   - jwt: the match holds ".ey" (two base64url JSON objects), so only texts that do.
+var narrowGitleaks = map[string]narrowing{
+	"generic-api-key":  {after: 10},
+	"curl-auth-header": {after: 12, also: []string{"authorization", "key", "token"}},
+	"curl-auth-user":   {after: 12, also: []string{"-u", "--user"}},
+	"jwt":              {need: []string{".ey"}},
+}
+
+// narrowing says where a rule runs: around its keywords (after > 0: the keyword's line and
+// the after lines following, keeping only windows holding one of also), or over whole texts
+// that hold every one of need.
+type narrowing struct {
+	after int
+	also  []string
+	need  []string
+}
+
+// ruleSet is one narrowed gitleaks rule in its own detector.
+type ruleSet struct {
+	id       string
+	det      *detect.Detector
+	narrow   narrowing
+	keywords []string // lowercased
+}
+
+// wholeText is the window that means "run over the whole text".
+var wholeText = [2]int{-1, -1}
+
+// windows returns the line ranges the rule runs over in t (none when it cannot match).
+func (s ruleSet) windows(t *text) [][2]int {
+	if s.narrow.after == 0 {
+		for _, n := range s.narrow.need {
+			if !strings.Contains(t.lower, n) {
+				return nil
+			}
+		}
+		return [][2]int{wholeText}
+	}
+	ws := t.windows(s.keywords, s.narrow.after)
+	if len(s.narrow.also) == 0 {
+		return ws
+	}
+	return slices.DeleteFunc(ws, func(w [2]int) bool {
+		start, end := t.lowerSpan(w[0], w[1])
+		return !containsAny(t.lower[start:end], s.narrow.also)
+	})
+}
+
+// text is one text being scanned, with its lowercased copy and both line indexes (ToLower
+// keeps every newline but may change byte offsets outside ASCII, so lines are the common
+// coordinate).
+type text struct {
+	s, lower    string
+	li, lowerLI *lineIndex
+}
+
+func newText(s string) *text {
+	t := &text{s: s, lower: strings.ToLower(s), li: newLineIndex(s)}
+	t.lowerLI = t.li
+	if !asciiOnly(s) {
+		t.lowerLI = newLineIndex(t.lower)
+	}
+	return t
+}
+
+func asciiOnly(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// hitLines returns the 0-based lines holding any of kws (lowercase) in the lowercased text,
+// ascending, each once.
+func (t *text) hitLines(kws []string) []int {
+	var lines []int
+	for _, kw := range kws {
+		for from := 0; ; {
+			i := strings.Index(t.lower[from:], kw)
+			if i < 0 {
+				break
+			}
+			n := t.lowerLI.line(from+i) - 1
+			lines = append(lines, n)
+			// Skip to the next line: one hit per line is enough.
+			if n+1 >= len(t.lowerLI.starts) {
+				break
+			}
+			from = t.lowerLI.starts[n+1]
+		}
+	}
+	slices.Sort(lines)
+	return slices.Compact(lines)
+}
+
+// span returns the byte range of lines first..last (0-based, inclusive) in the original
+// text, without the last line's newline.
+func (t *text) span(first, last int) (start, end int) {
+	start = t.li.starts[first]
+	end = len(t.s)
+	if last+1 < len(t.li.starts) {
+		end = t.li.starts[last+1] - 1
+	}
+	return start, end
+}
+
+// lowerSpan is span in the lowercased text.
+func (t *text) lowerSpan(first, last int) (start, end int) {
+	start = t.lowerLI.starts[first]
+	end = len(t.lower)
+	if last+1 < len(t.lowerLI.starts) {
+		end = t.lowerLI.starts[last+1] - 1
+	}
+	return start, end
+}
+
+// windows returns the merged line ranges [hit, hit+after] around the lines holding kws.
+func (t *text) windows(kws []string, after int) [][2]int {
+	return t.around(t.hitLines(kws), 0, after)
+}
+
+// around returns the merged line ranges [n-before, n+after] around the given lines
+// (ascending).
+func (t *text) around(lines []int, before, after int) [][2]int {
+	var out [][2]int
+	last := len(t.li.starts) - 1
+	for _, n := range lines {
+		lo, hi := max(n-before, 0), min(n+after, last)
+		if k := len(out) - 1; k >= 0 && lo <= out[k][1]+1 {
+			out[k][1] = max(out[k][1], hi)
+			continue
+		}
+		out = append(out, [2]int{lo, hi})
+	}
+	return out
+}
+
+// find calls fn with the submatch offsets (relative to the whole text) of every match of re
+// in the line ranges ws; ws nil means the whole text.
+func (t *text) find(re *regexp.Regexp, ws [][2]int, fn func(m []int)) {
+	if ws == nil {
+		for _, m := range re.FindAllStringSubmatchIndex(t.s, -1) {
+			fn(m)
+		}
+		return
+	}
+	for _, w := range ws {
+		start, end := t.span(w[0], w[1])
+		for _, m := range re.FindAllStringSubmatchIndex(t.s[start:end], -1) {
+			for i := range m {
+				if m[i] >= 0 {
+					m[i] += start
+				}
+			}
+			fn(m)
+		}
+	}
+}
+
+// lines returns each line holding one of kws as a one-line range, or nil (the whole text)
+// when whole is set; ok is false when no line holds any.
+func (t *text) lines(kws []string, whole bool) (ws [][2]int, ok bool) {
+	if !containsAny(t.lower, kws) {
+		return nil, false
+	}
+	if whole {
+		return nil, true
+	}
+	return t.around(t.hitLines(kws), 0, 0), true
+}

@@ -1,0 +1,123 @@
+package secrets
+
+import (
+	"cmp"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestWindowsFindWhatWholeTextFinds holds the windowed rules (window.go) to the same findings
+// as running every rule over the whole text, on the user-data corpus and on texts built to
+// sit at the edges of the windows: matches spanning lines, keywords far from each other.
+func TestWindowsFindWhatWholeTextFinds(t *testing.T) {
+	d := detector(t)
+	whole := *d
+	whole.whole = true
+	key := []byte("window-test-key")
+
+	texts := map[string]string{}
+	files, err := filepath.Glob(filepath.Join(corpusDir, "*"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no corpus: %v", err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts[filepath.Base(f)] = string(b)
+	}
+	filler := strings.Repeat("echo nothing to see here\n", 30)
+	texts["curl-continued"] = filler + "curl -s https://example.org/v1/items \\\n  -X POST \\\n\n  -d @body.json \\\n  -H \"Authorization: Bearer Zq8vLx2Pw7RkT4nYc9Bm\"\n" + filler
+	texts["curl-user"] = filler + "curl --user deploy:Xk29fjq83HsZp0a https://repo.example.org/upload\n" + filler
+	texts["generic-next-line"] = filler + "api_token =\n   \"e7Rk2Lq9Zx8Vb4Nm1Pw6Ty3Hc5Jd0Fg\"\n" + filler
+	texts["generic-end"] = filler + "export SERVICE_SECRET=Uy7Tr5Ew3Qa1Sd9Fg2Hj4Kl6Zx8Cv0Bn"
+	texts["assign-first-line"] = "db_password: Hq3Lm9Xp2Vr7Tz5K\n" + filler
+	texts["docker-login-tab"] = filler + "docker\tlogin -p Wq9Er4Ty7Ui2Op5A registry.example.org\n"
+	texts["non-ascii"] = "# Ünïcödé İstanbul ß\n" + filler + "password = \"Kx8Qm2Zr5Tw9Lp3V\"\n" + "ĞÜŞİÖÇ\ncurl -H 'X-Api-Key: Nd7Rk3Pw9Lq2Zx5Vb8Tm' https://x.example.org\n"
+	texts["windows-of-many"] = strings.Repeat("token=abc\nkey\n", 200) + "access_key = \"Pz4Lk8Qw2Er6Ty0Ui3Op\"\n"
+	texts["aws-bare-3-lines"] = filler + "AKIAZ7QK2MW5RT3XPLNB\n#\n#\nYm9vZ2xlYmFyZm9vYmF6cXV4Q29ycmVjdEhvcnNl1\n" + filler
+	texts["aws-bare-4-lines"] = filler + "Ym9vZ2xlYmFyZm9vYmF6cXV4Q29ycmVjdEhvcnNl1\n#\n#\n#\nAKIAZ7QK2MW5RT3XPLNB\n" + filler
+	texts["aws-session"] = filler + "aws_access_key_id=ASIAZ7QK2MW5RT3XPLNB\naws_secret_access_key=Ym9vZ2xlYmFyZm9vYmF6cXV4Q29ycmVjdEhvcnNl1\naws_session_token=" + strings.Repeat("IQoJb3JpZ2luX2VjEJr", 8) + "\n" + filler
+	texts["jwt"] = filler + "TOKEN=eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c\n" + filler
+	texts["curl-user-continued"] = filler + "curl -X POST \\\n  https://repo.example.org/upload \\\n  --user 'deploy:Xk29fjq83HsZp0a'\n" + filler
+	var b strings.Builder
+	for i := range 50 {
+		b.WriteString(strings.Repeat("x", i))
+		b.WriteString(" curl \\\n")
+	}
+	b.WriteString("-H 'Authorization: Basic ZGVwbG95OlhrMjlmanE4M0hzWnAwYQ=='\n")
+	texts["curl-chain"] = b.String()
+
+	for name, s := range texts {
+		got, _ := d.ScanData([]byte(s), key)
+		want, _ := whole.ScanData([]byte(s), key)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: windowed scan found\n%+v\nwhole-text scan found\n%+v", name, got, want)
+		}
+	}
+	// The edge texts must find something, or the comparison above proves nothing.
+	for _, name := range []string{"aws-bare-3-lines", "aws-session", "jwt", "curl-user-continued", "curl-continued", "curl-user", "generic-next-line", "generic-end", "assign-first-line", "docker-login-tab", "non-ascii", "windows-of-many"} {
+		if fs, _ := d.ScanData([]byte(texts[name]), key); len(fs) == 0 {
+			t.Errorf("%s: nothing found", name)
+		}
+	}
+}
+
+// TestStopwordsWithoutTries holds the detector whose allowlists keep their stop words as a
+// list (stripStopwords) to the findings of the one with gitleaks' tries, on the corpus and on
+// generic assignments whose values hold a stop word or not.
+func TestStopwordsWithoutTries(t *testing.T) {
+	d := detector(t)
+	withTries, err := newDetector(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	texts := []string{
+		"client_api_key = 'Zq8vLx2Pw7RkT4nYc_ec2_9Bm'\n", // "_ec2_" is a stop word
+		"client_api_key = 'Zq8vLx2Pw7RkT4nYcAbout9Bm'\n", // "about", in upper case
+		"client_api_key = 'Zq8vLx2Pw7RkT4nYcQx9Bm3Lk'\n", // none
+		"service_token: \"aaaaaaK3mP9qLx2Vb7Nz4Wc8\"\n",  // "aaaaaa"
+	}
+	files, _ := filepath.Glob(filepath.Join(corpusDir, "*"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts = append(texts, string(b))
+	}
+	key := []byte("stopword-test-key")
+	reported := 0
+	for i, s := range texts {
+		got, _ := d.ScanData([]byte(s), key)
+		want, _ := withTries.ScanData([]byte(s), key)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("text %d: without tries\n%+v\nwith tries\n%+v", i, got, want)
+		}
+		// gitleaks' own candidates, before our rules cover them up.
+		gc, wc := sortedCands(d.gitleaks(newText(s))), sortedCands(withTries.gitleaks(newText(s)))
+		if !reflect.DeepEqual(gc, wc) {
+			t.Errorf("text %d: gitleaks candidates without tries %+v, with tries %+v", i, gc, wc)
+		}
+		if i < 4 {
+			reported += len(gc)
+		}
+	}
+	// Some of the four must be dropped by a stop word and one reported, or this proves nothing.
+	if reported == 0 || reported == 4 {
+		t.Errorf("gitleaks reported %d of the 4 stop-word texts; want some but not all", reported)
+	}
+}
+
+// sortedCands orders candidates (gitleaks reports rules in map order).
+func sortedCands(cs []candidate) []candidate {
+	slices.SortFunc(cs, func(a, b candidate) int {
+		return cmp.Or(cmp.Compare(a.line, b.line), strings.Compare(a.rule, b.rule), strings.Compare(a.value, b.value))
+	})
+	return cs
+}
