@@ -104,6 +104,7 @@ func (c ScanCommand) Run(ctx context.Context) int {
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(c.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
+	limitMemory()
 	report, err := Scan(ctx, o)
 	if err != nil {
 		fmt.Fprintf(c.Stderr, "ec2sec scan: %v\n", err)

@@ -55,6 +55,7 @@ func (c RunCommand) Run(ctx context.Context) int {
 		log.Error("cannot start", "err", err)
 		return ExitUsage
 	}
+	limitMemory()
 	o := c.ScanOptions
 	o.Root, o.Proc = c.Root, c.Proc
 	if o.Root == "" {
@@ -187,6 +188,7 @@ func (c RunCommand) Run(ctx context.Context) int {
 		case <-scanT.C:
 			openReporter()
 			cy := c.cycle(ctx, o, cfg, rep, log)
+			releaseMemory()
 			scanT.Reset(interval())
 			if ctx.Err() == nil && rep != nil {
 				afterFlush(cy.err)

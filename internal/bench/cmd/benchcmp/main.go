@@ -482,8 +482,28 @@ func daemon(r *report, bin string, fix *bench.Fixture, env []string, tmp string,
 	}
 	r.daemonRSS = max(rss0, rss1)
 	r.daemonWakeups = float64(sw1-sw0) / idle.Seconds()
-	r.daemon = fmt.Sprintf("`ec2sec %s`: RSS %s after %s, %d context switches over the next %s (%.2f/s; scans in that window count too)",
-		strings.Join(args, " "), mib(r.daemonRSS), settle, sw1-sw0, idle, r.daemonWakeups)
+	anon, file := rssSplit(status)
+	r.daemon = fmt.Sprintf("`ec2sec %s`: RSS %s after %s (anonymous %s, the binary's own file-backed code pages %s), %d context switches over the next %s (%.2f/s; scans in that window count too)",
+		strings.Join(args, " "), mib(r.daemonRSS), settle, mib(anon), mib(file), sw1-sw0, idle, r.daemonWakeups)
+}
+
+// rssSplit returns RssAnon and RssFile (KiB): file-backed pages are the binary's code, shared
+// and reclaimable, so they say little about what the agent itself holds.
+func rssSplit(status string) (anon, file int64) {
+	b, err := os.ReadFile(status)
+	if err != nil {
+		return -1, -1
+	}
+	for l := range strings.Lines(string(b)) {
+		for key, dst := range map[string]*int64{"RssAnon:": &anon, "RssFile:": &file} {
+			if v, ok := strings.CutPrefix(l, key); ok {
+				if f := strings.Fields(v); len(f) > 0 {
+					*dst, _ = strconv.ParseInt(f[0], 10, 64)
+				}
+			}
+		}
+	}
+	return anon, file
 }
 
 // procStatus returns VmRSS (KiB) and voluntary + nonvoluntary context switches of all threads
