@@ -7,7 +7,7 @@ import (
 
 // softMemoryLimit keeps an agent that runs on every instance small: the GC works harder only
 // when the heap nears it, so scans cost no extra CPU until then. GOMEMLIMIT overrides it.
-const softMemoryLimit = 24 << 20
+const softMemoryLimit = 28 << 20
 
 func limitMemory() {
 	if os.Getenv("GOMEMLIMIT") == "" {
