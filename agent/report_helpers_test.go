@@ -107,16 +107,7 @@ func synthetic(id metadata.Identity, at time.Time, probesOK []string, rs ...prob
 		res.Remediation = probes.Remediation{Text: "fix it", URL: "https://docs.aws.amazon.com/"}
 		res.ID = resultID(id, res)
 		r.Results = append(r.Results, res)
-		switch res.Status {
-		case probes.Passed:
-			r.Summary.Passed++
-		case probes.Failed:
-			r.Summary.Failed++
-		case probes.Warning:
-			r.Summary.Warning++
-		default:
-			r.Summary.NotAvailable++
-		}
+		r.Summary.count(res.Status)
 	}
 	return r
 }

@@ -48,6 +48,20 @@ type Summary struct {
 	DurationMS   int64 `json:"duration_ms"`
 }
 
+// count adds one result of status st.
+func (s *Summary) count(st probes.Status) {
+	switch st {
+	case probes.Passed:
+		s.Passed++
+	case probes.Failed:
+		s.Failed++
+	case probes.Warning:
+		s.Warning++
+	default:
+		s.NotAvailable++
+	}
+}
+
 // ProbeRun records how one probe ran: "ok", "error", "timeout" or "panic", and how long it took.
 type ProbeRun struct {
 	Name       string `json:"name"`
@@ -177,16 +191,7 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 		identity:  id,
 	}
 	for _, res := range r.Results {
-		switch res.Status {
-		case probes.Passed:
-			r.Summary.Passed++
-		case probes.Failed:
-			r.Summary.Failed++
-		case probes.Warning:
-			r.Summary.Warning++
-		default:
-			r.Summary.NotAvailable++
-		}
+		r.Summary.count(res.Status)
 	}
 	r.Summary.DurationMS = o.Now().Sub(start).Milliseconds()
 	return r, nil
