@@ -6,7 +6,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"time"
 
@@ -15,8 +17,26 @@ import (
 	"github.com/ec2sec/ec2sec/probes"
 )
 
-// DefaultConfigPath is read when --config is not given and the file exists.
-const DefaultConfigPath = "/etc/ec2sec/config.yaml"
+// DefaultConfigPath is read when --config is not given and the file exists:
+// /etc/ec2sec/config.yaml, or %ProgramData%\ec2sec\config.yaml on Windows (where
+// install.ps1 puts it).
+var DefaultConfigPath = defaultPath("/etc/ec2sec/config.yaml", "config.yaml")
+
+// defaultStateDir is /var/lib/ec2sec, or %ProgramData%\ec2sec\state on Windows.
+var defaultStateDir = defaultPath("/var/lib/ec2sec", "state")
+
+// defaultPath returns unix on every OS but Windows, where it is name under
+// %ProgramData%\ec2sec.
+func defaultPath(unix, name string) string {
+	if runtime.GOOS != "windows" {
+		return unix
+	}
+	pd := os.Getenv("ProgramData")
+	if pd == "" {
+		pd = `C:\ProgramData`
+	}
+	return filepath.Join(pd, "ec2sec", name)
+}
 
 // Config is the agent's YAML config file. Every key is optional; unknown keys are an error.
 type Config struct {
@@ -64,7 +84,7 @@ func DefaultConfig() Config {
 		ProbeTimeout:   Duration{30 * time.Second},
 		CloudWatchLogs: CloudWatchLogs{LogGroup: "/ec2sec/findings"},
 		SecurityHub:    SecurityHub{Enabled: true},
-		StateDir:       "/var/lib/ec2sec",
+		StateDir:       defaultStateDir,
 		Spool:          SpoolConfig{MaxMB: 50},
 	}
 }
