@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -132,12 +131,6 @@ func (c ScanCommand) Run(ctx context.Context) int {
 		return ExitFailOn
 	}
 	return ExitOK
-}
-
-// IsUsage reports whether err is a config or usage error (exit 2).
-func IsUsage(err error) bool {
-	var ce *ConfigError
-	return errors.As(err, &ce)
 }
 
 // WriteChecks prints the check catalog from the code: id, probe, default severity, practices,

@@ -251,18 +251,15 @@ func sshdKeywordName(kw string) string {
 // read) unattributed on a port sshd_config names. unreadable counts those processes.
 func findSSHListeners(ctx context.Context, env *Env, cfg *sshdconfig.Config) (found []sshListener, unreadable int, err error) {
 	p := procfs.FS{Dir: env.Proc}
-	ls, err := p.Listeners()
+	procs := env.Procs
+	if procs == nil { // a probe run on its own, as in tests
+		procs = procfs.NewTable(env.Proc)
+	}
+	socks, err := procs.Sockets(ctx)
 	if err != nil {
-		return nil, 0, fmt.Errorf("cannot read the TCP socket tables: %w", err)
+		return nil, 0, err
 	}
-	wanted := make(map[uint64]bool, len(ls))
-	for _, l := range ls {
-		wanted[l.Inode] = true
-	}
-	owners, unreadable, err := p.SocketOwners(ctx, wanted)
-	if err != nil {
-		return nil, 0, fmt.Errorf("cannot map sockets to processes: %w", err)
-	}
+	ls, owners, unreadable := socks.Listeners, socks.Owners, socks.Unreadable
 	socketPorts := sshSocketPorts(env)
 	configPorts := sshdConfigPorts(cfg)
 	for _, l := range ls {

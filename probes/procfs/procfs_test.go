@@ -1,6 +1,7 @@
 package procfs
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -48,5 +49,25 @@ func TestReadFileBounded(t *testing.T) {
 	b, truncated, err := FS{Dir: dir}.ReadFile("big", 100)
 	if err != nil || !truncated || len(b) != 100 {
 		t.Errorf("%d %v %v", len(b), truncated, err)
+	}
+}
+
+func TestTableSocketsReadOnce(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "net"), 0o755)
+	row := "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n" +
+		"   0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0\n"
+	os.WriteFile(filepath.Join(dir, "net", "tcp"), []byte(row), 0o644)
+	os.MkdirAll(filepath.Join(dir, "7", "fd"), 0o755)
+	os.Symlink("socket:[4242]", filepath.Join(dir, "7", "fd", "3"))
+	tb := NewTable(dir)
+	s1, err := tb.Sockets(context.Background())
+	if err != nil || len(s1.Listeners) != 1 || !slices.Equal(s1.Owners[4242], []int{7}) {
+		t.Fatalf("sockets %+v, err %v", s1, err)
+	}
+	// A second caller gets the same answer without a second walk: remove the process and ask.
+	os.RemoveAll(filepath.Join(dir, "7"))
+	if s2, _ := tb.Sockets(context.Background()); s2 != s1 {
+		t.Error("the fd walk ran twice for one table")
 	}
 }

@@ -1,6 +1,10 @@
 package procfs
 
-import "sync"
+import (
+	"context"
+	"fmt"
+	"sync"
+)
 
 // Proc is one process of a Table.
 type Proc struct {
@@ -16,6 +20,9 @@ type Table struct {
 	once  sync.Once
 	procs []Proc
 	err   error
+
+	sockMu  sync.Mutex
+	sockets *Sockets
 }
 
 // NewTable returns the table of the procfs directory dir; nothing is read until Procs.
@@ -36,4 +43,37 @@ func (t *Table) Procs() ([]Proc, error) {
 		}
 	})
 	return t.procs, t.err
+}
+
+// Sockets is the TCP listeners of a procfs and the processes that hold each (by socket inode).
+type Sockets struct {
+	Listeners  []Listener
+	Owners     map[uint64][]int
+	Unreadable int // processes whose fds could not be listed
+}
+
+// Sockets reads the LISTEN rows and walks every process's fds for their owners, once per
+// table: the walk over thousands of fd directories is the costliest read of a scan, and
+// several probes want its answer. A failed or cancelled walk is not kept, so a later caller
+// with time left tries again.
+func (t *Table) Sockets(ctx context.Context) (*Sockets, error) {
+	t.sockMu.Lock()
+	defer t.sockMu.Unlock()
+	if t.sockets != nil {
+		return t.sockets, nil
+	}
+	ls, err := t.fs.Listeners()
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the TCP socket tables: %w", err)
+	}
+	wanted := make(map[uint64]bool, len(ls))
+	for _, l := range ls {
+		wanted[l.Inode] = true
+	}
+	owners, unreadable, err := t.fs.SocketOwners(ctx, wanted)
+	if err != nil {
+		return nil, fmt.Errorf("cannot map sockets to processes: %w", err)
+	}
+	t.sockets = &Sockets{Listeners: ls, Owners: owners, Unreadable: unreadable}
+	return t.sockets, nil
 }
