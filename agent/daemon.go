@@ -17,6 +17,11 @@ import (
 // jittered exponential backoff; a signal on Reload re-reads the config; cancelling ctx
 // (SIGTERM/SIGINT) stops it after a final flush. Only a config that cannot be read at start
 // exits; every later error is logged and the agent carries on.
+//
+// With Executable set (as the CLI does), every scan cycle and every delivery runs in a child
+// process of that executable (worker.go), so that between scans only the scheduler stays
+// resident; without it, all runs in this process (tests, and a binary that cannot find
+// itself).
 type RunCommand struct {
 	ConfigPath string
 	Root       string // default "/"
@@ -25,9 +30,14 @@ type RunCommand struct {
 	// Reload delivers SIGHUP; nil = no reloads.
 	Reload <-chan os.Signal
 	// ScanOptions is one value for the daemon's life: per-process objects in it (IMDS
-	// client, detectors) are built once, not per scan.
+	// client, detectors) are built once, not per scan. In-process only.
 	ScanOptions ScanOptions
-	Reporter    ReporterOptions
+	Reporter    ReporterOptions // in-process only
+
+	// Executable is this program's path, for worker processes ("" = work in-process).
+	Executable string
+	// WorkerLog receives the workers' log lines (JSON, one per line), as they come.
+	WorkerLog io.Writer
 
 	// Tests shorten the schedule; zero means the config's values.
 	interval, splay, retryBase time.Duration
@@ -44,6 +54,27 @@ type cycle struct {
 // Final flush budget after a stop signal: short, since systemd waits at most 90s.
 const finalFlush = 20 * time.Second
 
+// Delivery budgets: the flush of a cycle or of a retry, and the one at start for what an
+// earlier run left in the spool.
+const (
+	cycleFlush = 5 * time.Minute
+	startFlush = time.Minute
+)
+
+// work is what the daemon's loop hands out: a scan cycle (scan, spool, deliver) or a
+// delivery of what is spooled. Neither retries; the loop does, on its timers.
+type work interface {
+	cycle(ctx context.Context, cfg Config) cycle
+	// flush delivers the spool within budget; errNoReporter when there is no spool to
+	// deliver (it could not be opened).
+	flush(ctx context.Context, cfg Config, budget time.Duration) (FlushStats, error)
+	// reload takes a new config; an error keeps the old one.
+	reload(cfg Config) error
+}
+
+// errNoReporter is a flush without a spool: reporting could not be set up.
+var errNoReporter = errors.New("reporting unavailable")
+
 // Run runs the agent until ctx is done and returns the exit code.
 func (c RunCommand) Run(ctx context.Context) int {
 	log := c.Log
@@ -55,38 +86,18 @@ func (c RunCommand) Run(ctx context.Context) int {
 		log.Error("cannot start", "err", err)
 		return ExitUsage
 	}
-	limitMemory()
-	o := c.ScanOptions
-	o.Root, o.Proc = c.Root, c.Proc
-	if o.Root == "" {
-		o.Root = "/"
-	}
-	if o.Proc == "" && o.Root == "/" {
-		o.Proc = defaultProcfs
-	}
-	if o.Log == nil {
-		o.Log = log
-	}
-	o.Config = cfg
-	// Per-process objects (the secret detector, the fingerprint key) are built once here,
-	// not by every scan.
-	if err := c.prepare(&o); err != nil {
-		log.Error("cannot start", "err", err)
-		return ExitUsage
-	}
-	var rep *Reporter
-	openReporter := func() {
-		if rep != nil {
-			return
+	var w work
+	if c.Executable != "" {
+		w = &children{exe: c.Executable, root: c.Root, proc: c.Proc, log: log, out: c.WorkerLog}
+	} else {
+		limitMemory()
+		ip := &inProcess{c: c, log: log}
+		if err := ip.start(cfg); err != nil {
+			log.Error("cannot start", "err", err)
+			return ExitUsage
 		}
-		r, err := NewReporter(cfg, log, c.Reporter)
-		if err != nil {
-			log.Error("reporting unavailable; scanning anyway and trying again next cycle", "err", err)
-			return
-		}
-		rep = r
+		w = ip
 	}
-	openReporter()
 
 	interval := func() time.Duration {
 		if c.interval > 0 {
@@ -105,7 +116,7 @@ func (c RunCommand) Run(ctx context.Context) int {
 	if splay > 0 {
 		first = rand.N(splay)
 	}
-	log.Info("ec2sec agent started", "version", Version(), "interval", interval().String(), "first_scan_in", first.String(), "state_dir", cfg.StateDir)
+	log.Info("ec2sec agent started", "version", Version(), "interval", interval().String(), "first_scan_in", first.String(), "state_dir", cfg.StateDir, "workers", c.Executable != "")
 
 	scanT := time.NewTimer(first)
 	defer scanT.Stop()
@@ -137,11 +148,8 @@ func (c RunCommand) Run(ctx context.Context) int {
 		retryT.Reset(d)
 	}
 
-	if rep != nil {
-		// Deliver what an earlier run left before waiting out the splay.
-		fctx, cancel := context.WithTimeout(ctx, time.Minute)
-		st, err := rep.Flush(fctx)
-		cancel()
+	// Deliver what an earlier run left before waiting out the splay.
+	if st, err := w.flush(ctx, cfg, startFlush); !errors.Is(err, errNoReporter) {
 		if err != nil || sum(st.Accepted) > 0 {
 			log.Info("spool left by an earlier run", "accepted", st.Accepted, "pending", st.Pending, "err", errString(err))
 		}
@@ -149,48 +157,36 @@ func (c RunCommand) Run(ctx context.Context) int {
 			afterFlush(err)
 		}
 	}
+	releaseMemory()
 
 	for {
 		select {
 		case <-ctx.Done():
-			if rep != nil {
-				fctx, cancel := context.WithTimeout(context.Background(), finalFlush)
-				st, err := rep.Flush(fctx)
-				cancel()
-				log.Info("ec2sec agent stopping", "final_flush_pending", sum(st.Pending), "err", errString(err))
-			} else {
+			st, err := w.flush(context.Background(), cfg, finalFlush)
+			if errors.Is(err, errNoReporter) {
 				log.Info("ec2sec agent stopping")
+			} else {
+				log.Info("ec2sec agent stopping", "final_flush_pending", sum(st.Pending), "err", errString(err))
 			}
 			return ExitOK
 
 		case <-c.Reload:
 			next, err := LoadConfig(c.ConfigPath)
+			if err == nil {
+				err = w.reload(next)
+			}
 			if err != nil {
 				log.Error("config reload failed; keeping the running config", "err", err)
 				continue
 			}
-			keyChanged := next.FingerprintKeyFile != cfg.FingerprintKeyFile || next.StateDir != cfg.StateDir
-			old := o
-			o.Config = next
-			if keyChanged {
-				o.FingerprintKey = nil
-			}
-			if err := c.prepare(&o); err != nil {
-				o = old
-				log.Error("config reload failed; keeping the running config", "err", err)
-				continue
-			}
 			cfg = next
-			rep = nil
-			openReporter()
 			log.Info("config reloaded", "interval", interval().String())
 
 		case <-scanT.C:
-			openReporter()
-			cy := c.cycle(ctx, o, cfg, rep, log)
+			cy := w.cycle(ctx, cfg)
 			releaseMemory()
 			scanT.Reset(interval())
-			if ctx.Err() == nil && rep != nil {
+			if ctx.Err() == nil && !errors.Is(cy.err, errNoReporter) {
 				afterFlush(cy.err)
 			}
 			if c.scanned != nil {
@@ -198,20 +194,94 @@ func (c RunCommand) Run(ctx context.Context) int {
 			}
 
 		case <-retryT.C:
-			if rep == nil {
+			st, err := w.flush(ctx, cfg, cycleFlush)
+			releaseMemory()
+			if errors.Is(err, errNoReporter) {
 				continue
 			}
-			fctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-			st, err := rep.Flush(fctx)
-			cancel()
 			log.Info("delivery retry", "accepted", st.Accepted, "pending", st.Pending, "err", errString(err))
 			afterFlush(err)
 		}
 	}
 }
 
+// inProcess does the daemon's work in its own process, keeping the detector, the fingerprint
+// key and the reporter between scans.
+type inProcess struct {
+	c   RunCommand
+	log *slog.Logger
+	o   ScanOptions
+	cfg Config
+	rep *Reporter
+}
+
+func (ip *inProcess) start(cfg Config) error {
+	o := ip.c.ScanOptions
+	o.Root, o.Proc = ip.c.Root, ip.c.Proc
+	if o.Root == "" {
+		o.Root = "/"
+	}
+	if o.Proc == "" && o.Root == "/" {
+		o.Proc = defaultProcfs
+	}
+	if o.Log == nil {
+		o.Log = ip.log
+	}
+	o.Config = cfg
+	// Per-process objects (the secret detector, the fingerprint key) are built once here,
+	// not by every scan.
+	if err := prepare(&o); err != nil {
+		return err
+	}
+	ip.o, ip.cfg = o, cfg
+	ip.openReporter()
+	return nil
+}
+
+// openReporter opens the spool unless it is open; a failure is logged and tried again on
+// the next cycle.
+func (ip *inProcess) openReporter() {
+	if ip.rep != nil {
+		return
+	}
+	r, err := NewReporter(ip.cfg, ip.log, ip.c.Reporter)
+	if err != nil {
+		ip.log.Error("reporting unavailable; scanning anyway and trying again next cycle", "err", err)
+		return
+	}
+	ip.rep = r
+}
+
+func (ip *inProcess) reload(next Config) error {
+	o := ip.o
+	o.Config = next
+	if next.FingerprintKeyFile != ip.cfg.FingerprintKeyFile || next.StateDir != ip.cfg.StateDir {
+		o.FingerprintKey = nil
+	}
+	if err := prepare(&o); err != nil {
+		return err
+	}
+	ip.o, ip.cfg, ip.rep = o, next, nil
+	ip.openReporter()
+	return nil
+}
+
+func (ip *inProcess) cycle(ctx context.Context, cfg Config) cycle {
+	ip.openReporter()
+	return runCycle(ctx, ip.o, cfg, ip.rep, ip.log)
+}
+
+func (ip *inProcess) flush(ctx context.Context, _ Config, budget time.Duration) (FlushStats, error) {
+	if ip.rep == nil {
+		return FlushStats{}, errNoReporter
+	}
+	fctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	return ip.rep.Flush(fctx)
+}
+
 // prepare builds what every scan would otherwise build again.
-func (c RunCommand) prepare(o *ScanOptions) error {
+func prepare(o *ScanOptions) error {
 	avail := o.Available
 	if avail == nil {
 		avail = probes.All()
@@ -223,8 +293,8 @@ func (c RunCommand) prepare(o *ScanOptions) error {
 	return prepareSecrets(o, selected)
 }
 
-// cycle is one scan, spooled and flushed.
-func (c RunCommand) cycle(ctx context.Context, o ScanOptions, cfg Config, rep *Reporter, log *slog.Logger) cycle {
+// runCycle is one scan, spooled and flushed; rep nil = scan only (errNoReporter).
+func runCycle(ctx context.Context, o ScanOptions, cfg Config, rep *Reporter, log *slog.Logger) cycle {
 	var cy cycle
 	o.Config = cfg
 	report, err := Scan(ctx, o)
@@ -235,8 +305,12 @@ func (c RunCommand) cycle(ctx context.Context, o ScanOptions, cfg Config, rep *R
 	}
 	log.Info("scan done", "passed", report.Summary.Passed, "failed", report.Summary.Failed,
 		"warning", report.Summary.Warning, "not_available", report.Summary.NotAvailable, "duration_ms", report.Summary.DurationMS)
-	if ctx.Err() != nil || rep == nil {
+	if ctx.Err() != nil {
 		return cy // a scan cut short by a stop signal is not reported: it would look like fixes
+	}
+	if rep == nil {
+		cy.err = errNoReporter
+		return cy
 	}
 	cy.spooled, err = rep.Spool(ctx, report)
 	if err != nil {
@@ -244,7 +318,7 @@ func (c RunCommand) cycle(ctx context.Context, o ScanOptions, cfg Config, rep *R
 		cy.err = err
 		return cy
 	}
-	fctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	fctx, cancel := context.WithTimeout(ctx, cycleFlush)
 	defer cancel()
 	cy.flushed, cy.err = rep.Flush(fctx)
 	log.Info("report delivered", "spooled", cy.spooled, "accepted", cy.flushed.Accepted,

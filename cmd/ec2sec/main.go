@@ -46,7 +46,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "scan":
 		return scan(ctx, args[1:], stdout, stderr)
 	case "run":
-		return runAgent(ctx, args[1:], stderr)
+		return runAgent(ctx, args[1:], stdout, stderr)
 	case "checks":
 		if len(args) > 1 {
 			fmt.Fprintf(stderr, "ec2sec checks: unexpected argument %q\n", args[1])
@@ -118,13 +118,14 @@ func isTerminal(w io.Writer) bool {
 }
 
 // runAgent is `ec2sec run`: JSON logs to stderr (journald keeps them), SIGHUP reloads.
-func runAgent(ctx context.Context, args []string, stderr io.Writer) int {
+func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("ec2sec run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c := agent.RunCommand{}
 	fs.StringVar(&c.ConfigPath, "config", "", "config `FILE` (default "+agent.DefaultConfigPath+" when it exists)")
 	fs.StringVar(&c.Root, "root", "/", "read the host's files under `DIR`")
 	fs.StringVar(&c.Proc, "proc", "", "procfs `DIR` (default /proc when --root is /)")
+	worker := fs.Bool("worker", false, "internal: one scan cycle or delivery for the agent, asked for on stdin")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return agent.ExitOK
@@ -136,6 +137,10 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) int {
 		return agent.ExitUsage
 	}
 	c.Log = slog.New(slog.NewJSONHandler(stderr, nil))
+	if *worker {
+		return agent.WorkerCommand{Stdin: os.Stdin, Stdout: stdout, Log: c.Log}.Run(ctx)
+	}
+	c.Executable, c.WorkerLog = agent.Executable(), stderr
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -92,6 +93,10 @@ func TestRunSignals(t *testing.T) {
 			t.Fatalf("stderr line is not JSON: %s", sc.Text())
 		}
 		msgs = append(msgs, m["msg"].(string))
+	}
+	// The CLI runs every cycle in a worker process (agent/worker.go).
+	if !slices.Contains(msgs, "worker done") || !slices.Contains(msgs, "scan done") {
+		t.Errorf("no worker cycle logged: %v", msgs)
 	}
 	if len(msgs) == 0 || msgs[len(msgs)-1] != "ec2sec agent stopping" {
 		t.Errorf("last log %v, want the stop message", msgs)
