@@ -8,6 +8,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -21,7 +26,20 @@ import (
 // certain and failures cost a timeout, so the search checks 2 first (the common, compliant
 // answer is then one short timeout) and confirms the final failure once more with a longer
 // timeout before believing it.
+//
+// Where the kernel counts the segments it drops for a minimum TTL (TcpExt TCPMinTTLDrop,
+// Linux 5.16+), a failure need not cost a timeout: a drop seen while an attempt waits, with
+// no answer within a short grace after it, is the attempt's answer being dropped. The
+// counter is per network namespace, so a drop of another socket's (a BGP daemon using GTSM)
+// could be mistaken for ours: the final failure is then confirmed by a second attempt that
+// must see a drop of its own.
 func measureHopLimit(ctx context.Context, endpoint string, timeout time.Duration) (int, error) {
+	return measureHopLimitWith(ctx, endpoint, timeout, minTTLDrops)
+}
+
+// measureHopLimitWith is measureHopLimit with the drop counter given (nil = none: timeouts
+// only).
+func measureHopLimitWith(ctx context.Context, endpoint string, timeout time.Duration, drops func() (uint64, bool)) (int, error) {
 	u, err := url.Parse(endpoint)
 	if err != nil || u.Hostname() == "" {
 		return 0, fmt.Errorf("bad IMDS endpoint %q", endpoint)
@@ -34,14 +52,20 @@ func measureHopLimit(ctx context.Context, endpoint string, timeout time.Duration
 
 	// Baseline: a plain token PUT must work, and its round trip sizes the attempt timeout.
 	start := time.Now()
-	if err := tokenPut(ctx, endpoint, 0, v6, timeout); err != nil {
+	if err := tokenPut(ctx, endpoint, 0, v6, timeout, nil); err != nil {
 		return 0, fmt.Errorf("token request failed: %w", err)
 	}
 	rtt := time.Since(start)
 	attempt := min(max(150*time.Millisecond, 20*rtt), timeout)
+	var watch *dropWatch
+	if drops != nil {
+		if _, ok := drops(); ok {
+			watch = &dropWatch{count: drops, grace: max(10*time.Millisecond, 4*rtt)}
+		}
+	}
 
 	ok := func(n int, t time.Duration) (bool, error) {
-		err := tokenPut(ctx, endpoint, n, v6, t)
+		err := tokenPut(ctx, endpoint, n, v6, t, watch)
 		switch {
 		case err == nil:
 			return true, nil
@@ -64,7 +88,8 @@ func measureHopLimit(ctx context.Context, endpoint string, timeout time.Duration
 			return 0, err
 		}
 		if !got && mid == lo+1 {
-			// Before settling on lo, make sure lo+1 was really dropped, not just slow.
+			// Before settling on lo, make sure lo+1 was really dropped, not just slow (with
+			// the counter, this attempt must see a drop of its own to end early).
 			if got, err = ok(mid, 3*attempt); err != nil {
 				return 0, err
 			}
@@ -85,9 +110,13 @@ var errDropped = errors.New("no answer within the timeout")
 // tokenPut sends one IMDSv2 token PUT on a fresh connection whose socket drops segments with
 // TTL (hop limit) below minTTL (0 = no minimum). Only the status matters; the token is
 // discarded unread beyond a few bytes.
-func tokenPut(ctx context.Context, endpoint string, minTTL int, v6 bool, timeout time.Duration) error {
+func tokenPut(ctx context.Context, endpoint string, minTTL int, v6 bool, timeout time.Duration, watch *dropWatch) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if watch != nil && minTTL > 0 {
+		stop := watch.start(cancel)
+		defer stop()
+	}
 	d := &net.Dialer{Timeout: timeout}
 	if minTTL > 0 {
 		d.Control = func(_, _ string, c syscall.RawConn) error {
@@ -132,4 +161,74 @@ func tokenPut(ctx context.Context, endpoint string, minTTL int, v6 bool, timeout
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// dropWatch ends an attempt early when the kernel's count of minimum-TTL drops goes up and
+// no answer follows within grace.
+type dropWatch struct {
+	count func() (uint64, bool)
+	grace time.Duration
+}
+
+// start polls the counter until stop is called; on a drop it waits out grace, then calls
+// cancel (the attempt then ends as errDropped, as on its timeout).
+func (w *dropWatch) start(cancel context.CancelFunc) (stop func()) {
+	base, _ := w.count()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			if n, ok := w.count(); ok && n > base {
+				select {
+				case <-done:
+				case <-time.After(w.grace):
+					cancel()
+				}
+				return
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// minTTLDrops reads TcpExt TCPMinTTLDrop from this process's network namespace; false when
+// the kernel does not count it.
+func minTTLDrops() (uint64, bool) {
+	b, err := os.ReadFile("/proc/self/net/netstat")
+	if err != nil {
+		return 0, false
+	}
+	return parseMinTTLDrops(b)
+}
+
+// parseMinTTLDrops finds TCPMinTTLDrop in /proc/net/netstat: a "TcpExt:" line of names, then
+// one of values.
+func parseMinTTLDrops(b []byte) (uint64, bool) {
+	var names []string
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "TcpExt:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		i := slices.Index(names, "TCPMinTTLDrop")
+		if i < 0 || i >= len(f) {
+			return 0, false
+		}
+		n, err := strconv.ParseUint(f[i], 10, 64)
+		return n, err == nil
+	}
+	return 0, false
 }

@@ -26,6 +26,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -440,12 +441,18 @@ func daemon(r *report, bin string, fix *bench.Fixture, env []string, tmp string,
 		args = append(args, "--proc", fix.Proc)
 	}
 	if strings.Contains(hb.String(), "-config") {
-		args = append(args, "--config", filepath.Join(tmp, "none.yaml"))
+		// No splay: the first scan comes at once, so the window below is between scans.
+		cfg := filepath.Join(tmp, "daemon.yaml")
+		if err := os.WriteFile(cfg, []byte("splay: 0s\nstate_dir: "+filepath.Join(tmp, "daemon-state")+"\n"), 0o600); err != nil {
+			r.daemon = "could not write its config: " + err.Error()
+			return
+		}
+		args = append(args, "--config", cfg)
 	}
 	c := exec.Command(bin, args...)
 	c.Env = env
 	var errBuf bytes.Buffer
-	c.Stdout, c.Stderr = io.Discard, &errBuf
+	c.Stdout, c.Stderr = io.Discard, &syncWriter{w: &errBuf}
 	if err := c.Start(); err != nil {
 		r.daemon = "could not start: " + err.Error()
 		return
@@ -465,26 +472,91 @@ func daemon(r *report, bin string, fix *bench.Fixture, env []string, tmp string,
 	if quick {
 		settle, idle = 5*time.Second, 5*time.Second
 	}
-	select {
-	case err := <-done:
-		done <- err
-		r.daemon = fmt.Sprintf("exited before measuring (%v): %s", err, lastLines(errBuf.String(), 3))
-		return
-	case <-time.After(settle):
+	// Wait for the first scan to be done (its log line), then let the daemon settle.
+	scanned := func() bool {
+		return strings.Contains(c.Stderr.(*syncWriter).String(), `"msg":"scan done"`)
 	}
-	status := fmt.Sprintf("/proc/%d/status", c.Process.Pid)
+	deadline := time.Now().Add(2 * time.Minute)
+	for !scanned() {
+		select {
+		case err := <-done:
+			done <- err
+			r.daemon = fmt.Sprintf("exited before measuring (%v): %s", err, lastLines(c.Stderr.(*syncWriter).String(), 3))
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			r.daemon = "no scan within 2 minutes: " + lastLines(c.Stderr.(*syncWriter).String(), 3)
+			return
+		}
+	}
+	time.Sleep(settle)
+	pid := c.Process.Pid
+	status := fmt.Sprintf("/proc/%d/status", pid)
 	rss0, sw0 := procStatus(status)
+	kids0 := children(pid)
 	time.Sleep(idle)
 	rss1, sw1 := procStatus(status)
+	kids := max(kids0, children(pid))
 	if rss0 < 0 || rss1 < 0 {
 		r.daemon = "could not read " + status
 		return
 	}
 	r.daemonRSS = max(rss0, rss1)
 	r.daemonWakeups = float64(sw1-sw0) / idle.Seconds()
+	if kids != 0 {
+		r.daemonRSS = -1 // a worker left running: what is resident is more than the daemon
+	}
 	anon, file := rssSplit(status)
-	r.daemon = fmt.Sprintf("`ec2sec %s`: RSS %s after %s (anonymous %s, the binary's own file-backed code pages %s), %d context switches over the next %s (%.2f/s; scans in that window count too)",
-		strings.Join(args, " "), mib(r.daemonRSS), settle, mib(anon), mib(file), sw1-sw0, idle, r.daemonWakeups)
+	r.daemon = fmt.Sprintf("`ec2sec %s`: RSS %s from %s after its first scan (anonymous %s, the binary's own file-backed code pages %s), %d child processes, %d context switches over the next %s (%.2f/s)",
+		strings.Join(args, " "), mib(max(rss0, rss1)), settle, mib(anon), mib(file), kids, sw1-sw0, idle, r.daemonWakeups)
+	if w := workerCost(c.Stderr.(*syncWriter).String()); w != "" {
+		r.daemon += "; " + w
+	}
+}
+
+// children counts the processes whose parent is pid (-1 when unknown).
+func children(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return -1
+	}
+	return len(strings.Fields(string(b)))
+}
+
+// workerCost reads what the daemon logged of its first scan worker: CPU and peak RSS, which
+// the host paid during the scan and got back when the worker exited.
+func workerCost(logs string) string {
+	for l := range strings.Lines(logs) {
+		var m struct {
+			Msg    string  `json:"msg"`
+			Mode   string  `json:"mode"`
+			CPU    float64 `json:"cpu_ms"`
+			MaxRSS float64 `json:"max_rss_kib"`
+		}
+		if json.Unmarshal([]byte(l), &m) == nil && m.Msg == "worker done" && m.Mode == "cycle" {
+			return fmt.Sprintf("its scan worker (a child process, gone after the scan) used %.0f ms of CPU and at most %s", m.CPU, mib(int64(m.MaxRSS)))
+		}
+	}
+	return ""
+}
+
+// syncWriter is a buffer written by a child's output copier and read by the measurer.
+type syncWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.String()
 }
 
 // rssSplit returns RssAnon and RssFile (KiB): file-backed pages are the binary's code, shared
