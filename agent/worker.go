@@ -25,6 +25,9 @@ import (
 // stop (so a worker never outlives its daemon). The worker logs JSON lines on stderr, which
 // the daemon passes on, and writes one JSON workerResult line on stdout before it exits 0.
 
+// selfExe is where Linux shows a process its own executable.
+const selfExe = "/proc/self/exe"
+
 // Worker modes.
 const (
 	workerCycle = "cycle" // scan, spool, deliver
@@ -290,8 +293,14 @@ func readLine(r *bufio.Reader, limit int) ([]byte, error) {
 }
 
 // Executable is this program's path for RunCommand.Executable: "" when it cannot be known,
-// which makes the daemon work in-process.
+// which makes the daemon work in-process. On Linux it is /proc/self/exe, which the kernel
+// resolves in the new child to the daemon's own binary even after a package upgrade replaced
+// the file: a worker always speaks its daemon's protocol, and the new version starts with
+// the restart the upgrade does.
 func Executable() string {
+	if _, err := os.Stat(selfExe); err == nil {
+		return selfExe
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return ""

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -279,4 +280,25 @@ func blackHole(t *testing.T) string {
 		}
 	})
 	return "http://" + l.Addr().String()
+}
+
+// TestExecutableIsSelf: the path the daemon starts its workers from runs this very binary
+// (on Linux /proc/self/exe, which still does after the file was replaced).
+func TestExecutableIsSelf(t *testing.T) {
+	if os.Getenv("EC2SEC_SELF_CHILD") == "1" {
+		return // the child started below: run, and start nothing
+	}
+	exe := Executable()
+	if exe == "" {
+		t.Fatal("no executable")
+	}
+	if runtime.GOOS == "linux" && exe != selfExe {
+		t.Errorf("executable %q, want %s", exe, selfExe)
+	}
+	cmd := exec.Command(exe, "-test.run=^TestExecutableIsSelf$", "-test.v")
+	cmd.Env = append(os.Environ(), "EC2SEC_SELF_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestExecutableIsSelf") {
+		t.Errorf("%s did not run this test binary: %v\n%s", exe, err, out)
+	}
 }

@@ -138,6 +138,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	c.Log = slog.New(slog.NewJSONHandler(stderr, nil))
 	if *worker {
+		signal.Ignore(syscall.SIGHUP) // reloads are the daemon's; a stray HUP must not kill a scan
 		return agent.WorkerCommand{Stdin: os.Stdin, Stdout: stdout, Log: c.Log}.Run(ctx)
 	}
 	c.Executable, c.WorkerLog = agent.Executable(), stderr
