@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/zricethezav/gitleaks/v8/detect"
 )
@@ -41,19 +42,27 @@ type narrowing struct {
 	need  []string
 }
 
-// ruleSet is one narrowed gitleaks rule in its own detector.
+// ruleSet is one narrowed gitleaks rule in its own detector, built on first use.
 type ruleSet struct {
 	id       string
-	det      *detect.Detector
 	narrow   narrowing
 	keywords []string // lowercased
+	det      func() *detect.Detector
+}
+
+func newRuleSet(id string, n narrowing, keywords []string, build func() *detect.Detector) *ruleSet {
+	s := &ruleSet{id: id, narrow: n, det: sync.OnceValue(build)}
+	for _, k := range keywords {
+		s.keywords = append(s.keywords, strings.ToLower(k))
+	}
+	return s
 }
 
 // wholeText is the window that means "run over the whole text".
 var wholeText = [2]int{-1, -1}
 
 // windows returns the line ranges the rule runs over in t (none when it cannot match).
-func (s ruleSet) windows(t *text) [][2]int {
+func (s *ruleSet) windows(t *text) [][2]int {
 	if s.narrow.after == 0 {
 		for _, n := range s.narrow.need {
 			if !strings.Contains(t.lower, n) {

@@ -73,10 +73,7 @@ func TestWindowsFindWhatWholeTextFinds(t *testing.T) {
 // generic assignments whose values hold a stop word or not.
 func TestStopwordsWithoutTries(t *testing.T) {
 	d := detector(t)
-	withTries, err := newDetector(false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	withTries := eagerDetector(t, false)
 	texts := []string{
 		"client_api_key = 'Zq8vLx2Pw7RkT4nYc_ec2_9Bm'\n", // "_ec2_" is a stop word
 		"client_api_key = 'Zq8vLx2Pw7RkT4nYcAbout9Bm'\n", // "about", in upper case
