@@ -63,6 +63,8 @@ type Detector struct {
 	// sets are the rules of narrowGitleaks, each in its own detector, run only over the
 	// lines around their keywords or only on texts that hold what they need (window.go).
 	sets []*ruleSet
+	// idx finds the keywords of gitleaks' rules and of ours in a text, in one pass.
+	idx *keywordIndex
 	// whole turns the windows off (tests compare both ways).
 	whole bool
 }
@@ -81,13 +83,28 @@ func New() (*Detector, error) {
 	if !canLazy(vc) {
 		return eager(vc, true)
 	}
-	d := &Detector{gl: newLazyRules(vc, restRule)}
+	var ws wordSet
+	d := &Detector{gl: newLazyRules(vc, restRule, &ws)}
 	for i, r := range vc.Rules {
 		if n, ok := narrowGitleaks[r.ID]; ok {
 			d.sets = append(d.sets, newRuleSet(r.ID, n, r.Keywords, func() *detect.Detector { return d.gl.narrowDetector(i) }))
 		}
 	}
+	d.idx = ourIndex(&ws, d.sets)
 	return d, nil
+}
+
+// ourIndex adds our keywords (rules.go, window.go) to ws and indexes it.
+func ourIndex(ws *wordSet, sets []*ruleSet) *keywordIndex {
+	for _, w := range ownWords() {
+		ws.add(w, true)
+	}
+	for _, s := range sets {
+		for _, w := range slices.Concat(s.keywords, s.narrow.also, s.narrow.need) {
+			ws.add(w, true)
+		}
+	}
+	return ws.index()
 }
 
 // ScanData decodes raw (user data, a cached copy of it) and scans every decoded part.
@@ -113,18 +130,18 @@ func (d *Detector) Scan(text, part string, key []byte) []Finding {
 	if strings.TrimSpace(text) == "" {
 		return nil
 	}
-	t := newText(text)
+	t := newText(text, d.idx)
 	cands := awsKeys(t, d.whole)
 	cands = append(cands, ownRules(t, d.whole)...)
 	cands = append(cands, d.gitleaks(t)...)
-	return finish(cands, text, part, t.li, key)
+	return finish(cands, t, part, key)
 }
 
 // ScanAWS finds only AWS access keys in text (a process environment): the cheap subset of
 // Scan for places where nothing else is looked for.
 func (d *Detector) ScanAWS(text, part string, key []byte) []Finding {
-	t := newText(text)
-	return finish(awsKeys(t, d.whole), text, part, t.li, key)
+	t := newText(text, d.idx)
+	return finish(awsKeys(t, d.whole), t, part, key)
 }
 
 // candidate is a secret before deduplication; value is dropped once fingerprinted.
@@ -152,7 +169,7 @@ func (d *Detector) gitleaks(t *text) []candidate {
 	var out []candidate
 	if d.eager != nil {
 		out = d.gitleaksFindings(d.eager.DetectString(t.s), 0, nil)
-	} else if det := d.gl.detector(t.lower); det != nil {
+	} else if det := d.gl.detector(t.hits()); det != nil {
 		out = d.gitleaksFindings(det.DetectString(t.s), 0, nil)
 	}
 	for _, set := range d.sets {
@@ -211,7 +228,7 @@ func (d *Detector) gitleaksFindings(fs []report.Finding, first int, out []candid
 
 // finish drops candidates that cover a secret a better candidate already covers, then turns
 // the rest into findings: fingerprint and redaction computed here, values dropped.
-func finish(cands []candidate, text, part string, li *lineIndex, key []byte) []Finding {
+func finish(cands []candidate, t *text, part string, key []byte) []Finding {
 	if len(cands) == 0 {
 		return nil
 	}
@@ -219,7 +236,7 @@ func finish(cands []candidate, text, part string, li *lineIndex, key []byte) []F
 		return cmp.Or(cmp.Compare(a.prio, b.prio), cmp.Compare(a.line, b.line))
 	})
 	var claimed []string
-	blocks := scriptBlocks(text, li)
+	blocks := scriptBlocks(t.s, t.lower, t.li)
 	out := make([]Finding, 0, len(cands))
 	for _, c := range cands {
 		if slices.ContainsFunc(c.claims, func(v string) bool { return overlapsAny(v, claimed) }) {

@@ -38,9 +38,8 @@ const maxCached = 64
 type lazyRules struct {
 	vc    *config.ViperConfig // as decoded; each rule's part is read by its own compile only
 	rules []lazyRule          // vc.Rules, by index
-	// index finds the keywords in a text; kwRules are the rules (of the rest: neither narrow
-	// nor aws-access-token) each keyword runs, always those without keywords.
-	index   *keywordIndex
+	// kwRules are the rules (of the rest: neither narrow nor aws-access-token) each keyword
+	// runs, by the keyword's number in the detector's index; always, those without keywords.
 	kwRules [][]int
 	always  []int
 
@@ -83,14 +82,14 @@ func canLazy(vc *config.ViperConfig) bool {
 	return true
 }
 
-func newLazyRules(vc *config.ViperConfig, rest func(id string) bool) *lazyRules {
+// newLazyRules takes vc's rules; rest says which of them run over whole texts, and ws numbers
+// their keywords.
+func newLazyRules(vc *config.ViperConfig, rest func(id string) bool, ws *wordSet) *lazyRules {
 	g := &lazyRules{vc: vc, rules: make([]lazyRule, len(vc.Rules)), cache: map[string]*detect.Detector{}}
 	g.gvc.Allowlists = slices.Clone(vc.Allowlists)
 	if vc.AllowList != nil {
 		g.gvc.Allowlists = append(g.gvc.Allowlists, vc.AllowList)
 	}
-	kwNum := map[string]int{}
-	var words []string
 	for i, r := range vc.Rules {
 		g.rules[i].id = r.ID
 		if !rest(r.ID) {
@@ -101,12 +100,8 @@ func newLazyRules(vc *config.ViperConfig, rest func(id string) bool) *lazyRules 
 			continue
 		}
 		for _, k := range r.Keywords {
-			k = strings.ToLower(k)
-			n, ok := kwNum[k]
-			if !ok {
-				n = len(words)
-				kwNum[k] = n
-				words = append(words, k)
+			n := ws.add(k, false)
+			for len(g.kwRules) <= n {
 				g.kwRules = append(g.kwRules, nil)
 			}
 			if !slices.Contains(g.kwRules[n], i) {
@@ -114,7 +109,6 @@ func newLazyRules(vc *config.ViperConfig, rest func(id string) bool) *lazyRules 
 			}
 		}
 	}
-	g.index = newKeywordIndex(words)
 	return g
 }
 
@@ -172,9 +166,9 @@ func (g *lazyRules) compile(i int) (config.Rule, bool) {
 	return r.rule, r.err == nil && !r.inert
 }
 
-// detector returns a gitleaks detector for the rules gitleaks would run on a text whose
-// lowercased copy is lower, or nil when there are none.
-func (g *lazyRules) detector(lower string) *detect.Detector {
+// detector returns a gitleaks detector for the rules gitleaks would run on a text holding the
+// keywords h, or nil when there are none.
+func (g *lazyRules) detector(h *hits) *detect.Detector {
 	bits := make([]byte, (len(g.rules)+7)/8)
 	found := false
 	set := func(i int) {
@@ -188,11 +182,13 @@ func (g *lazyRules) detector(lower string) *detect.Detector {
 	for _, i := range g.always {
 		set(i)
 	}
-	g.index.find(lower, func(k int) {
-		for _, i := range g.kwRules[k] {
-			set(i)
+	for k, rules := range g.kwRules {
+		if len(rules) > 0 && h.has(k) {
+			for _, i := range rules {
+				set(i)
+			}
 		}
-	})
+	}
 	if !found {
 		return nil
 	}
@@ -336,6 +332,7 @@ func eager(vc *config.ViperConfig, strip bool) (*Detector, error) {
 		set := newRuleSet(id, n, cfg.Rules[id].Keywords, func() *detect.Detector { return det })
 		d.sets = append(d.sets, set)
 	}
+	d.idx = ourIndex(&wordSet{}, d.sets)
 	return d, nil
 }
 

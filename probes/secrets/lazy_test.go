@@ -1,6 +1,7 @@
 package secrets
 
 import (
+	"cmp"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -254,7 +255,7 @@ func TestLazyFindsWhatEagerFinds(t *testing.T) {
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: lazy found\n%+v\neager found\n%+v", name, got, want)
 		}
-		gc, wc := sortedCands(lazy.gitleaks(newText(s))), sortedCands(ref.gitleaks(newText(s)))
+		gc, wc := sortedCands(lazy.gitleaks(newText(s, lazy.idx))), sortedCands(ref.gitleaks(newText(s, ref.idx)))
 		if !reflect.DeepEqual(gc, wc) {
 			t.Errorf("%s: gitleaks candidates lazy %d, eager %d:\n%+v\n%+v", name, len(gc), len(wc), gc, wc)
 		}
@@ -292,8 +293,10 @@ func TestNoKeywordCompilesNothing(t *testing.T) {
 		}
 	}
 	plain := "echo hi\nmake all\n"
-	if containsAny(strings.ToLower(plain), kws) {
-		t.Fatalf("%q holds a keyword", plain)
+	for _, k := range kws {
+		if strings.Contains(strings.ToLower(plain), k) {
+			t.Fatalf("%q holds the keyword %q", plain, k)
+		}
 	}
 	d.Scan(plain, "plain", []byte("k"))
 	for i := range d.gl.rules {
@@ -317,13 +320,17 @@ func TestNoKeywordCompilesNothing(t *testing.T) {
 }
 
 // TestKeywordIndexMatchesTrie holds keywordIndex to the Aho-Corasick trie gitleaks' prefilter
-// uses: the same keywords found in the same texts.
+// uses (the same keywords found in the same texts) and to strings.Index (every occurrence of
+// our keywords), with its table and with all keywords past the table (the slow path).
 func TestKeywordIndexMatchesTrie(t *testing.T) {
 	d, err := New()
 	if err != nil {
 		t.Fatal(err)
 	}
-	words := d.gl.index.words
+	words, where := d.idx.words, d.idx.where
+	if len(words) < 250 || !slices.Contains(where, true) || !slices.Contains(where, false) {
+		t.Fatalf("index of %d words", len(words))
+	}
 	trie := ahocorasick.NewTrieBuilder().AddStrings(words).Build()
 	texts := slices.Collect(func(yield func(string) bool) {
 		for _, s := range corpusTexts(t) {
@@ -331,22 +338,44 @@ func TestKeywordIndexMatchesTrie(t *testing.T) {
 		}
 	})
 	texts = append(texts, generatedTexts(t, 2)...)
-	texts = append(texts, "", "s", "sk", "xoxbxoxe-", strings.Join(words, ""), strings.Join(words, "\x00"))
-	for _, s := range texts {
-		s = strings.ToLower(s)
-		want := map[string]bool{}
-		for _, m := range trie.MatchString(s) {
-			want[m.MatchString()] = true
-		}
-		got := map[string]bool{}
-		d.gl.index.find(s, func(i int) {
-			if got[words[i]] {
-				t.Errorf("%q reported twice", words[i])
+	texts = append(texts, "", "s", "sk", "@", "xoxbxoxe-", "----", "tokentoken", strings.Join(words, ""), strings.Join(words, "\x00"))
+	for _, idx := range []*keywordIndex{d.idx, buildKeywordIndex(words, where, 3)} {
+		for _, s := range texts {
+			s = strings.ToLower(s)
+			want := map[string]bool{}
+			for _, m := range trie.MatchString(s) {
+				want[m.MatchString()] = true
 			}
-			got[words[i]] = true
-		})
-		if !reflect.DeepEqual(got, want) {
-			t.Errorf("text %.40q: index found %v, trie %v", s, got, want)
+			h := idx.find(s)
+			got := map[string]bool{}
+			for i, w := range words {
+				if h.has(i) {
+					got[w] = true
+				}
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("text %.40q: index found %v, trie %v", s, got, want)
+			}
+			var wantOcc []occurrence
+			for i, w := range words {
+				for from := 0; where[i] && w != ""; {
+					j := strings.Index(s[from:], w)
+					if j < 0 {
+						break
+					}
+					wantOcc = append(wantOcc, occurrence{i, from + j})
+					from += j + 1
+				}
+			}
+			slices.SortFunc(wantOcc, func(a, b occurrence) int { return cmp.Or(a.off-b.off, a.word-b.word) })
+			gotOcc := slices.Clone(h.occ)
+			if !slices.IsSortedFunc(gotOcc, func(a, b occurrence) int { return a.off - b.off }) {
+				t.Errorf("text %.40q: occurrences out of order", s)
+			}
+			slices.SortFunc(gotOcc, func(a, b occurrence) int { return cmp.Or(a.off-b.off, a.word-b.word) })
+			if !slices.Equal(gotOcc, wantOcc) {
+				t.Errorf("text %.40q: %d occurrences, strings.Index finds %d", s, len(gotOcc), len(wantOcc))
+			}
 		}
 	}
 }

@@ -97,7 +97,7 @@ func TestStopwordsWithoutTries(t *testing.T) {
 			t.Errorf("text %d: without tries\n%+v\nwith tries\n%+v", i, got, want)
 		}
 		// gitleaks' own candidates, before our rules cover them up.
-		gc, wc := sortedCands(d.gitleaks(newText(s))), sortedCands(withTries.gitleaks(newText(s)))
+		gc, wc := sortedCands(d.gitleaks(newText(s, d.idx))), sortedCands(withTries.gitleaks(newText(s, withTries.idx)))
 		if !reflect.DeepEqual(gc, wc) {
 			t.Errorf("text %d: gitleaks candidates without tries %+v, with tries %+v", i, gc, wc)
 		}
