@@ -1,6 +1,8 @@
 package secrets
 
 import (
+	"encoding/binary"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -21,11 +23,14 @@ type keywordIndex struct {
 	// where marks the keywords whose every occurrence is recorded (ours); for the others the
 	// first one is enough.
 	where []bool
-	one   [256]uint16 // one-byte keywords: 1 + bucket, 0 for none
-	// pair maps the first two bytes of a longer keyword to 1 + its bucket (0: none).
+	// pair maps two bytes to 1 + the bucket of keywords that start with them, or with the
+	// first alone for one-byte keywords (0: none).
 	pair    []uint16
-	buckets [][]int // keyword numbers, by bucket
-	slow    []int   // keywords past the table's 65,535 buckets: found with strings.Index
+	buckets [][]entry  // by bucket
+	last    [256][]int // one-byte keywords, by byte: for the text's last byte, which has no pair
+	// slow are the keywords found with strings.Index instead: all of them when there are more
+	// pairs than buckets (which the default rules are far from).
+	slow []int
 }
 
 // newKeywordIndex indexes words (lowercase, each once); where[i] says whether to record
@@ -36,33 +41,54 @@ func newKeywordIndex(words []string, where []bool) *keywordIndex {
 
 func buildKeywordIndex(words []string, where []bool, maxBuckets int) *keywordIndex {
 	k := &keywordIndex{words: words, num: make(map[string]int, len(words)), where: where, pair: make([]uint16, 1<<16)}
-	bucket := func(slot *uint16, i int) bool {
-		if *slot == 0 {
-			if len(k.buckets) >= maxBuckets {
-				return false
-			}
-			k.buckets = append(k.buckets, nil)
-			*slot = uint16(len(k.buckets))
-		}
-		k.buckets[*slot-1] = append(k.buckets[*slot-1], i)
-		return true
-	}
+	byPair := map[uint16][]int{}
 	for i, w := range words {
 		k.num[w] = i
-		ok := true
 		switch len(w) {
 		case 0:
 			// An empty keyword never matches in gitleaks' trie either.
 		case 1:
-			ok = bucket(&k.one[w[0]], i)
+			for c := range 256 {
+				p := uint16(w[0])<<8 | uint16(c)
+				byPair[p] = append(byPair[p], i)
+			}
+			k.last[w[0]] = append(k.last[w[0]], i)
 		default:
-			ok = bucket(&k.pair[uint16(w[0])<<8|uint16(w[1])], i)
-		}
-		if !ok {
-			k.slow = append(k.slow, i)
+			p := uint16(w[0])<<8 | uint16(w[1])
+			byPair[p] = append(byPair[p], i)
 		}
 	}
+	if len(byPair) > maxBuckets {
+		for i, w := range words {
+			if w != "" {
+				k.slow = append(k.slow, i)
+			}
+		}
+		k.last = [256][]int{}
+		return k
+	}
+	for _, p := range slices.Sorted(maps.Keys(byPair)) {
+		var b []entry
+		for _, i := range byPair[p] {
+			b = append(b, newEntry(i, words[i]))
+		}
+		k.buckets = append(k.buckets, b)
+		k.pair[p] = uint16(len(k.buckets))
+	}
 	return k
+}
+
+// entry is a keyword in a bucket, with its first (up to) 8 bytes as a little-endian number,
+// for one compare where a string compare would cost a call.
+type entry struct {
+	i         int // keyword number
+	pre, mask uint64
+}
+
+func newEntry(i int, w string) entry {
+	var b [8]byte
+	n := copy(b[:], w)
+	return entry{i: i, pre: binary.LittleEndian.Uint64(b[:]), mask: ^uint64(0) >> (64 - 8*n)}
 }
 
 // hits are the keywords found in one text.
@@ -78,27 +104,39 @@ func (h *hits) has(i int) bool { return h.found[i/64]&(1<<(i%64)) != 0 }
 // find returns the keywords in s.
 func (k *keywordIndex) find(s string) hits {
 	h := hits{found: make([]uint64, (len(k.words)+63)/64)}
-	check := func(j int, bucket []int) {
-		for _, i := range bucket {
-			if k.where[i] {
-				if strings.HasPrefix(s[j:], k.words[i]) {
-					h.found[i/64] |= 1 << (i % 64)
-					h.occ = append(h.occ, occurrence{i, j})
+	add := func(i, j int) {
+		if k.where[i] {
+			h.occ = append(h.occ, occurrence{i, j})
+		}
+		h.found[i/64] |= 1 << (i % 64)
+	}
+	pair, buckets, words := k.pair, k.buckets, k.words
+	for j := 0; j+1 < len(s); j++ {
+		b := pair[uint16(s[j])<<8|uint16(s[j+1])]
+		if b == 0 {
+			continue
+		}
+		if j+8 <= len(s) {
+			x := uint64(s[j]) | uint64(s[j+1])<<8 | uint64(s[j+2])<<16 | uint64(s[j+3])<<24 |
+				uint64(s[j+4])<<32 | uint64(s[j+5])<<40 | uint64(s[j+6])<<48 | uint64(s[j+7])<<56
+			for _, e := range buckets[b-1] {
+				if x&e.mask == e.pre {
+					if w := words[e.i]; len(w) <= 8 || (len(s)-j >= len(w) && s[j+8:j+len(w)] == w[8:]) {
+						add(e.i, j)
+					}
 				}
-			} else if !h.has(i) && strings.HasPrefix(s[j:], k.words[i]) {
-				h.found[i/64] |= 1 << (i % 64)
+			}
+			continue
+		}
+		for _, e := range buckets[b-1] {
+			if w := words[e.i]; len(s)-j >= len(w) && s[j:j+len(w)] == w {
+				add(e.i, j)
 			}
 		}
 	}
-	one, pair := &k.one, k.pair
-	for j := 0; j < len(s); j++ {
-		if b := one[s[j]]; b != 0 {
-			check(j, k.buckets[b-1])
-		}
-		if j+1 < len(s) {
-			if b := pair[uint16(s[j])<<8|uint16(s[j+1])]; b != 0 {
-				check(j, k.buckets[b-1])
-			}
+	if len(s) > 0 {
+		for _, i := range k.last[s[len(s)-1]] {
+			add(i, len(s)-1)
 		}
 	}
 	if len(k.slow) > 0 {
@@ -108,11 +146,10 @@ func (k *keywordIndex) find(s string) hits {
 				if j < 0 {
 					break
 				}
-				h.found[i/64] |= 1 << (i % 64)
+				add(i, from+j)
 				if !k.where[i] {
 					break
 				}
-				h.occ = append(h.occ, occurrence{i, from + j})
 				from += j + 1
 			}
 		}
