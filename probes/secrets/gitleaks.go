@@ -332,7 +332,7 @@ func eager(vc *config.ViperConfig, strip bool) (*Detector, error) {
 		set := newRuleSet(id, n, cfg.Rules[id].Keywords, func() *detect.Detector { return det })
 		d.sets = append(d.sets, set)
 	}
-	d.idx = ourIndex(&wordSet{}, d.sets)
+	d.idx, d.awsIdx = ourIndex(&wordSet{}, d.sets), awsIndex()
 	return d, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"unicode"
 
 	ahocorasick "github.com/BobuSumisu/aho-corasick"
+	"github.com/ec2sec/ec2sec/internal/testenv"
 	"github.com/spf13/viper"
 	"github.com/zricethezav/gitleaks/v8/config"
 )
@@ -410,4 +411,34 @@ func TestLazyConcurrentFirstUse(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestScanAWSOwnIndex: ScanAWS, with the index of awsKeys' keywords only, finds what awsKeys
+// finds with the detector's whole index, on the corpus and on texts holding AWS keys.
+func TestScanAWSOwnIndex(t *testing.T) {
+	d := detector(t)
+	texts := slices.Collect(func(yield func(string) bool) {
+		for _, s := range corpusTexts(t) {
+			yield(s)
+		}
+	})
+	texts = append(texts, generatedTexts(t, 4)...)
+	for range 20 {
+		id, secret := testenv.FakeAWSKey(t, "ASIA")
+		texts = append(texts, "HOME=/root\x00AWS_ACCESS_KEY_ID="+id+"\x00AWS_SECRET_ACCESS_KEY="+secret+"\x00AWS_SESSION_TOKEN="+strings.Repeat("IQoJb3JpZ2luX2VjEJr", 8)+"\x00",
+			"x "+id+"\n\n"+secret+"\n")
+	}
+	key := []byte("k")
+	found := 0
+	for _, s := range texts {
+		got := d.ScanAWS(s, "environ", key)
+		want := finish(awsKeys(newText(s, d.idx), false), newText(s, d.idx), "environ", key)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("text %.60q: ScanAWS %+v, awsKeys with the whole index %+v", s, got, want)
+		}
+		found += len(got)
+	}
+	if found < 40 {
+		t.Errorf("ScanAWS found %d keys; want at least 40", found)
+	}
 }
