@@ -26,16 +26,20 @@ import (
 //     [curl line, +12], and only windows that hold what the match must (a header named
 //     Authorization, *Key or *Token; -u or --user).
 //   - jwt: the match holds ".ey" (two base64url JSON objects), so only texts that do.
+//   - vault-service-token: the match starts with its keyword ("hvs." or "s.") and holds no
+//     newline but, at most, the last character (which the end of the line's window matches
+//     as $ instead, and gitleaks trims from the match anyway); so the keyword's line alone.
 var narrowGitleaks = map[string]narrowing{
-	"generic-api-key":  {after: 10},
-	"curl-auth-header": {after: 12, also: []string{"authorization", "key", "token"}},
-	"curl-auth-user":   {after: 12, also: []string{"-u", "--user"}},
-	"jwt":              {need: []string{".ey"}},
+	"generic-api-key":     {after: 10},
+	"curl-auth-header":    {after: 12, also: []string{"authorization", "key", "token"}},
+	"curl-auth-user":      {after: 12, also: []string{"-u", "--user"}},
+	"jwt":                 {need: []string{".ey"}},
+	"vault-service-token": {after: 0},
 }
 
-// narrowing says where a rule runs: around its keywords (after > 0: the keyword's line and
-// the after lines following, keeping only windows holding one of also), or over whole texts
-// that hold every one of need.
+// narrowing says where a rule runs: over whole texts that hold every one of need (need set),
+// or around its keywords: the keyword's line and the after lines following, keeping only
+// windows holding one of also.
 type narrowing struct {
 	after int
 	also  []string
@@ -63,7 +67,7 @@ var wholeText = [2]int{-1, -1}
 
 // windows returns the line ranges the rule runs over in t (none when it cannot match).
 func (s *ruleSet) windows(t *text) [][2]int {
-	if s.narrow.after == 0 {
+	if s.narrow.need != nil {
 		for _, n := range s.narrow.need {
 			if !t.has(n) {
 				return nil
