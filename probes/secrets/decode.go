@@ -276,9 +276,9 @@ type block struct {
 }
 
 // scriptBlocks finds the <powershell>…</powershell> and <script>…</script> sections that
-// EC2Launch and EC2Config run, so findings inside them name the block in their part.
-func scriptBlocks(text string, lines *lineIndex) []block {
-	lower := strings.ToLower(text)
+// EC2Launch and EC2Config run, so findings inside them name the block in their part. lower
+// is text lowercased.
+func scriptBlocks(text, lower string, lines *lineIndex) []block {
 	var out []block
 	for _, name := range []string{"powershell", "script"} {
 		open, closing := "<"+name+">", "</"+name+">"

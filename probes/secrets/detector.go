@@ -12,15 +12,12 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"math"
 	"slices"
 	"strings"
 	"sync"
 
 	"github.com/rs/zerolog"
-	"github.com/spf13/viper"
-	"github.com/zricethezav/gitleaks/v8/config"
 	"github.com/zricethezav/gitleaks/v8/detect"
 	"github.com/zricethezav/gitleaks/v8/logging"
 	"github.com/zricethezav/gitleaks/v8/report"
@@ -56,13 +53,19 @@ type Finding struct {
 	Fingerprint string
 }
 
-// Detector finds secrets. Build it once per process with New (compiling gitleaks' rules takes
-// tens of milliseconds) and share it: Scan is safe for concurrent use.
+// Detector finds secrets. Build it once per process with New and share it: gitleaks' rules
+// are compiled as texts need them and kept (see gitleaks.go). Scan is safe for concurrent use.
 type Detector struct {
-	gl *detect.Detector // gitleaks' rules run over the whole text
+	gl *lazyRules // gitleaks' rules run over the whole text, compiled on first use
+	// eager, when set, runs those rules instead, all compiled, with gitleaks' own prefilter:
+	// for a config lazyRules cannot take, and as the reference in tests.
+	eager *detect.Detector
 	// sets are the rules of narrowGitleaks, each in its own detector, run only over the
 	// lines around their keywords or only on texts that hold what they need (window.go).
-	sets []ruleSet
+	sets []*ruleSet
+	// idx finds the keywords of gitleaks' rules and of ours in a text, in one pass; awsIdx
+	// only those awsKeys looks for (ScanAWS: fewer candidates to check on every byte).
+	idx, awsIdx *keywordIndex
 	// whole turns the windows off (tests compare both ways).
 	whole bool
 }
@@ -71,131 +74,47 @@ type Detector struct {
 // the secrets it skips, and ec2sec logs through slog only.
 var silenceGitleaks = sync.OnceFunc(func() { logging.Logger = zerolog.Nop() })
 
-// New compiles the gitleaks default rules. It uses a private viper instance, so it leaves
-// viper's global state alone.
-func New() (*Detector, error) { return newDetector(true) }
-
-// newDetector is New; tests build it with the stop-word tries too (trie = !strip).
-func newDetector(strip bool) (*Detector, error) {
+// New decodes the gitleaks default rules; each is compiled the first time a text needs it.
+func New() (*Detector, error) {
 	silenceGitleaks()
-	v := viper.New()
-	v.SetConfigType("toml")
-	if err := v.ReadConfig(strings.NewReader(config.DefaultConfig)); err != nil {
-		return nil, fmt.Errorf("gitleaks default config: %w", err)
-	}
-	var vc config.ViperConfig
-	if err := v.Unmarshal(&vc); err != nil {
-		return nil, fmt.Errorf("gitleaks default config: %w", err)
-	}
-	restore := func(config.Config) {}
-	if strip {
-		restore = stripStopwords(&vc)
-	}
-	cfg, err := vc.Translate()
+	vc, err := decodeDefault()
 	if err != nil {
-		return nil, fmt.Errorf("gitleaks default config: %w", err)
+		return nil, err
 	}
-	restore(cfg)
-	return split(cfg), nil
+	if !canLazy(vc) {
+		return eager(vc, true)
+	}
+	var ws wordSet
+	d := &Detector{gl: newLazyRules(vc, restRule, &ws)}
+	for i, r := range vc.Rules {
+		if n, ok := narrowGitleaks[r.ID]; ok {
+			d.sets = append(d.sets, newRuleSet(r.ID, n, r.Keywords, func() *detect.Detector { return d.gl.narrowDetector(i) }))
+		}
+	}
+	d.idx, d.awsIdx = ourIndex(&ws, d.sets), awsIndex()
+	return d, nil
 }
 
-// stripStopwords takes the stop words out of vc's allowlists before Translate and returns
-// the function that puts them back into the translated config. Why: for every allowlist with
-// stop words Translate builds an Aho-Corasick trie, 9 of the detector's 14 MiB for
-// generic-api-key's 1,500 words alone. Without the trie, gitleaks' ContainsStopWord falls
-// back to strings.Contains over the (lowercased, deduplicated) list: the same answer, and it
-// runs only on a candidate secret, not on the text. Allowlists holding nothing else keep
-// theirs (an empty allowlist is an error). A marker in the description pairs them up again.
-func stripStopwords(vc *config.ViperConfig) func(config.Config) {
-	saved := map[string][]string{}
-	strip := func(desc *string, words *[]string, other bool) {
-		if len(*words) == 0 || !other {
-			return
-		}
-		key := fmt.Sprintf(" (ec2sec stop words %d)", len(saved))
-		seen := map[string]bool{}
-		var vals []string
-		for _, w := range *words {
-			if w = strings.ToLower(w); !seen[w] {
-				seen[w] = true
-				vals = append(vals, w)
-			}
-		}
-		saved[key] = vals
-		*desc += key
-		*words = nil
+// awsIndex indexes the keywords awsKeys looks for.
+func awsIndex() *keywordIndex {
+	var ws wordSet
+	for _, w := range slices.Concat(awsWords, keyIDPrefixes, []string{"secret", "token"}) {
+		ws.add(w, true)
 	}
-	if a := vc.AllowList; a != nil {
-		strip(&a.Description, &a.StopWords, len(a.Regexes)+len(a.Paths)+len(a.Commits) > 0)
-	}
-	for _, a := range vc.Allowlists {
-		strip(&a.Description, &a.StopWords, len(a.Regexes)+len(a.Paths)+len(a.Commits) > 0)
-	}
-	for i := range vc.Rules {
-		r := &vc.Rules[i]
-		if a := r.AllowList; a != nil {
-			strip(&a.Description, &a.StopWords, len(a.Regexes)+len(a.Paths)+len(a.Commits) > 0)
-		}
-		for _, a := range r.Allowlists {
-			strip(&a.Description, &a.StopWords, len(a.Regexes)+len(a.Paths)+len(a.Commits) > 0)
-		}
-	}
-	put := func(a *config.Allowlist) {
-		for key, vals := range saved {
-			if d, ok := strings.CutSuffix(a.Description, key); ok {
-				a.Description, a.StopWords = d, vals
-			}
-		}
-	}
-	return func(cfg config.Config) {
-		for _, a := range cfg.Allowlists {
-			put(a)
-		}
-		for _, r := range cfg.Rules {
-			for _, a := range r.Allowlists {
-				put(a)
-			}
-		}
-	}
+	return ws.index()
 }
 
-// split builds the detectors from cfg: one per rule of narrowGitleaks, one for the rest.
-// aws-access-token is left out: awsKeys finds every key id, paired with its secret.
-func split(cfg config.Config) *Detector {
-	d := &Detector{}
-	rest := subset(cfg, func(id string) bool { _, narrow := narrowGitleaks[id]; return !narrow && id != "aws-access-token" })
-	d.gl = detect.NewDetector(rest)
-	for _, id := range cfg.OrderedRules {
-		n, ok := narrowGitleaks[id]
-		r, found := cfg.Rules[id]
-		if !ok || !found {
-			continue
-		}
-		set := ruleSet{id: id, det: detect.NewDetector(subset(cfg, func(x string) bool { return x == id })), narrow: n}
-		for _, k := range r.Keywords {
-			set.keywords = append(set.keywords, strings.ToLower(k))
-		}
-		d.sets = append(d.sets, set)
+// ourIndex adds our keywords (rules.go, window.go) to ws and indexes it.
+func ourIndex(ws *wordSet, sets []*ruleSet) *keywordIndex {
+	for _, w := range ownWords() {
+		ws.add(w, true)
 	}
-	return d
-}
-
-// subset is cfg with only the rules keep keeps.
-func subset(cfg config.Config, keep func(id string) bool) config.Config {
-	c := cfg
-	c.Rules, c.Keywords, c.OrderedRules = map[string]config.Rule{}, map[string]struct{}{}, nil
-	for _, id := range cfg.OrderedRules {
-		r, ok := cfg.Rules[id]
-		if !ok || !keep(id) {
-			continue
-		}
-		c.Rules[id] = r
-		c.OrderedRules = append(c.OrderedRules, id)
-		for _, k := range r.Keywords {
-			c.Keywords[strings.ToLower(k)] = struct{}{}
+	for _, s := range sets {
+		for _, w := range slices.Concat(s.keywords, s.narrow.also, s.narrow.need) {
+			ws.add(w, true)
 		}
 	}
-	return c
+	return ws.index()
 }
 
 // ScanData decodes raw (user data, a cached copy of it) and scans every decoded part.
@@ -221,18 +140,18 @@ func (d *Detector) Scan(text, part string, key []byte) []Finding {
 	if strings.TrimSpace(text) == "" {
 		return nil
 	}
-	t := newText(text)
+	t := newText(text, d.idx)
 	cands := awsKeys(t, d.whole)
 	cands = append(cands, ownRules(t, d.whole)...)
 	cands = append(cands, d.gitleaks(t)...)
-	return finish(cands, text, part, t.li, key)
+	return finish(cands, t, part, key)
 }
 
 // ScanAWS finds only AWS access keys in text (a process environment): the cheap subset of
 // Scan for places where nothing else is looked for.
 func (d *Detector) ScanAWS(text, part string, key []byte) []Finding {
-	t := newText(text)
-	return finish(awsKeys(t, d.whole), text, part, t.li, key)
+	t := newText(text, d.awsIdx)
+	return finish(awsKeys(t, d.whole), t, part, key)
 }
 
 // candidate is a secret before deduplication; value is dropped once fingerprinted.
@@ -257,21 +176,40 @@ const (
 )
 
 func (d *Detector) gitleaks(t *text) []candidate {
-	out := d.gitleaksFindings(d.gl.DetectString(t.s), 0, nil)
+	var out []candidate
+	if d.eager != nil {
+		out = d.gitleaksFindings(d.eager.DetectString(t.s), 0, nil)
+	} else if det := d.gl.detector(t.hits()); det != nil {
+		out = d.gitleaksFindings(det.DetectString(t.s), 0, nil)
+	}
 	for _, set := range d.sets {
-		if d.whole {
-			out = d.gitleaksFindings(set.det.DetectString(t.s), 0, out)
+		ws := [][2]int{wholeText}
+		if !d.whole {
+			ws = set.windows(t)
+		}
+		if len(ws) == 0 {
 			continue
 		}
-		for _, w := range set.windows(t) {
+		det := set.det()
+		if det == nil {
+			continue
+		}
+		for _, w := range ws {
 			if w == wholeText {
-				out = d.gitleaksFindings(set.det.DetectString(t.s), 0, out)
+				out = d.gitleaksFindings(det.DetectString(t.s), 0, out)
 				continue
 			}
 			start, end := t.span(w[0], w[1])
-			out = d.gitleaksFindings(set.det.DetectString(t.s[start:end]), w[0], out)
+			out = d.gitleaksFindings(det.DetectString(t.s[start:end]), w[0], out)
 		}
 	}
+	// gitleaks reports rules in map order; when two report the same secret on one line (the
+	// default config has such pairs: gitlab-pat and gitlab-pat-routable, bittrex-access-key
+	// and bittrex-secret-key), finish keeps the first. Ordered by rule, the same one wins
+	// every time.
+	slices.SortStableFunc(out, func(a, b candidate) int {
+		return cmp.Or(cmp.Compare(a.line, b.line), strings.Compare(a.rule, b.rule))
+	})
 	return out
 }
 
@@ -300,7 +238,7 @@ func (d *Detector) gitleaksFindings(fs []report.Finding, first int, out []candid
 
 // finish drops candidates that cover a secret a better candidate already covers, then turns
 // the rest into findings: fingerprint and redaction computed here, values dropped.
-func finish(cands []candidate, text, part string, li *lineIndex, key []byte) []Finding {
+func finish(cands []candidate, t *text, part string, key []byte) []Finding {
 	if len(cands) == 0 {
 		return nil
 	}
@@ -308,7 +246,7 @@ func finish(cands []candidate, text, part string, li *lineIndex, key []byte) []F
 		return cmp.Or(cmp.Compare(a.prio, b.prio), cmp.Compare(a.line, b.line))
 	})
 	var claimed []string
-	blocks := scriptBlocks(text, li)
+	blocks := scriptBlocks(t.s, t.lower, t.li)
 	out := make([]Finding, 0, len(cands))
 	for _, c := range cands {
 		if slices.ContainsFunc(c.claims, func(v string) bool { return overlapsAny(v, claimed) }) {

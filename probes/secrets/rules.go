@@ -52,7 +52,7 @@ var (
 // id) over the lines around the ids (see window.go).
 func awsKeys(t *text, whole bool) []candidate {
 	text, li := t.s, t.li
-	if !containsAny(t.lower, []string{"akia", "asia", "abia", "acca", "a3t", "secret"}) {
+	if !t.hasAny(awsWords) {
 		return nil
 	}
 	type tok struct {
@@ -158,6 +158,9 @@ func awsKeys(t *text, whole bool) []candidate {
 	return out
 }
 
+// awsWords are what a text holds when awsKeys can find anything in it.
+var awsWords = []string{"akia", "asia", "abia", "acca", "a3t", "secret"}
+
 // keyIDPrefixes are the prefixes of AWS access key ids, lowercased.
 var keyIDPrefixes = []string{"akia", "asia", "abia", "acca", "a3t"}
 
@@ -236,7 +239,7 @@ func ownRules(t *text, whole bool) []candidate {
 		if ws != nil && len(also) > 0 {
 			ws = slices.DeleteFunc(ws, func(w [2]int) bool {
 				start, end := t.lowerSpan(w[0], w[1])
-				return !containsAny(t.lower[start:end], also)
+				return !t.spanHasAny(start, end, also)
 			})
 			if len(ws) == 0 {
 				return
@@ -249,7 +252,9 @@ func ownRules(t *text, whole bool) []candidate {
 			add(r.id, prioOwnSpecific, m[2*r.grp], text[m[2*r.grp]:m[2*r.grp+1]])
 		})
 	}
-	chpasswdList(text, li, add)
+	if t.has("chpasswd:") {
+		chpasswdList(text, li, add)
+	}
 	each(reAssign, assignKeywords, nil, true, func(m []int) {
 		if secretKeyName(text[m[2]:m[3]]) {
 			add("password-assignment", prioOwnGeneric, m[4], text[m[4]:m[5]])
@@ -260,13 +265,14 @@ func ownRules(t *text, whole bool) []candidate {
 
 var assignKeywords = []string{"pass", "pwd", "secret", "token", "key", "credential"}
 
-func containsAny(s string, words []string) bool {
-	for _, w := range words {
-		if strings.Contains(s, w) {
-			return true
-		}
+// ownWords are the keywords our rules look for (awsKeys, ownRules): the keyword index
+// records where each occurs.
+func ownWords() []string {
+	words := slices.Concat(awsWords, keyIDPrefixes, []string{"secret", "token", "chpasswd:"}, assignKeywords)
+	for _, r := range specificRules {
+		words = slices.Concat(words, r.kw, r.also)
 	}
-	return false
+	return words
 }
 
 // chpasswdList finds the user:password lines of cloud-config chpasswd lists (the old

@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/zricethezav/gitleaks/v8/detect"
 )
@@ -25,38 +26,50 @@ import (
 //     [curl line, +12], and only windows that hold what the match must (a header named
 //     Authorization, *Key or *Token; -u or --user).
 //   - jwt: the match holds ".ey" (two base64url JSON objects), so only texts that do.
+//   - vault-service-token: the match starts with its keyword ("hvs." or "s.") and holds no
+//     newline but, at most, the last character (which the end of the line's window matches
+//     as $ instead, and gitleaks trims from the match anyway); so the keyword's line alone.
 var narrowGitleaks = map[string]narrowing{
-	"generic-api-key":  {after: 10},
-	"curl-auth-header": {after: 12, also: []string{"authorization", "key", "token"}},
-	"curl-auth-user":   {after: 12, also: []string{"-u", "--user"}},
-	"jwt":              {need: []string{".ey"}},
+	"generic-api-key":     {after: 10},
+	"curl-auth-header":    {after: 12, also: []string{"authorization", "key", "token"}},
+	"curl-auth-user":      {after: 12, also: []string{"-u", "--user"}},
+	"jwt":                 {need: []string{".ey"}},
+	"vault-service-token": {after: 0},
 }
 
-// narrowing says where a rule runs: around its keywords (after > 0: the keyword's line and
-// the after lines following, keeping only windows holding one of also), or over whole texts
-// that hold every one of need.
+// narrowing says where a rule runs: over whole texts that hold every one of need (need set),
+// or around its keywords: the keyword's line and the after lines following, keeping only
+// windows holding one of also.
 type narrowing struct {
 	after int
 	also  []string
 	need  []string
 }
 
-// ruleSet is one narrowed gitleaks rule in its own detector.
+// ruleSet is one narrowed gitleaks rule in its own detector, built on first use.
 type ruleSet struct {
 	id       string
-	det      *detect.Detector
 	narrow   narrowing
 	keywords []string // lowercased
+	det      func() *detect.Detector
+}
+
+func newRuleSet(id string, n narrowing, keywords []string, build func() *detect.Detector) *ruleSet {
+	s := &ruleSet{id: id, narrow: n, det: sync.OnceValue(build)}
+	for _, k := range keywords {
+		s.keywords = append(s.keywords, strings.ToLower(k))
+	}
+	return s
 }
 
 // wholeText is the window that means "run over the whole text".
 var wholeText = [2]int{-1, -1}
 
 // windows returns the line ranges the rule runs over in t (none when it cannot match).
-func (s ruleSet) windows(t *text) [][2]int {
-	if s.narrow.after == 0 {
+func (s *ruleSet) windows(t *text) [][2]int {
+	if s.narrow.need != nil {
 		for _, n := range s.narrow.need {
-			if !strings.Contains(t.lower, n) {
+			if !t.has(n) {
 				return nil
 			}
 		}
@@ -68,25 +81,78 @@ func (s ruleSet) windows(t *text) [][2]int {
 	}
 	return slices.DeleteFunc(ws, func(w [2]int) bool {
 		start, end := t.lowerSpan(w[0], w[1])
-		return !containsAny(t.lower[start:end], s.narrow.also)
+		return !t.spanHasAny(start, end, s.narrow.also)
 	})
 }
 
 // text is one text being scanned, with its lowercased copy and both line indexes (ToLower
 // keeps every newline but may change byte offsets outside ASCII, so lines are the common
-// coordinate).
+// coordinate), and the keywords found in the lowercased copy (on first use).
 type text struct {
 	s, lower    string
 	li, lowerLI *lineIndex
+	idx         *keywordIndex
+	kw          *hits
 }
 
-func newText(s string) *text {
-	t := &text{s: s, lower: strings.ToLower(s), li: newLineIndex(s)}
+func newText(s string, idx *keywordIndex) *text {
+	t := &text{s: s, lower: strings.ToLower(s), li: newLineIndex(s), idx: idx}
 	t.lowerLI = t.li
 	if !asciiOnly(s) {
 		t.lowerLI = newLineIndex(t.lower)
 	}
 	return t
+}
+
+// hits returns the keywords of the detector's index found in the lowercased text.
+func (t *text) hits() *hits {
+	if t.kw == nil {
+		h := t.idx.find(t.lower)
+		t.kw = &h
+	}
+	return t.kw
+}
+
+// has reports whether the lowercased text holds w (lowercase).
+func (t *text) has(w string) bool {
+	if i, ok := t.idx.num[w]; ok {
+		return t.hits().has(i)
+	}
+	return strings.Contains(t.lower, w)
+}
+
+// hasAny reports whether the lowercased text holds one of ws.
+func (t *text) hasAny(ws []string) bool {
+	for _, w := range ws {
+		if t.has(w) {
+			return true
+		}
+	}
+	return false
+}
+
+// spanHasAny reports whether t.lower[start:end] holds one of ws.
+func (t *text) spanHasAny(start, end int, ws []string) bool {
+	for _, w := range ws {
+		i, ok := t.idx.num[w]
+		if !ok || !t.idx.where[i] {
+			if strings.Contains(t.lower[start:end], w) {
+				return true
+			}
+			continue
+		}
+		h := t.hits()
+		if !h.has(i) {
+			continue
+		}
+		o, _ := slices.BinarySearchFunc(h.occ, start, func(o occurrence, off int) int { return o.off - off })
+		for ; o < len(h.occ) && h.occ[o].off+len(w) <= end; o++ {
+			if h.occ[o].word == i {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func asciiOnly(s string) bool {
@@ -102,7 +168,14 @@ func asciiOnly(s string) bool {
 // ascending, each once.
 func (t *text) hitLines(kws []string) []int {
 	var lines []int
+	var ids []int
 	for _, kw := range kws {
+		if i, ok := t.idx.num[kw]; ok && t.idx.where[i] {
+			if t.hits().has(i) {
+				ids = append(ids, i)
+			}
+			continue
+		}
 		for from := 0; ; {
 			i := strings.Index(t.lower[from:], kw)
 			if i < 0 {
@@ -115,6 +188,18 @@ func (t *text) hitLines(kws []string) []int {
 				break
 			}
 			from = t.lowerLI.starts[n+1]
+		}
+	}
+	if len(ids) > 0 {
+		last := -1
+		for _, o := range t.hits().occ {
+			if slices.Contains(ids, o.word) {
+				// A keyword holds no newline: the line it starts on holds it.
+				if n := t.lowerLI.line(o.off) - 1; n != last {
+					lines = append(lines, n)
+					last = n
+				}
+			}
 		}
 	}
 	slices.Sort(lines)
@@ -188,7 +273,7 @@ func (t *text) find(re *regexp.Regexp, ws [][2]int, fn func(m []int)) {
 // lines returns each line holding one of kws as a one-line range, or nil (the whole text)
 // when whole is set; ok is false when no line holds any.
 func (t *text) lines(kws []string, whole bool) (ws [][2]int, ok bool) {
-	if !containsAny(t.lower, kws) {
+	if !t.hasAny(kws) {
 		return nil, false
 	}
 	if whole {

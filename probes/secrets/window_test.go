@@ -45,6 +45,12 @@ func TestWindowsFindWhatWholeTextFinds(t *testing.T) {
 	texts["aws-session"] = filler + "aws_access_key_id=ASIAZ7QK2MW5RT3XPLNB\naws_secret_access_key=Ym9vZ2xlYmFyZm9vYmF6cXV4Q29ycmVjdEhvcnNl1\naws_session_token=" + strings.Repeat("IQoJb3JpZ2luX2VjEJr", 8) + "\n" + filler
 	texts["jwt"] = filler + "TOKEN=eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c\n" + filler
 	texts["curl-user-continued"] = filler + "curl -X POST \\\n  https://repo.example.org/upload \\\n  --user 'deploy:Xk29fjq83HsZp0a'\n" + filler
+	vault := "s.Ab3dEf9hIjK1MnOp7rStUv2x"
+	texts["vault-line-end"] = filler + "export VAULT_TOKEN=" + vault + "\n" + filler
+	texts["vault-text-end"] = filler + "vault login " + vault
+	texts["vault-crlf"] = strings.ReplaceAll(filler, "\n", "\r\n") + "VAULT_TOKEN='" + vault + "'\r\nls s.x\r\n"
+	texts["vault-adjacent"] = filler + "a=" + vault + "\nb=s.Zz8yXx7wVv6uTt5sRr4qQp3o;\nls.Ab3dEf9hIjK1MnOp7rStUv2x\n" + filler
+	texts["vault-hvs"] = filler + "token: hvs." + strings.Repeat("Ab3_dE-f9hKq7Lm2Np5Rs8Tu1Vw4Xy6Zz0", 3)[:100] + "\n\n" + filler
 	var b strings.Builder
 	for i := range 50 {
 		b.WriteString(strings.Repeat("x", i))
@@ -53,15 +59,29 @@ func TestWindowsFindWhatWholeTextFinds(t *testing.T) {
 	b.WriteString("-H 'Authorization: Basic ZGVwbG95OlhrMjlmanE4M0hzWnAwYQ=='\n")
 	texts["curl-chain"] = b.String()
 
+	vaultCands := 0
 	for name, s := range texts {
 		got, _ := d.ScanData([]byte(s), key)
 		want, _ := whole.ScanData([]byte(s), key)
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: windowed scan found\n%+v\nwhole-text scan found\n%+v", name, got, want)
 		}
+		// gitleaks' own candidates, before our rules cover them up.
+		gc, wc := sortedCands(d.gitleaks(newText(s, d.idx))), sortedCands(whole.gitleaks(newText(s, whole.idx)))
+		if !reflect.DeepEqual(gc, wc) {
+			t.Errorf("%s: gitleaks candidates windowed %+v, whole %+v", name, gc, wc)
+		}
+		for _, c := range wc {
+			if c.rule == "vault-service-token" {
+				vaultCands++
+			}
+		}
+	}
+	if vaultCands < 6 {
+		t.Errorf("vault-service-token reported %d times over the vault texts; want at least 6", vaultCands)
 	}
 	// The edge texts must find something, or the comparison above proves nothing.
-	for _, name := range []string{"aws-bare-3-lines", "aws-session", "jwt", "curl-user-continued", "curl-continued", "curl-user", "generic-next-line", "generic-end", "assign-first-line", "docker-login-tab", "non-ascii", "windows-of-many"} {
+	for _, name := range []string{"vault-line-end", "vault-text-end", "vault-crlf", "vault-adjacent", "vault-hvs", "aws-bare-3-lines", "aws-session", "jwt", "curl-user-continued", "curl-continued", "curl-user", "generic-next-line", "generic-end", "assign-first-line", "docker-login-tab", "non-ascii", "windows-of-many"} {
 		if fs, _ := d.ScanData([]byte(texts[name]), key); len(fs) == 0 {
 			t.Errorf("%s: nothing found", name)
 		}
@@ -73,10 +93,7 @@ func TestWindowsFindWhatWholeTextFinds(t *testing.T) {
 // generic assignments whose values hold a stop word or not.
 func TestStopwordsWithoutTries(t *testing.T) {
 	d := detector(t)
-	withTries, err := newDetector(false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	withTries := eagerDetector(t, false)
 	texts := []string{
 		"client_api_key = 'Zq8vLx2Pw7RkT4nYc_ec2_9Bm'\n", // "_ec2_" is a stop word
 		"client_api_key = 'Zq8vLx2Pw7RkT4nYcAbout9Bm'\n", // "about", in upper case
@@ -100,7 +117,7 @@ func TestStopwordsWithoutTries(t *testing.T) {
 			t.Errorf("text %d: without tries\n%+v\nwith tries\n%+v", i, got, want)
 		}
 		// gitleaks' own candidates, before our rules cover them up.
-		gc, wc := sortedCands(d.gitleaks(newText(s))), sortedCands(withTries.gitleaks(newText(s)))
+		gc, wc := sortedCands(d.gitleaks(newText(s, d.idx))), sortedCands(withTries.gitleaks(newText(s, withTries.idx)))
 		if !reflect.DeepEqual(gc, wc) {
 			t.Errorf("text %d: gitleaks candidates without tries %+v, with tries %+v", i, gc, wc)
 		}
