@@ -445,7 +445,7 @@ func processEnvironments(ctx context.Context, env *Env, users []passwdUser) []Re
 	if env.Proc == "" {
 		return []Result{NewResult(check, NotAvailable, "", "no procfs to read process environments from (an offline image, or --proc not given)")}
 	}
-	p := procfs.FS{Dir: env.Proc}
+	p := procfs.New(env.Proc)
 	pids, err := p.PIDs()
 	if err != nil {
 		return []Result{NewResult(check, NotAvailable, "", fmt.Sprintf("could not list processes: %v", err))}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"net/netip"
@@ -368,21 +367,11 @@ func ssmUnhealthy(env *Env, st ssmState) Result {
 
 // tailFile reads at most the last n bytes of a file under the root, from the first whole line.
 func tailFile(env *Env, name string, n int64) ([]byte, error) {
-	f, err := env.FS.Open(name)
+	b, cut, err := env.FS.ReadTail(name, n)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	size := f.Info.Size()
-	off := int64(0)
-	if size > n {
-		off = size - n
-	}
-	b, err := io.ReadAll(io.LimitReader(io.NewSectionReader(f, off, n), n))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
-	}
-	if off > 0 {
+	if cut {
 		if i := strings.IndexByte(string(b), '\n'); i >= 0 {
 			b = b[i+1:]
 		}

@@ -15,18 +15,24 @@ import (
 // With shortIsEOF a read returning less than asked ends it: true of files the kernel fills
 // in one go (comm; environ, which it copies until the request or the environment ends), and
 // it saves the extra read that would return 0.
-func readFile(name string, limit int64, buf []byte, shortIsEOF bool) ([]byte, bool, error) {
+//
+// kernel says name is in a mounted procfs, where every file is a regular one: then the
+// fstat that makes sure of that elsewhere (a fixture tree could hold a FIFO or device) is
+// skipped.
+func readFile(name string, limit int64, buf []byte, shortIsEOF, kernel bool) ([]byte, bool, error) {
 	fd, err := unix.Open(name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	if err != nil {
 		return nil, false, &os.PathError{Op: "open", Path: name, Err: err}
 	}
 	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, false, &os.PathError{Op: "stat", Path: name, Err: err}
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, false, fmt.Errorf("%s: not a regular file", name)
+	if !kernel {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return nil, false, &os.PathError{Op: "stat", Path: name, Err: err}
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFREG {
+			return nil, false, fmt.Errorf("%s: not a regular file", name)
+		}
 	}
 	// procfs reports size 0; start at a page, enough for most status and environ files
 	// (or at what the caller's buffer already holds).
@@ -59,15 +65,42 @@ func readFile(name string, limit int64, buf []byte, shortIsEOF bool) ([]byte, bo
 	return buf, false, nil
 }
 
+// fsKind says whether dir is a mounted procfs, and whether its filesystem fills directory
+// reads until the buffer or the directory ends (procfs and the local disk filesystems do;
+// FUSE, for one, may return one page of a directory at a time).
+func fsKind(dir string) (kernel, fills bool) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return false, false
+	}
+	switch uint32(st.Type) {
+	case unix.PROC_SUPER_MAGIC:
+		return true, true
+	case unix.TMPFS_MAGIC, unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC:
+		return false, true
+	}
+	return false, false
+}
+
+// maxDirent is the most one directory entry takes in a getdents buffer (a 255-byte name).
+const maxDirent = 280
+
 // readDirNames lists at most n names of a directory with raw system calls (os.Open of a
 // directory costs fcntl calls and a poller registration attempt; sshd's probe lists the fd
 // directory of every process).
-func readDirNames(dir string, n int) ([]string, error) {
+func readDirNames(dir string, n int, fills bool) ([]string, error) {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
 	}
 	defer unix.Close(fd)
+	return readDirFD(fd, dir, n, fills)
+}
+
+// readDirFD lists at most n names of the open directory fd. With fills, a read that left
+// room for another entry ends it: the 0-byte read os would make to see the end costs a
+// system call per process in the fd walk.
+func readDirFD(fd int, dir string, n int, fills bool) ([]string, error) {
 	var names []string
 	buf := make([]byte, 8192)
 	for len(names) < n {
@@ -82,6 +115,50 @@ func readDirNames(dir string, n int) ([]string, error) {
 			break
 		}
 		_, _, names = unix.ParseDirent(buf[:got], n-len(names), names)
+		if fills && got < len(buf)-maxDirent {
+			break
+		}
 	}
 	return names, nil
+}
+
+// socketInodes returns the socket inodes among a process's open files: its fd directory
+// listed and each link read relative to it, with raw system calls.
+func (p FS) socketInodes(pid int) ([]uint64, error) {
+	dir := p.Path(pid, "fd")
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	defer unix.Close(fd)
+	names, err := readDirFD(fd, dir, maxFDsPerPID, p.fills)
+	if err != nil {
+		return nil, err
+	}
+	var out []uint64
+	buf := make([]byte, 64) // "socket:[N]" fits; longer targets are no sockets
+	for _, name := range names {
+		n, err := unix.Readlinkat(fd, name, buf)
+		if err == unix.EINTR {
+			n, err = unix.Readlinkat(fd, name, buf)
+		}
+		if err != nil || n >= len(buf) {
+			continue // closed meanwhile, or not a socket
+		}
+		if ino, ok := SocketInode(string(buf[:n])); ok {
+			out = append(out, ino)
+		}
+	}
+	return out, nil
+}
+
+// fdReadable says whether the process's fd directory can be listed, without listing it.
+func (p FS) fdReadable(pid int) error {
+	dir := p.Path(pid, "fd")
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	unix.Close(fd)
+	return nil
 }

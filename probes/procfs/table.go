@@ -26,7 +26,7 @@ type Table struct {
 }
 
 // NewTable returns the table of the procfs directory dir; nothing is read until Procs.
-func NewTable(dir string) *Table { return &Table{fs: FS{Dir: dir}} }
+func NewTable(dir string) *Table { return &Table{fs: New(dir)} }
 
 // Procs lists the processes, ascending by pid, reading them on the first call.
 func (t *Table) Procs() ([]Proc, error) {
