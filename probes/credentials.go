@@ -283,7 +283,8 @@ func (st *credState) credFiles(users []passwdUser) []credFile {
 // file) and turns what it holds into results.
 func (st *credState) scanFile(f credFile) {
 	env := st.env
-	lfi, parents, err := env.FS.LstatResolve(f.path)
+	// The entry keeps what the look found ready for the read below: one resolution, not two.
+	entry, err := env.FS.LstatEntry(f.path)
 	if err != nil {
 		if errors.Is(err, hostfs.ErrTooManyLinks) {
 			st.odd.links = append(st.odd.links, f.path)
@@ -297,6 +298,8 @@ func (st *credState) scanFile(f credFile) {
 		}
 		return
 	}
+	defer entry.Close()
+	lfi, parents := entry.Info, entry.Resolved
 	fi := lfi
 	resolved := f.path
 	if lfi.Mode()&fs.ModeSymlink != 0 || f.inHome {
@@ -339,9 +342,9 @@ func (st *credState) scanFile(f credFile) {
 	}
 	var data []byte
 	if strings.HasSuffix(f.path, "_history") {
-		data, err = readTail(env, f.path, maxSecretFile)
+		data, _, err = entry.ReadTail(maxSecretFile)
 	} else {
-		data, _, err = env.FS.ReadFile(f.path, maxSecretFile)
+		data, _, err = entry.ReadFile(maxSecretFile)
 	}
 	if err != nil {
 		st.bad.add(f.path, err)

@@ -51,13 +51,6 @@ func kindWords(f secrets.Finding) string {
 	}
 }
 
-// readTail reads at most limit bytes of the regular file name, from the end when it is
-// longer (shell histories grow at the end, where the recent commands are).
-func readTail(env *Env, name string, limit int64) ([]byte, error) {
-	b, _, err := env.FS.ReadTail(name, limit)
-	return b, err
-}
-
 // unreadable collects paths that could not be read, for a reason sentence.
 type unreadable struct {
 	n     int

@@ -166,17 +166,17 @@ func lastSplit(name string) (dir, base string, ok bool) {
 	return rel(dir), base, true
 }
 
-// fastLstatResolve is LstatResolve when no parent of name is a link and no component is "..":
-// the kernel checks the first (RESOLVE_NO_SYMLINKS on the parent), so the resolved path is
-// the cleaned name. handled is false when the walk must answer.
-func (f *FS) fastLstatResolve(name string) (fi fs.FileInfo, resolved string, handled bool, err error) {
+// fastEntry is LstatEntry when no parent of name is a link and no component is "..": the
+// kernel checks the first (RESOLVE_NO_SYMLINKS on the parent), so the resolved path is the
+// cleaned name. handled is false when the walk must answer.
+func (f *FS) fastEntry(name string) (e *Entry, handled bool, err error) {
 	dir, base, ok := cleanSplit(name)
 	if !ok {
-		return nil, "", false, nil
+		return nil, false, nil
 	}
 	rootfd, ok := f.rfd.acquire()
 	if !ok {
-		return nil, "", false, nil
+		return nil, false, nil
 	}
 	defer f.rfd.release()
 	dfd := rootfd
@@ -184,11 +184,16 @@ func (f *FS) fastLstatResolve(name string) (fi fs.FileInfo, resolved string, han
 		// RESOLVE_NO_SYMLINKS implies RESOLVE_NO_MAGICLINKS. A link among the parents is
 		// ELOOP: the walk follows it and knows where it led.
 		if dfd, err = openat2(rootfd, dir, unix.O_PATH|unix.O_DIRECTORY, unix.RESOLVE_IN_ROOT|unix.RESOLVE_NO_SYMLINKS); err != nil {
-			return nil, "", false, nil
+			return nil, false, nil
 		}
-		defer unix.Close(dfd)
 	}
-	resolved = "/" + base
+	keep := false
+	defer func() {
+		if dfd != rootfd && !keep {
+			unix.Close(dfd)
+		}
+	}()
+	resolved := "/" + base
 	if dir != "" {
 		resolved = "/" + dir + "/" + base
 	}
@@ -196,12 +201,52 @@ func (f *FS) fastLstatResolve(name string) (fi fs.FileInfo, resolved string, han
 	switch err := fstatat(dfd, base, &info.sys); err {
 	case nil:
 		info.fill()
-		return info, resolved, true, nil
+		e := &Entry{Info: info, Resolved: resolved, f: f, name: name, dfd: -1}
+		if dfd != rootfd { // the root's descriptor is the FS's, not the entry's
+			e.dfd, keep = dfd, true
+		}
+		return e, true, nil
 	case unix.ENOENT, unix.EACCES:
 		// The walk's own error: its lstat of this last component, by host path.
-		return nil, "", true, &os.PathError{Op: "lstat", Path: f.HostPath(resolved), Err: err}
+		return nil, true, &os.PathError{Op: "lstat", Path: f.HostPath(resolved), Err: err}
 	}
-	return nil, "", false, nil
+	return nil, false, nil
+}
+
+// Close gives back the entry's descriptor.
+func (e *Entry) Close() error {
+	if e.dfd >= 0 {
+		unix.Close(e.dfd)
+		e.dfd = -1
+	}
+	return nil
+}
+
+// fastRead reads a regular entry through its held parent: opened with O_NOFOLLOW relative
+// to it and compared with what was looked at. Anything else (a link, the file replaced
+// meanwhile) is not handled: FS.ReadFile looks again, as a fresh call would.
+func (e *Entry) fastRead(limit int64, tail bool) (data []byte, more, handled bool, err error) {
+	st, ok := e.Info.Sys().(*syscall.Stat_t)
+	if e.dfd < 0 || !ok || !e.Info.Mode().IsRegular() {
+		return nil, false, false, nil
+	}
+	_, base, _ := cleanSplit(e.name)
+	var fd int
+	for {
+		fd, err = unix.Openat(e.dfd, base, openFlags, 0)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return nil, false, false, nil
+	}
+	defer unix.Close(fd)
+	var after syscall.Stat_t
+	if fstat(fd, &after) != nil || after.Mode&syscall.S_IFMT != syscall.S_IFREG || after.Dev != st.Dev || after.Ino != st.Ino {
+		return nil, false, false, nil
+	}
+	return readRegular(fd, &after, e.f.HostPath(e.Resolved), e.name, limit, tail)
 }
 
 // fastStat is Stat by the kernel: an O_PATH open (which never opens the file itself, so a
@@ -454,13 +499,18 @@ func (f *FS) fastRead(name string, limit int64, tail bool) (data []byte, more, h
 		return nil, false, handled, err
 	}
 	defer unix.Close(fd)
+	return readRegular(fd, st, f.HostPath(name), name, limit, tail)
+}
+
+// readRegular reads the open regular file fd (of stat st) for fastRead.
+func readRegular(fd int, st *syscall.Stat_t, hostPath, name string, limit int64, tail bool) (data []byte, more, handled bool, err error) {
 	var off int64
 	if tail && st.Size > limit {
 		off = st.Size - limit
 	}
 	data, more, err = readFD(fd, off, st.Size-off, limit)
 	if err != nil {
-		return nil, false, true, fmt.Errorf("read %s: %w", name, &os.PathError{Op: "read", Path: f.HostPath(name), Err: err})
+		return nil, false, true, fmt.Errorf("read %s: %w", name, &os.PathError{Op: "read", Path: hostPath, Err: err})
 	}
 	if tail {
 		more = off > 0

@@ -1,6 +1,7 @@
 package hostfs
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -76,6 +77,16 @@ func TestKernelMatchesWalk(t *testing.T) {
 			return describeInfo(fi, err) + " " + p
 		},
 		"Stat": func(f *FS, name string) string { return describeInfo(f.Stat(name)) },
+		"LstatEntry": func(f *FS, name string) string {
+			e, err := f.LstatEntry(name)
+			if err != nil {
+				return err.Error()
+			}
+			defer e.Close()
+			b, tr, err := e.ReadFile(4)
+			tail, cut, terr := e.ReadTail(3)
+			return fmt.Sprint(describeInfo(e.Info, nil), e.Resolved, string(b), tr, err, string(tail), cut, terr)
+		},
 		"Readlink": func(f *FS, name string) string {
 			s, err := f.Readlink(name)
 			return fmt.Sprint(s, err)
@@ -162,4 +173,42 @@ func countFDs(t *testing.T) int {
 		t.Skip(err)
 	}
 	return len(es)
+}
+
+// TestEntrySwapped: a file replaced between LstatEntry and the read is read as a fresh
+// ReadFile would read it, and a FIFO swapped in is refused, not opened.
+func TestEntrySwapped(t *testing.T) {
+	bothWays(t, func(t *testing.T, mk func(string) (*FS, error)) {
+		root, _ := tree(t)
+		f, err := mk(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(root, "etc", "swap")
+		os.WriteFile(p, []byte("old"), 0o644)
+		before := countFDs(t)
+		e, err := f.LstatEntry("/etc/swap")
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(p)
+		os.WriteFile(p, []byte("new"), 0o644)
+		if b, _, err := e.ReadFile(10); err != nil || string(b) != "new" {
+			t.Errorf("replaced file: %q %v", b, err)
+		}
+		os.Remove(p)
+		if err := syscall.Mkfifo(p, 0o644); err != nil {
+			t.Skip(err)
+		}
+		if _, _, err := e.ReadFile(10); !errors.Is(err, ErrNotRegular) {
+			t.Errorf("FIFO swapped in: err %v, want ErrNotRegular", err)
+		}
+		if _, _, err := e.ReadTail(10); !errors.Is(err, ErrNotRegular) {
+			t.Errorf("FIFO swapped in, tail: err %v, want ErrNotRegular", err)
+		}
+		e.Close()
+		if after := countFDs(t); after != before {
+			t.Errorf("descriptors %d before LstatEntry, %d after Close", before, after)
+		}
+	})
 }

@@ -159,9 +159,17 @@ func (f *FS) Lstat(name string) (fs.FileInfo, error) {
 // LstatResolve is Lstat, also returning the in-tree path name refers to with its parents'
 // links resolved (its own, if it is one, not followed): one walk for both.
 func (f *FS) LstatResolve(name string) (fs.FileInfo, string, error) {
-	if fi, p, ok, err := f.fastLstatResolve(name); ok {
-		return fi, p, err
+	if e, ok, err := f.fastEntry(name); ok {
+		if err != nil {
+			return nil, "", err
+		}
+		e.Close()
+		return e.Info, e.Resolved, nil
 	}
+	return f.walkLstatResolve(name)
+}
+
+func (f *FS) walkLstatResolve(name string) (fs.FileInfo, string, error) {
 	p, fi, err := f.resolveInfo(name, false)
 	if err != nil {
 		return nil, "", err
@@ -172,6 +180,46 @@ func (f *FS) LstatResolve(name string) (fs.FileInfo, string, error) {
 		}
 	}
 	return fi, p, nil
+}
+
+// Entry is a name looked at as LstatResolve does, kept ready for reading: a read right after
+// the look needs no second resolution when the name still leads to what was looked at.
+// Close it when done.
+type Entry struct {
+	Info     fs.FileInfo // the name itself (a link is not followed)
+	Resolved string      // its in-tree path, parents' links resolved
+
+	f    *FS
+	name string
+	dfd  int // the parent directory, held open (Linux); -1: none
+}
+
+// LstatEntry is LstatResolve, keeping the result ready for ReadFile or ReadTail.
+func (f *FS) LstatEntry(name string) (*Entry, error) {
+	if e, ok, err := f.fastEntry(name); ok {
+		return e, err
+	}
+	fi, p, err := f.walkLstatResolve(name)
+	if err != nil {
+		return nil, err
+	}
+	return &Entry{Info: fi, Resolved: p, f: f, name: name, dfd: -1}, nil
+}
+
+// ReadFile is FS.ReadFile of the entry's name.
+func (e *Entry) ReadFile(limit int64) (data []byte, truncated bool, err error) {
+	if data, truncated, ok, err := e.fastRead(limit, false); ok {
+		return data, truncated, err
+	}
+	return e.f.ReadFile(e.name, limit)
+}
+
+// ReadTail is FS.ReadTail of the entry's name.
+func (e *Entry) ReadTail(limit int64) (data []byte, cut bool, err error) {
+	if data, cut, ok, err := e.fastRead(limit, true); ok {
+		return data, cut, err
+	}
+	return e.f.ReadTail(e.name, limit)
 }
 
 // Stat describes what name refers to, following symlinks inside the tree.
