@@ -284,8 +284,15 @@ func ssmUnhealthy(env *Env, st ssmState) Result {
 		}
 		read = append(read, name)
 		for _, line := range strings.Split(string(data), "\n") {
-			if m := ssmVersionLine.FindStringSubmatch(line); m != nil {
-				version = m[1]
+			// Literal checks first: the regexps are the costly part of reading a busy log,
+			// and a line without these words cannot match them.
+			if strings.Contains(line, "Agent version") || strings.Contains(line, "Agent Version") || strings.Contains(line, "amazon-ssm-agent - v") {
+				if m := ssmVersionLine.FindStringSubmatch(line); m != nil {
+					version = m[1]
+				}
+			}
+			if !strings.Contains(line, " ERROR") && !strings.Contains(line, " CRITICAL") {
+				continue
 			}
 			m := ssmLogLine.FindStringSubmatch(line)
 			if m == nil || (m[2] != "ERROR" && m[2] != "CRITICAL") {

@@ -19,8 +19,8 @@ import (
 type FS struct {
 	Dir string
 
-	// kernel: Dir is a mounted procfs, whose files are the kernel's and all regular, so a
-	// read needs no fstat to be sure it reads no FIFO or device.
+	// kernel: Dir is a mounted procfs, whose files are the kernel's and all regular, so not
+	// even an empty read needs an fstat to tell it from a FIFO.
 	kernel bool
 	// fills: Dir's filesystem fills a directory read until the buffer or the directory ends,
 	// so a read that leaves room for another entry was the last.

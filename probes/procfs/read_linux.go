@@ -8,7 +8,7 @@ import (
 )
 
 // readFile reads at most limit bytes (and says whether there was more) with raw system calls:
-// open, fstat, read until EOF, close. os.OpenFile would add an fcntl and a failing epoll
+// open, read until EOF, close. os.OpenFile would add an fcntl and a failing epoll
 // registration per file, and io.ReadAll's 512-byte start a read per doubling; with thousands
 // of processes those were most of a scan's system calls.
 //
@@ -16,23 +16,28 @@ import (
 // in one go (comm; environ, which it copies until the request or the environment ends), and
 // it saves the extra read that would return 0.
 //
-// kernel says name is in a mounted procfs, where every file is a regular one: then the
-// fstat that makes sure of that elsewhere (a fixture tree could hold a FIFO or device) is
-// skipped.
+// The size a stat would give is useless (procfs says 0), so there is none before reading.
+// In a mounted procfs (kernel) every file is a regular one. Elsewhere (a fixture tree) a
+// read that finds nothing or fails is checked with fstat, so a FIFO is refused as before
+// (O_NONBLOCK: it cannot block, and gives nothing); a directory fails its read.
 func readFile(name string, limit int64, buf []byte, shortIsEOF, kernel bool) ([]byte, bool, error) {
 	fd, err := unix.Open(name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	if err != nil {
 		return nil, false, &os.PathError{Op: "open", Path: name, Err: err}
 	}
 	defer unix.Close(fd)
-	if !kernel {
+	regular := func() error {
+		if kernel {
+			return nil
+		}
 		var st unix.Stat_t
 		if err := unix.Fstat(fd, &st); err != nil {
-			return nil, false, &os.PathError{Op: "stat", Path: name, Err: err}
+			return &os.PathError{Op: "stat", Path: name, Err: err}
 		}
 		if st.Mode&unix.S_IFMT != unix.S_IFREG {
-			return nil, false, fmt.Errorf("%s: not a regular file", name)
+			return fmt.Errorf("%s: not a regular file", name)
 		}
+		return nil
 	}
 	// procfs reports size 0; start at a page, enough for most status and environ files
 	// (or at what the caller's buffer already holds).
@@ -49,6 +54,9 @@ func readFile(name string, limit int64, buf []byte, shortIsEOF, kernel bool) ([]
 			continue
 		}
 		if err != nil {
+			if rerr := regular(); rerr != nil {
+				return nil, false, rerr
+			}
 			return nil, false, &os.PathError{Op: "read", Path: name, Err: err}
 		}
 		if n == 0 {
@@ -57,6 +65,11 @@ func readFile(name string, limit int64, buf []byte, shortIsEOF, kernel bool) ([]
 		buf = buf[:len(buf)+n]
 		if shortIsEOF && n < want {
 			break
+		}
+	}
+	if len(buf) == 0 {
+		if err := regular(); err != nil {
+			return nil, false, err
 		}
 	}
 	if int64(len(buf)) > limit {
