@@ -98,21 +98,10 @@ func fsKind(dir string) (kernel, fills bool) {
 // maxDirent is the most one directory entry takes in a getdents buffer (a 255-byte name).
 const maxDirent = 280
 
-// readDirNames lists at most n names of a directory with raw system calls (os.Open of a
-// directory costs fcntl calls and a poller registration attempt; sshd's probe lists the fd
-// directory of every process).
-func readDirNames(dir string, n int, fills bool) ([]string, error) {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
-	}
-	defer unix.Close(fd)
-	return readDirFD(fd, dir, n, fills)
-}
-
-// readDirFD lists at most n names of the open directory fd. With fills, a read that left
-// room for another entry ends it: the 0-byte read os would make to see the end costs a
-// system call per process in the fd walk.
+// readDirFD lists at most n names of the open directory fd with raw system calls (os.Open
+// of a directory costs fcntl calls and a poller registration attempt, and the fd walk lists
+// the fd directory of every process). With fills, a read that left room for another entry
+// ends it: the 0-byte read os would make to see the end costs a system call per process.
 func readDirFD(fd int, dir string, n int, fills bool) ([]string, error) {
 	var names []string
 	buf := make([]byte, 8192)
