@@ -578,5 +578,7 @@ func (d *dirEntry) Info() (fs.FileInfo, error) {
 	if d.info != nil {
 		return d.info, nil
 	}
-	return d.f.Lstat(path.Join(d.dir, d.name))
+	// Not path.Join: it would take a ".." in the listed name lexically, where the listing
+	// took it after the links before it.
+	return d.f.Lstat(strings.TrimSuffix(d.dir, "/") + "/" + d.name)
 }

@@ -46,7 +46,7 @@ var equivNames = []string{
 	"/var/lib/cloud/instance", "/var/lib/cloud/instance/", "/var/lib/cloud/instance/user-data.txt",
 	"/home/w/.aws/credentials", "/home/w/.aws", "/home/w/d/sub/f", "/home/w/d/sub/../../plain",
 	"/home/w/dangling", "/home/w/dangling/x", "/home/w/magic", "/home/w/magic/etc/passwd",
-	"/home/v/.aws/credentials", "/home/w/d/../d/sub/f",
+	"/home/v/.aws/credentials", "/home/w/d/../d/sub/f", "/home/w/d/..", "/home/w/d/sub/..",
 }
 
 func describeInfo(fi fs.FileInfo, err error) string {
