@@ -136,6 +136,8 @@ type credState struct {
 	permsRan int
 	seen     map[string]bool
 	queue    []credFile
+	dir      *hostfs.Dir // the directory of the last file looked at: most come a few per home
+	dirName  string
 	// memo holds the findings of every distinct content scanned in this scan: skeleton files
 	// (.bashrc, .profile, .aws/config from /etc/skel) are the same in most homes, and the
 	// same bytes always give the same findings. Findings hold no secret.
@@ -161,6 +163,9 @@ func (CredentialsProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 			continue
 		}
 		st.scanFile(f)
+	}
+	if st.dir != nil {
+		st.dir.Close()
 	}
 	out := st.results
 	fileChecks := []string{"cred-long-lived-key", "cred-session-key", "secret-in-local-file"}
@@ -283,8 +288,15 @@ func (st *credState) credFiles(users []passwdUser) []credFile {
 // file) and turns what it holds into results.
 func (st *credState) scanFile(f credFile) {
 	env := st.env
-	// The entry keeps what the look found ready for the read below: one resolution, not two.
-	entry, err := env.FS.LstatEntry(f.path)
+	// The entry keeps what the look found ready for the read below: one resolution, not two
+	// (and files of the same directory share its resolution).
+	if dir := path.Dir(f.path); st.dir == nil || dir != st.dirName {
+		if st.dir != nil {
+			st.dir.Close()
+		}
+		st.dir, st.dirName = env.FS.OpenDir(dir), dir
+	}
+	entry, err := st.dir.LstatEntry(path.Base(f.path))
 	if err != nil {
 		if errors.Is(err, hostfs.ErrTooManyLinks) {
 			st.odd.links = append(st.odd.links, f.path)

@@ -193,6 +193,16 @@ func (f *FS) fastEntry(name string) (e *Entry, handled bool, err error) {
 			unix.Close(dfd)
 		}
 	}()
+	e, handled, err = f.lookAt(dfd, dir, base, name)
+	if e != nil && dfd != rootfd { // the root's descriptor is the FS's, not the entry's
+		e.dfd, keep = dfd, true
+	}
+	return e, handled, err
+}
+
+// lookAt is the look of fastEntry at base in the directory dfd, whose in-tree path (cleaned,
+// relative, no link in it) is dir.
+func (f *FS) lookAt(dfd int, dir, base, name string) (*Entry, bool, error) {
 	resolved := "/" + base
 	if dir != "" {
 		resolved = "/" + dir + "/" + base
@@ -201,11 +211,7 @@ func (f *FS) fastEntry(name string) (e *Entry, handled bool, err error) {
 	switch err := fstatat(dfd, base, &info.sys); err {
 	case nil:
 		info.fill()
-		e := &Entry{Info: info, Resolved: resolved, f: f, name: name, dfd: -1}
-		if dfd != rootfd { // the root's descriptor is the FS's, not the entry's
-			e.dfd, keep = dfd, true
-		}
-		return e, true, nil
+		return &Entry{Info: info, Resolved: resolved, f: f, name: name, dfd: -1}, true, nil
 	case unix.ENOENT, unix.EACCES:
 		// The walk's own error: its lstat of this last component, by host path.
 		return nil, true, &os.PathError{Op: "lstat", Path: f.HostPath(resolved), Err: err}
@@ -213,13 +219,56 @@ func (f *FS) fastEntry(name string) (e *Entry, handled bool, err error) {
 	return nil, false, nil
 }
 
-// Close gives back the entry's descriptor.
+// Close gives back the entry's descriptor (or its hold on its Dir's).
 func (e *Entry) Close() error {
-	if e.dfd >= 0 {
+	switch {
+	case e.held != nil:
+		e.held.release()
+		e.held = nil
+	case e.dfd >= 0:
 		unix.Close(e.dfd)
-		e.dfd = -1
 	}
+	e.dfd = -1
 	return nil
+}
+
+// openDirFD holds the directory d names when no component of it is a link (the kernel
+// checks: RESOLVE_NO_SYMLINKS) and it has no "..": then its cleaned name is its resolved path.
+func (d *Dir) openDirFD() {
+	pdir, base, ok := cleanSplit(d.name)
+	if !ok {
+		return
+	}
+	clean := base
+	if pdir != "" {
+		clean = pdir + "/" + base
+	}
+	rootfd, ok := d.f.rfd.acquire()
+	if !ok {
+		return
+	}
+	defer d.f.rfd.release()
+	dfd, err := openat2(rootfd, clean, unix.O_PATH|unix.O_DIRECTORY, unix.RESOLVE_IN_ROOT|unix.RESOLVE_NO_SYMLINKS)
+	if err != nil {
+		return
+	}
+	d.h, d.clean = &rootFD{fd: dfd}, clean
+}
+
+// fastLstatEntry looks at base in the held directory; the entry holds a reference to the
+// directory's descriptor for its read, so closing the Dir first is safe.
+func (d *Dir) fastLstatEntry(base, full string) (*Entry, bool, error) {
+	dfd, ok := d.h.acquire()
+	if !ok {
+		return nil, false, nil
+	}
+	e, handled, err := d.f.lookAt(dfd, d.clean, base, full)
+	if e == nil {
+		d.h.release()
+		return nil, handled, err
+	}
+	e.dfd, e.held = dfd, d.h
+	return e, true, nil
 }
 
 // fastRead reads a regular entry through its held parent: opened with O_NOFOLLOW relative

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -211,4 +212,49 @@ func TestEntrySwapped(t *testing.T) {
 			t.Errorf("descriptors %d before LstatEntry, %d after Close", before, after)
 		}
 	})
+}
+
+// TestDirMatchesWalk: an entry looked at through a held Dir is what FS.LstatEntry of the
+// joined name gives by the walk, read included; closing the Dir before reading is safe.
+func TestDirMatchesWalk(t *testing.T) {
+	root := equivTree(t)
+	fast, err := New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fast.Close()
+	walk, _ := NewPortable(root)
+	before := countFDs(t)
+	describe := func(e *Entry, err error) string {
+		if err != nil {
+			return err.Error()
+		}
+		defer e.Close()
+		b, tr, err := e.ReadFile(4)
+		return fmt.Sprint(describeInfo(e.Info, nil), e.Resolved, string(b), tr, err)
+	}
+	dirs := []string{"/", "/etc", "/etc/", "/home/w", "/home/w/.aws", "/home/u/.aws", "/home/v/.aws", "/nope", "/etc/plain", "/home/w/d/..", "/home/w/d/sub", "/loop"}
+	bases := []string{"plain", "credentials", "config", ".aws", "d", "x", "fifo", "sub", "f", "a", "..", ".", "", "d/sub"}
+	for _, dir := range dirs {
+		d := fast.OpenDir(dir)
+		if held := slices.Contains([]string{"/etc", "/home/w", "/home/u/.aws", "/home/v/.aws", "/loop"}, dir); held != (d.h != nil) {
+			t.Errorf("OpenDir(%q) held: %v", dir, d.h != nil)
+		}
+		var entries []*Entry
+		var errs []error
+		for _, base := range bases {
+			e, err := d.LstatEntry(base)
+			entries, errs = append(entries, e), append(errs, err)
+		}
+		d.Close() // before the reads: the entries hold what they need
+		for i, base := range bases {
+			full := strings.TrimSuffix(dir, "/") + "/" + base
+			if got, want := describe(entries[i], errs[i]), describe(walk.LstatEntry(full)); got != want {
+				t.Errorf("OpenDir(%q).LstatEntry(%q):\nkernel %s\nwalk   %s", dir, base, got, want)
+			}
+		}
+	}
+	if after := countFDs(t); after != before {
+		t.Errorf("descriptors %d before, %d after every Dir and Entry was closed", before, after)
+	}
 }

@@ -12,6 +12,10 @@ func openRoot(string) *rootFD { return nil }
 
 func (*rootFD) close() {}
 
+func (*Dir) openDirFD() {}
+
+func (*Dir) fastLstatEntry(string, string) (*Entry, bool, error) { return nil, false, nil }
+
 func (*FS) fastEntry(string) (*Entry, bool, error) { return nil, false, nil }
 
 func (*Entry) fastRead(int64, bool) ([]byte, bool, bool, error) { return nil, false, false, nil }

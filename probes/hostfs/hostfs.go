@@ -191,7 +191,48 @@ type Entry struct {
 
 	f    *FS
 	name string
-	dfd  int // the parent directory, held open (Linux); -1: none
+	dfd  int     // the parent directory, held open (Linux); -1: none
+	held *rootFD // when dfd is a Dir's: the hold on it, released by Close
+}
+
+// Dir is a directory of the tree held for looking at several of its entries in turn (the
+// files of one home): on Linux the kernel resolves it once, not once per entry. Close it;
+// entries taken from it stay readable after.
+type Dir struct {
+	f     *FS
+	name  string
+	clean string  // its in-tree path (relative, no link in it) when held
+	h     *rootFD // the held directory; nil: each entry is looked up from the root
+}
+
+// OpenDir returns the directory name for LstatEntry calls. It never fails: a directory that
+// cannot be held (missing, a link among its components, no openat2) has each entry looked
+// up from the root, with the errors that gives.
+func (f *FS) OpenDir(name string) *Dir {
+	d := &Dir{f: f, name: name}
+	if d.openDirFD(); d.h != nil {
+		runtime.AddCleanup(d, (*rootFD).close, d.h) // one nobody closed
+	}
+	return d
+}
+
+// LstatEntry is FS.LstatEntry of the name base (one component) in the directory.
+func (d *Dir) LstatEntry(base string) (*Entry, error) {
+	full := strings.TrimSuffix(d.name, "/") + "/" + base
+	if d.h != nil && base != "" && base != "." && base != ".." && !strings.Contains(base, "/") {
+		if e, ok, err := d.fastLstatEntry(base, full); ok {
+			return e, err
+		}
+	}
+	return d.f.LstatEntry(full)
+}
+
+// Close gives back the directory's descriptor once no entry taken from it needs it.
+func (d *Dir) Close() error {
+	if d.h != nil {
+		d.h.close()
+	}
+	return nil
 }
 
 // LstatEntry is LstatResolve, keeping the result ready for ReadFile or ReadTail.
