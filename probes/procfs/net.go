@@ -165,6 +165,11 @@ func (p FS) SocketOwners(ctx context.Context, wanted map[uint64]bool) (owners ma
 	if err != nil {
 		return nil, 0, err
 	}
+	return p.socketOwners(ctx, pids, wanted)
+}
+
+// socketOwners is SocketOwners over the processes pids.
+func (p FS) socketOwners(ctx context.Context, pids []int, wanted map[uint64]bool) (owners map[uint64][]int, unreadable int, err error) {
 	owners = map[uint64][]int{}
 	for _, pid := range pids {
 		// A host with very many processes and descriptors takes a while: stop at the deadline.
