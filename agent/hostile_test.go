@@ -338,13 +338,15 @@ func TestHostileHost(t *testing.T) {
 		t.Skip("builds a 100,000-file fixture and the binary")
 	}
 	h := buildHostile(t)
-	t.Run("scan", func(t *testing.T) { hostileScan(t, h) })
+	t.Run("scan", func(t *testing.T) { hostileScan(t, h, false) })
+	// The same guarantees where the kernel cannot resolve names (no openat2): hostfs's walk.
+	t.Run("scan-walk", func(t *testing.T) { hostileScan(t, h, true) })
 	t.Run("binary", func(t *testing.T) { hostileBinary(t, h) })
 }
 
 // hostileScan runs the whole scan in process over the hostile fixture while processes come
 // and go, watching the live heap.
-func hostileScan(t *testing.T, h *hostile) {
+func hostileScan(t *testing.T, h *hostile, portableFS bool) {
 	stop := make(chan struct{})
 	var churned sync.WaitGroup
 	churned.Add(1)
@@ -384,8 +386,9 @@ func hostileScan(t *testing.T, h *hostile) {
 	go func() {
 		r, err := Scan(context.Background(), ScanOptions{
 			Root: h.root, Proc: h.proc, Config: cfg, FingerprintKey: h.fpKey,
-			IMDS: metadata.New(metadata.Options{Endpoint: testenv.Closed}),
-			Log:  slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug})),
+			IMDS:       metadata.New(metadata.Options{Endpoint: testenv.Closed}),
+			Log:        slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug})),
+			portableFS: portableFS,
 		})
 		done <- outcome{r, err}
 	}()

@@ -90,6 +90,8 @@ type ScanOptions struct {
 	Secrets *secrets.Detector
 	// FingerprintKey keys secret fingerprints; when nil it is loaded (see LoadFingerprintKey).
 	FingerprintKey []byte
+
+	portableFS bool // tests: hostfs resolves every name with its userspace walk
 }
 
 // Scan runs the selected probes once, concurrently, and returns their results. It fails only
@@ -118,10 +120,15 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 	if o.Getenv == nil {
 		o.Getenv = os.Getenv
 	}
-	fsys, err := hostfs.New(o.Root)
+	newFS := hostfs.New
+	if o.portableFS {
+		newFS = hostfs.NewPortable
+	}
+	fsys, err := newFS(o.Root)
 	if err != nil {
 		return nil, err
 	}
+	defer fsys.Close() // probes abandoned at their deadline go on by the walk
 	if o.Proc != "" {
 		if fi, err := os.Stat(o.Proc); err != nil || !fi.IsDir() {
 			return nil, fmt.Errorf("procfs %s: not a directory", o.Proc)

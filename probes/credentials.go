@@ -136,6 +136,8 @@ type credState struct {
 	permsRan int
 	seen     map[string]bool
 	queue    []credFile
+	dir      *hostfs.Dir // the directory of the last file looked at: most come a few per home
+	dirName  string
 	// memo holds the findings of every distinct content scanned in this scan: skeleton files
 	// (.bashrc, .profile, .aws/config from /etc/skel) are the same in most homes, and the
 	// same bytes always give the same findings. Findings hold no secret.
@@ -161,6 +163,9 @@ func (CredentialsProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 			continue
 		}
 		st.scanFile(f)
+	}
+	if st.dir != nil {
+		st.dir.Close()
 	}
 	out := st.results
 	fileChecks := []string{"cred-long-lived-key", "cred-session-key", "secret-in-local-file"}
@@ -283,7 +288,15 @@ func (st *credState) credFiles(users []passwdUser) []credFile {
 // file) and turns what it holds into results.
 func (st *credState) scanFile(f credFile) {
 	env := st.env
-	lfi, parents, err := env.FS.LstatResolve(f.path)
+	// The entry keeps what the look found ready for the read below: one resolution, not two
+	// (and files of the same directory share its resolution).
+	if dir := path.Dir(f.path); st.dir == nil || dir != st.dirName {
+		if st.dir != nil {
+			st.dir.Close()
+		}
+		st.dir, st.dirName = env.FS.OpenDir(dir), dir
+	}
+	entry, err := st.dir.LstatEntry(path.Base(f.path))
 	if err != nil {
 		if errors.Is(err, hostfs.ErrTooManyLinks) {
 			st.odd.links = append(st.odd.links, f.path)
@@ -297,6 +310,8 @@ func (st *credState) scanFile(f credFile) {
 		}
 		return
 	}
+	defer entry.Close()
+	lfi, parents := entry.Info, entry.Resolved
 	fi := lfi
 	resolved := f.path
 	if lfi.Mode()&fs.ModeSymlink != 0 || f.inHome {
@@ -339,9 +354,9 @@ func (st *credState) scanFile(f credFile) {
 	}
 	var data []byte
 	if strings.HasSuffix(f.path, "_history") {
-		data, err = readTail(env, f.path, maxSecretFile)
+		data, _, err = entry.ReadTail(maxSecretFile)
 	} else {
-		data, _, err = env.FS.ReadFile(f.path, maxSecretFile)
+		data, _, err = entry.ReadFile(maxSecretFile)
 	}
 	if err != nil {
 		st.bad.add(f.path, err)
@@ -445,7 +460,7 @@ func processEnvironments(ctx context.Context, env *Env, users []passwdUser) []Re
 	if env.Proc == "" {
 		return []Result{NewResult(check, NotAvailable, "", "no procfs to read process environments from (an offline image, or --proc not given)")}
 	}
-	p := procfs.FS{Dir: env.Proc}
+	p := procfs.New(env.Proc)
 	pids, err := p.PIDs()
 	if err != nil {
 		return []Result{NewResult(check, NotAvailable, "", fmt.Sprintf("could not list processes: %v", err))}

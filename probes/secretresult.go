@@ -3,7 +3,6 @@ package probes
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"strings"
 
@@ -50,39 +49,6 @@ func kindWords(f secrets.Finding) string {
 	default:
 		return "a secret (rule " + f.Rule + ")"
 	}
-}
-
-// readTail reads at most limit bytes of the regular file name, from the end when it is
-// longer (shell histories grow at the end, where the recent commands are).
-func readTail(env *Env, name string, limit int64) ([]byte, error) {
-	f, err := env.FS.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	size := f.Info.Size()
-	if size > limit {
-		if _, err := f.Seek(size-limit, io.SeekStart); err != nil {
-			return nil, fmt.Errorf("seek %s: %w", name, err)
-		}
-	}
-	// Sized from the stat, one byte over so the read to EOF needs no growing (io.ReadAll
-	// starts at 512 bytes and reads once per doubling).
-	b := make([]byte, 0, min(max(size, 0), limit)+1)
-	for int64(len(b)) < limit {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := f.Read(b[len(b):min(int64(cap(b)), limit)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", name, err)
-		}
-	}
-	return b, nil
 }
 
 // unreadable collects paths that could not be read, for a reason sentence.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"net/netip"
@@ -285,8 +284,15 @@ func ssmUnhealthy(env *Env, st ssmState) Result {
 		}
 		read = append(read, name)
 		for _, line := range strings.Split(string(data), "\n") {
-			if m := ssmVersionLine.FindStringSubmatch(line); m != nil {
-				version = m[1]
+			// Literal checks first: the regexps are the costly part of reading a busy log,
+			// and a line without these words cannot match them.
+			if strings.Contains(line, "Agent version") || strings.Contains(line, "Agent Version") || strings.Contains(line, "amazon-ssm-agent - v") {
+				if m := ssmVersionLine.FindStringSubmatch(line); m != nil {
+					version = m[1]
+				}
+			}
+			if !strings.Contains(line, " ERROR") && !strings.Contains(line, " CRITICAL") {
+				continue
 			}
 			m := ssmLogLine.FindStringSubmatch(line)
 			if m == nil || (m[2] != "ERROR" && m[2] != "CRITICAL") {
@@ -368,21 +374,11 @@ func ssmUnhealthy(env *Env, st ssmState) Result {
 
 // tailFile reads at most the last n bytes of a file under the root, from the first whole line.
 func tailFile(env *Env, name string, n int64) ([]byte, error) {
-	f, err := env.FS.Open(name)
+	b, cut, err := env.FS.ReadTail(name, n)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	size := f.Info.Size()
-	off := int64(0)
-	if size > n {
-		off = size - n
-	}
-	b, err := io.ReadAll(io.LimitReader(io.NewSectionReader(f, off, n), n))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
-	}
-	if off > 0 {
+	if cut {
 		if i := strings.IndexByte(string(b), '\n'); i >= 0 {
 			b = b[i+1:]
 		}

@@ -12,8 +12,10 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 )
 
 // maxLinks bounds symlink resolution, as the kernel's ELOOP does.
@@ -25,13 +27,22 @@ var ErrNotRegular = errors.New("not a regular file")
 // ErrTooManyLinks is returned for symlink loops and chains longer than 40 links.
 var ErrTooManyLinks = errors.New("too many levels of symbolic links")
 
-// FS is a host tree. The zero value is not usable; call New.
+// FS is a host tree. The zero value is not usable; call New. It is safe for concurrent use.
 type FS struct {
-	root string // absolute, cleaned host path of the tree's "/"
+	root string  // absolute, cleaned host path of the tree's "/"
+	rfd  *rootFD // the root held open for the kernel to resolve names in (Linux); nil: the walk
 }
 
-// New returns the tree rooted at root, which must be an existing directory.
-func New(root string) (*FS, error) {
+// New returns the tree rooted at root, which must be an existing directory. On Linux it holds
+// a descriptor of the root (the kernel resolves names inside it, openat2 RESOLVE_IN_ROOT):
+// Close it when done.
+func New(root string) (*FS, error) { return newFS(root, true) }
+
+// NewPortable is New resolving every name with the userspace walk, as on kernels without
+// openat2 and on other systems: for tests that hold both ways to the same answers.
+func NewPortable(root string) (*FS, error) { return newFS(root, false) }
+
+func newFS(root string, kernel bool) (*FS, error) {
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		return nil, fmt.Errorf("root %s: %w", root, err)
@@ -43,7 +54,25 @@ func New(root string) (*FS, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("root %s: not a directory", root)
 	}
-	return &FS{root: abs}, nil
+	f := &FS{root: abs}
+	if kernel {
+		if r := openRoot(abs); r != nil {
+			f.rfd = r
+			// An FS nobody closed still gives its descriptor back, once unreachable (no
+			// operation can then be in flight).
+			runtime.AddCleanup(f, (*rootFD).close, r)
+		}
+	}
+	return f, nil
+}
+
+// Close gives back the root's descriptor. Operations in flight finish first; later ones take
+// the userspace walk, so an FS is never unusable. Closing twice is harmless.
+func (f *FS) Close() error {
+	if f.rfd != nil {
+		f.rfd.close()
+	}
+	return nil
 }
 
 // Root returns the host path of the tree's root.
@@ -130,6 +159,17 @@ func (f *FS) Lstat(name string) (fs.FileInfo, error) {
 // LstatResolve is Lstat, also returning the in-tree path name refers to with its parents'
 // links resolved (its own, if it is one, not followed): one walk for both.
 func (f *FS) LstatResolve(name string) (fs.FileInfo, string, error) {
+	if e, ok, err := f.fastEntry(name); ok {
+		if err != nil {
+			return nil, "", err
+		}
+		e.Close()
+		return e.Info, e.Resolved, nil
+	}
+	return f.walkLstatResolve(name)
+}
+
+func (f *FS) walkLstatResolve(name string) (fs.FileInfo, string, error) {
 	p, fi, err := f.resolveInfo(name, false)
 	if err != nil {
 		return nil, "", err
@@ -142,8 +182,92 @@ func (f *FS) LstatResolve(name string) (fs.FileInfo, string, error) {
 	return fi, p, nil
 }
 
+// Entry is a name looked at as LstatResolve does, kept ready for reading: a read right after
+// the look needs no second resolution when the name still leads to what was looked at.
+// Close it when done.
+type Entry struct {
+	Info     fs.FileInfo // the name itself (a link is not followed)
+	Resolved string      // its in-tree path, parents' links resolved
+
+	f    *FS
+	name string
+	dfd  int     // the parent directory, held open (Linux); -1: none
+	held *rootFD // when dfd is a Dir's: the hold on it, released by Close
+}
+
+// Dir is a directory of the tree held for looking at several of its entries in turn (the
+// files of one home): on Linux the kernel resolves it once, not once per entry. Close it;
+// entries taken from it stay readable after.
+type Dir struct {
+	f     *FS
+	name  string
+	clean string  // its in-tree path (relative, no link in it) when held
+	h     *rootFD // the held directory; nil: each entry is looked up from the root
+}
+
+// OpenDir returns the directory name for LstatEntry calls. It never fails: a directory that
+// cannot be held (missing, a link among its components, no openat2) has each entry looked
+// up from the root, with the errors that gives.
+func (f *FS) OpenDir(name string) *Dir {
+	d := &Dir{f: f, name: name}
+	if d.openDirFD(); d.h != nil {
+		runtime.AddCleanup(d, (*rootFD).close, d.h) // one nobody closed
+	}
+	return d
+}
+
+// LstatEntry is FS.LstatEntry of the name base (one component) in the directory.
+func (d *Dir) LstatEntry(base string) (*Entry, error) {
+	full := strings.TrimSuffix(d.name, "/") + "/" + base
+	if d.h != nil && base != "" && base != "." && base != ".." && !strings.Contains(base, "/") {
+		if e, ok, err := d.fastLstatEntry(base, full); ok {
+			return e, err
+		}
+	}
+	return d.f.LstatEntry(full)
+}
+
+// Close gives back the directory's descriptor once no entry taken from it needs it.
+func (d *Dir) Close() error {
+	if d.h != nil {
+		d.h.close()
+	}
+	return nil
+}
+
+// LstatEntry is LstatResolve, keeping the result ready for ReadFile or ReadTail.
+func (f *FS) LstatEntry(name string) (*Entry, error) {
+	if e, ok, err := f.fastEntry(name); ok {
+		return e, err
+	}
+	fi, p, err := f.walkLstatResolve(name)
+	if err != nil {
+		return nil, err
+	}
+	return &Entry{Info: fi, Resolved: p, f: f, name: name, dfd: -1}, nil
+}
+
+// ReadFile is FS.ReadFile of the entry's name.
+func (e *Entry) ReadFile(limit int64) (data []byte, truncated bool, err error) {
+	if data, truncated, ok, err := e.fastRead(limit, false); ok {
+		return data, truncated, err
+	}
+	return e.f.ReadFile(e.name, limit)
+}
+
+// ReadTail is FS.ReadTail of the entry's name.
+func (e *Entry) ReadTail(limit int64) (data []byte, cut bool, err error) {
+	if data, cut, ok, err := e.fastRead(limit, true); ok {
+		return data, cut, err
+	}
+	return e.f.ReadTail(e.name, limit)
+}
+
 // Stat describes what name refers to, following symlinks inside the tree.
 func (f *FS) Stat(name string) (fs.FileInfo, error) {
+	if fi, ok := f.fastStat(name); ok {
+		return fi, nil
+	}
 	p, fi, err := f.resolveInfo(name, true)
 	if err != nil || fi != nil {
 		return fi, err
@@ -153,6 +277,9 @@ func (f *FS) Stat(name string) (fs.FileInfo, error) {
 
 // Readlink returns the target of the symlink name, as written in the link.
 func (f *FS) Readlink(name string) (string, error) {
+	if t, ok := f.fastReadlink(name); ok {
+		return t, nil
+	}
 	p, err := f.resolve(name, false)
 	if err != nil {
 		return "", err
@@ -163,20 +290,27 @@ func (f *FS) Readlink(name string) (string, error) {
 // ReadDir lists the directory name refers to, sorted by name, at most limit entries
 // (limit <= 0 means all). truncated reports that more entries were left out.
 func (f *FS) ReadDir(name string, limit int) (entries []fs.DirEntry, truncated bool, err error) {
-	p, err := f.resolve(name, true)
-	if err != nil {
-		return nil, false, err
-	}
-	d, err := os.Open(f.HostPath(p))
-	if err != nil {
-		return nil, false, err
-	}
-	defer d.Close()
 	n := -1
 	if limit > 0 {
 		n = limit + 1
 	}
-	entries, err = d.ReadDir(n)
+	entries, ok, err := f.fastReadDir(name, n)
+	if !ok {
+		p, fi, rerr := f.resolveInfo(name, true)
+		if rerr != nil {
+			return nil, false, rerr
+		}
+		if fi != nil && !fi.IsDir() {
+			// Never opened: a FIFO would block the open.
+			return nil, false, fmt.Errorf("read dir %s: %w", name, &fs.PathError{Op: "readdirent", Path: f.HostPath(p), Err: syscall.ENOTDIR})
+		}
+		d, oerr := openDir(f.HostPath(p))
+		if oerr != nil {
+			return nil, false, oerr
+		}
+		defer d.Close()
+		entries, err = d.ReadDir(n)
+	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, false, fmt.Errorf("read dir %s: %w", name, err)
 	}
@@ -236,6 +370,9 @@ type File struct {
 // tree only; anything but a regular file is refused with ErrNotRegular before it is opened,
 // and checked again after (O_NONBLOCK, so a FIFO swapped in meanwhile cannot block).
 func (f *FS) Open(name string) (*File, error) {
+	if file, ok, err := f.fastOpenFile(name); ok {
+		return file, err
+	}
 	p, before, err := f.resolveInfo(name, true)
 	if err != nil {
 		return nil, err
@@ -267,6 +404,9 @@ func (f *FS) Open(name string) (*File, error) {
 // ReadFile reads at most limit bytes of the regular file name refers to. truncated reports
 // that the file was longer.
 func (f *FS) ReadFile(name string, limit int64) (data []byte, truncated bool, err error) {
+	if data, truncated, ok, err := f.fastRead(name, limit, false); ok {
+		return data, truncated, err
+	}
 	file, err := f.Open(name)
 	if err != nil {
 		return nil, false, err
@@ -285,6 +425,41 @@ func (f *FS) ReadFile(name string, limit int64) (data []byte, truncated bool, er
 		return buf[:limit], true, nil
 	}
 	return buf, false, nil
+}
+
+// ReadTail reads at most limit bytes of the regular file name refers to, its last ones when
+// it is longer (logs and shell histories grow at the end, where the recent lines are). cut
+// reports that the data starts after the file's start.
+func (f *FS) ReadTail(name string, limit int64) (data []byte, cut bool, err error) {
+	if data, cut, ok, err := f.fastRead(name, limit, true); ok {
+		return data, cut, err
+	}
+	file, err := f.Open(name)
+	if err != nil {
+		return nil, false, err
+	}
+	defer file.Close()
+	size := file.Info.Size()
+	if size > limit {
+		if _, err := file.Seek(size-limit, io.SeekStart); err != nil {
+			return nil, false, fmt.Errorf("seek %s: %w", name, err)
+		}
+	}
+	b := make([]byte, 0, min(max(size, 0), limit)+1)
+	for int64(len(b)) < limit {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := file.Read(b[len(b):min(int64(cap(b)), limit)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("read %s: %w", name, err)
+		}
+	}
+	return b, size > limit, nil
 }
 
 func readAll(r io.Reader, b []byte) ([]byte, error) {

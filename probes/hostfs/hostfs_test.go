@@ -40,9 +40,11 @@ func tree(t *testing.T) (root, outside string) {
 	return root, outside
 }
 
-func TestSymlinksStayInside(t *testing.T) {
+func TestSymlinksStayInside(t *testing.T) { bothWays(t, testSymlinksStayInside) }
+
+func testSymlinksStayInside(t *testing.T, mk func(string) (*FS, error)) {
 	root, _ := tree(t)
-	f, err := New(root)
+	f, err := mk(root)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,13 +79,15 @@ func TestSymlinksStayInside(t *testing.T) {
 	}
 }
 
-func TestOnlyRegularFiles(t *testing.T) {
+func TestOnlyRegularFiles(t *testing.T) { bothWays(t, testOnlyRegularFiles) }
+
+func testOnlyRegularFiles(t *testing.T, mk func(string) (*FS, error)) {
 	root, _ := tree(t)
 	fifo := filepath.Join(root, "etc", "fifo")
 	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
 		t.Skipf("mkfifo: %v", err)
 	}
-	f, _ := New(root)
+	f, _ := mk(root)
 	done := make(chan error, 1)
 	go func() {
 		_, _, err := f.ReadFile("/etc/fifo", 100)
@@ -115,13 +119,15 @@ func TestOnlyRegularFiles(t *testing.T) {
 	}
 }
 
-func TestReadLimit(t *testing.T) {
+func TestReadLimit(t *testing.T) { bothWays(t, testReadLimit) }
+
+func testReadLimit(t *testing.T, mk func(string) (*FS, error)) {
 	root := t.TempDir()
 	big := filepath.Join(root, "big")
 	fh, _ := os.Create(big)
 	fh.Truncate(300 << 20) // sparse 300 MB
 	fh.Close()
-	f, _ := New(root)
+	f, _ := mk(root)
 	b, truncated, err := f.ReadFile("/big", 1<<20)
 	if err != nil || !truncated || len(b) != 1<<20 {
 		t.Errorf("len %d truncated %v err %v", len(b), truncated, err)
@@ -133,9 +139,11 @@ func TestReadLimit(t *testing.T) {
 	}
 }
 
-func TestGlobAndReadDir(t *testing.T) {
+func TestGlobAndReadDir(t *testing.T) { bothWays(t, testGlobAndReadDir) }
+
+func testGlobAndReadDir(t *testing.T, mk func(string) (*FS, error)) {
 	root, _ := tree(t)
-	f, _ := New(root)
+	f, _ := mk(root)
 	got, err := f.Glob("/var/lib/cloud/instances/*/user-data.txt", 0)
 	if err != nil || len(got) != 1 || got[0] != "/var/lib/cloud/instances/i-1/user-data.txt" {
 		t.Errorf("Glob: %v %v", got, err)
@@ -147,6 +155,21 @@ func TestGlobAndReadDir(t *testing.T) {
 	if err != nil || !truncated || len(es) != 3 {
 		t.Errorf("ReadDir limit: %d %v %v", len(es), truncated, err)
 	}
+}
+
+// bothWays runs a test with the kernel's resolution (where there is one) and with the
+// userspace walk: both must keep every guarantee.
+func bothWays(t *testing.T, test func(*testing.T, func(string) (*FS, error))) {
+	t.Run("kernel", func(t *testing.T) {
+		test(t, func(root string) (*FS, error) {
+			f, err := New(root)
+			if err == nil {
+				t.Cleanup(func() { f.Close() })
+			}
+			return f, err
+		})
+	})
+	t.Run("walk", func(t *testing.T) { test(t, NewPortable) })
 }
 
 func TestNewRejectsNonDir(t *testing.T) {

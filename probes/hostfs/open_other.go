@@ -9,3 +9,6 @@ import "os"
 func (f *FS) openNoFollow(p string) (*os.File, error) {
 	return os.Open(f.HostPath(p))
 }
+
+// openDir opens a directory the walk resolved (and saw was one).
+func openDir(hostPath string) (*os.File, error) { return os.Open(hostPath) }

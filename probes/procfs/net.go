@@ -165,11 +165,23 @@ func (p FS) SocketOwners(ctx context.Context, wanted map[uint64]bool) (owners ma
 	if err != nil {
 		return nil, 0, err
 	}
+	return p.socketOwners(ctx, pids, wanted)
+}
+
+// socketOwners is SocketOwners over the processes pids.
+func (p FS) socketOwners(ctx context.Context, pids []int, wanted map[uint64]bool) (owners map[uint64][]int, unreadable int, err error) {
 	owners = map[uint64][]int{}
 	for _, pid := range pids {
 		// A host with very many processes and descriptors takes a while: stop at the deadline.
 		if err := ctx.Err(); err != nil {
 			return nil, 0, fmt.Errorf("reading process sockets: %w", err)
+		}
+		if len(wanted) == 0 {
+			// Nothing to attribute: only count what could not be seen, without reading links.
+			if err := p.fdReadable(pid); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				unreadable++
+			}
+			continue
 		}
 		inodes, err := p.socketInodes(pid)
 		if err != nil {
@@ -185,26 +197,6 @@ func (p FS) SocketOwners(ctx context.Context, wanted map[uint64]bool) (owners ma
 		}
 	}
 	return owners, unreadable, nil
-}
-
-// socketInodes returns the socket inodes among a process's open files.
-func (p FS) socketInodes(pid int) ([]uint64, error) {
-	dir := p.Path(pid, "fd")
-	names, err := readDirNames(dir, maxFDsPerPID)
-	if err != nil {
-		return nil, err
-	}
-	var out []uint64
-	for _, n := range names {
-		t, err := os.Readlink(filepath.Join(dir, n))
-		if err != nil {
-			continue // closed meanwhile
-		}
-		if ino, ok := SocketInode(t); ok {
-			out = append(out, ino)
-		}
-	}
-	return out, nil
 }
 
 // SocketInode parses an fd link target "socket:[12345]".

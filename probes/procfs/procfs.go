@@ -15,9 +15,24 @@ import (
 	"strings"
 )
 
-// FS is a procfs directory.
+// FS is a procfs directory. FS{Dir: d} works; New also learns what reads may skip.
 type FS struct {
 	Dir string
+
+	// kernel: Dir is a mounted procfs, whose files are the kernel's and all regular, so not
+	// even an empty read needs an fstat to tell it from a FIFO.
+	kernel bool
+	// fills: Dir's filesystem fills a directory read until the buffer or the directory ends,
+	// so a read that leaves room for another entry was the last.
+	fills bool
+}
+
+// New returns the procfs directory dir, having asked its filesystem (once, for the many
+// reads to come) what the reads may skip.
+func New(dir string) FS {
+	p := FS{Dir: dir}
+	p.kernel, p.fills = fsKind(dir)
+	return p
 }
 
 // PIDs returns the numeric entries of the procfs directory, ascending.
@@ -50,18 +65,18 @@ func (p FS) Path(pid int, name string) string {
 // "net/tcp" or "42/environ"). truncated reports that there was more. Procfs files report
 // size 0, so this reads until EOF or the limit.
 func (p FS) ReadFile(name string, limit int64) (data []byte, truncated bool, err error) {
-	return readFile(filepath.Join(p.Dir, name), limit, nil, false)
+	return readFile(filepath.Join(p.Dir, name), limit, nil, false, p.kernel)
 }
 
 // Environ reads at most limit bytes of the process's environment (NUL-separated) into buf
 // (reused from its start, grown as needed), for a caller reading every process's in turn.
 func (p FS) Environ(pid int, limit int64, buf []byte) (data []byte, truncated bool, err error) {
-	return readFile(p.Path(pid, "environ"), limit, buf, true)
+	return readFile(p.Path(pid, "environ"), limit, buf, true, p.kernel)
 }
 
 // Comm returns the process's command name (comm), without the trailing newline.
 func (p FS) Comm(pid int) (string, error) {
-	b, _, err := readFile(p.Path(pid, "comm"), 256, nil, true)
+	b, _, err := readFile(p.Path(pid, "comm"), 256, nil, true, p.kernel)
 	if err != nil {
 		return "", err
 	}

@@ -8,25 +8,36 @@ import (
 )
 
 // readFile reads at most limit bytes (and says whether there was more) with raw system calls:
-// open, fstat, read until EOF, close. os.OpenFile would add an fcntl and a failing epoll
+// open, read until EOF, close. os.OpenFile would add an fcntl and a failing epoll
 // registration per file, and io.ReadAll's 512-byte start a read per doubling; with thousands
 // of processes those were most of a scan's system calls.
 //
 // With shortIsEOF a read returning less than asked ends it: true of files the kernel fills
 // in one go (comm; environ, which it copies until the request or the environment ends), and
 // it saves the extra read that would return 0.
-func readFile(name string, limit int64, buf []byte, shortIsEOF bool) ([]byte, bool, error) {
+//
+// The size a stat would give is useless (procfs says 0), so there is none before reading.
+// In a mounted procfs (kernel) every file is a regular one. Elsewhere (a fixture tree) a
+// read that finds nothing or fails is checked with fstat, so a FIFO is refused as before
+// (O_NONBLOCK: it cannot block, and gives nothing); a directory fails its read.
+func readFile(name string, limit int64, buf []byte, shortIsEOF, kernel bool) ([]byte, bool, error) {
 	fd, err := unix.Open(name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	if err != nil {
 		return nil, false, &os.PathError{Op: "open", Path: name, Err: err}
 	}
 	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, false, &os.PathError{Op: "stat", Path: name, Err: err}
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, false, fmt.Errorf("%s: not a regular file", name)
+	regular := func() error {
+		if kernel {
+			return nil
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return &os.PathError{Op: "stat", Path: name, Err: err}
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFREG {
+			return fmt.Errorf("%s: not a regular file", name)
+		}
+		return nil
 	}
 	// procfs reports size 0; start at a page, enough for most status and environ files
 	// (or at what the caller's buffer already holds).
@@ -43,6 +54,9 @@ func readFile(name string, limit int64, buf []byte, shortIsEOF bool) ([]byte, bo
 			continue
 		}
 		if err != nil {
+			if rerr := regular(); rerr != nil {
+				return nil, false, rerr
+			}
 			return nil, false, &os.PathError{Op: "read", Path: name, Err: err}
 		}
 		if n == 0 {
@@ -53,21 +67,42 @@ func readFile(name string, limit int64, buf []byte, shortIsEOF bool) ([]byte, bo
 			break
 		}
 	}
+	if len(buf) == 0 {
+		if err := regular(); err != nil {
+			return nil, false, err
+		}
+	}
 	if int64(len(buf)) > limit {
 		return buf[:limit], true, nil
 	}
 	return buf, false, nil
 }
 
-// readDirNames lists at most n names of a directory with raw system calls (os.Open of a
-// directory costs fcntl calls and a poller registration attempt; sshd's probe lists the fd
-// directory of every process).
-func readDirNames(dir string, n int) ([]string, error) {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+// fsKind says whether dir is a mounted procfs, and whether its filesystem fills directory
+// reads until the buffer or the directory ends (procfs and the local disk filesystems do;
+// FUSE, for one, may return one page of a directory at a time).
+func fsKind(dir string) (kernel, fills bool) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return false, false
 	}
-	defer unix.Close(fd)
+	switch uint32(st.Type) {
+	case unix.PROC_SUPER_MAGIC:
+		return true, true
+	case unix.TMPFS_MAGIC, unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC:
+		return false, true
+	}
+	return false, false
+}
+
+// maxDirent is the most one directory entry takes in a getdents buffer (a 255-byte name).
+const maxDirent = 280
+
+// readDirFD lists at most n names of the open directory fd with raw system calls (os.Open
+// of a directory costs fcntl calls and a poller registration attempt, and the fd walk lists
+// the fd directory of every process). With fills, a read that left room for another entry
+// ends it: the 0-byte read os would make to see the end costs a system call per process.
+func readDirFD(fd int, dir string, n int, fills bool) ([]string, error) {
 	var names []string
 	buf := make([]byte, 8192)
 	for len(names) < n {
@@ -82,6 +117,50 @@ func readDirNames(dir string, n int) ([]string, error) {
 			break
 		}
 		_, _, names = unix.ParseDirent(buf[:got], n-len(names), names)
+		if fills && got < len(buf)-maxDirent {
+			break
+		}
 	}
 	return names, nil
+}
+
+// socketInodes returns the socket inodes among a process's open files: its fd directory
+// listed and each link read relative to it, with raw system calls.
+func (p FS) socketInodes(pid int) ([]uint64, error) {
+	dir := p.Path(pid, "fd")
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	defer unix.Close(fd)
+	names, err := readDirFD(fd, dir, maxFDsPerPID, p.fills)
+	if err != nil {
+		return nil, err
+	}
+	var out []uint64
+	buf := make([]byte, 64) // "socket:[N]" fits; longer targets are no sockets
+	for _, name := range names {
+		n, err := unix.Readlinkat(fd, name, buf)
+		if err == unix.EINTR {
+			n, err = unix.Readlinkat(fd, name, buf)
+		}
+		if err != nil || n >= len(buf) {
+			continue // closed meanwhile, or not a socket
+		}
+		if ino, ok := SocketInode(string(buf[:n])); ok {
+			out = append(out, ino)
+		}
+	}
+	return out, nil
+}
+
+// fdReadable says whether the process's fd directory can be listed, without listing it.
+func (p FS) fdReadable(pid int) error {
+	dir := p.Path(pid, "fd")
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	unix.Close(fd)
+	return nil
 }

@@ -7,10 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 )
 
 // readFile reads at most limit bytes of a regular file and says whether there was more.
-func readFile(name string, limit int64, _ []byte, _ bool) ([]byte, bool, error) {
+func readFile(name string, limit int64, _ []byte, _, _ bool) ([]byte, bool, error) {
 	f, err := os.OpenFile(name, os.O_RDONLY|noFollowNonblock, 0)
 	if err != nil {
 		return nil, false, err
@@ -33,8 +34,11 @@ func readFile(name string, limit int64, _ []byte, _ bool) ([]byte, bool, error) 
 	return data, false, nil
 }
 
+// fsKind: elsewhere nothing is skipped.
+func fsKind(string) (kernel, fills bool) { return false, false }
+
 // readDirNames lists at most n names of a directory.
-func readDirNames(dir string, n int) ([]string, error) {
+func readDirNames(dir string, n int, _ bool) ([]string, error) {
 	d, err := os.Open(dir)
 	if err != nil {
 		return nil, err
@@ -45,4 +49,33 @@ func readDirNames(dir string, n int) ([]string, error) {
 		err = nil
 	}
 	return names, err
+}
+
+// socketInodes returns the socket inodes among a process's open files.
+func (p FS) socketInodes(pid int) ([]uint64, error) {
+	dir := p.Path(pid, "fd")
+	names, err := readDirNames(dir, maxFDsPerPID, false)
+	if err != nil {
+		return nil, err
+	}
+	var out []uint64
+	for _, n := range names {
+		t, err := os.Readlink(filepath.Join(dir, n))
+		if err != nil {
+			continue // closed meanwhile
+		}
+		if ino, ok := SocketInode(t); ok {
+			out = append(out, ino)
+		}
+	}
+	return out, nil
+}
+
+// fdReadable says whether the process's fd directory can be listed, without listing it.
+func (p FS) fdReadable(pid int) error {
+	d, err := os.Open(p.Path(pid, "fd"))
+	if err != nil {
+		return err
+	}
+	return d.Close()
 }

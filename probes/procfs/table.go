@@ -16,22 +16,31 @@ type Proc struct {
 // probe that looks for a process by name, instead of each reading thousands of comm files.
 // It is safe for concurrent use; callers must not modify what Procs returns.
 type Table struct {
-	fs    FS
-	once  sync.Once
-	procs []Proc
-	err   error
+	fs       FS
+	pidsOnce sync.Once
+	pids     []int // listed once for Procs and Sockets
+	pidsErr  error
+	once     sync.Once
+	procs    []Proc
+	err      error
 
 	sockMu  sync.Mutex
 	sockets *Sockets
 }
 
+// pidList lists the processes once, for Procs and Sockets alike.
+func (t *Table) pidList() ([]int, error) {
+	t.pidsOnce.Do(func() { t.pids, t.pidsErr = t.fs.PIDs() })
+	return t.pids, t.pidsErr
+}
+
 // NewTable returns the table of the procfs directory dir; nothing is read until Procs.
-func NewTable(dir string) *Table { return &Table{fs: FS{Dir: dir}} }
+func NewTable(dir string) *Table { return &Table{fs: New(dir)} }
 
 // Procs lists the processes, ascending by pid, reading them on the first call.
 func (t *Table) Procs() ([]Proc, error) {
 	t.once.Do(func() {
-		pids, err := t.fs.PIDs()
+		pids, err := t.pidList()
 		if err != nil {
 			t.err = err
 			return
@@ -70,7 +79,14 @@ func (t *Table) Sockets(ctx context.Context) (*Sockets, error) {
 	for _, l := range ls {
 		wanted[l.Inode] = true
 	}
-	owners, unreadable, err := t.fs.SocketOwners(ctx, wanted)
+	pids, err := t.pidList()
+	if err != nil {
+		pids, err = t.fs.PIDs() // a failure is not kept: list again
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot map sockets to processes: %w", err)
+	}
+	owners, unreadable, err := t.fs.socketOwners(ctx, pids, wanted)
 	if err != nil {
 		return nil, fmt.Errorf("cannot map sockets to processes: %w", err)
 	}
