@@ -308,13 +308,15 @@ func scriptBlocks(text, lower string, lines *lineIndex) []block {
 type lineIndex struct{ starts []int }
 
 func newLineIndex(text string) *lineIndex {
-	li := &lineIndex{starts: make([]int, 1, 64)}
-	for i := 0; i < len(text); i++ {
-		if text[i] == '\n' {
-			li.starts = append(li.starts, i+1)
+	li := &lineIndex{starts: make([]int, 1, strings.Count(text, "\n")+1)}
+	for off := 0; ; {
+		i := strings.IndexByte(text[off:], '\n')
+		if i < 0 {
+			return li
 		}
+		off += i + 1
+		li.starts = append(li.starts, off)
 	}
-	return li
 }
 
 // line returns the 1-based line of byte offset off.
