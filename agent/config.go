@@ -123,6 +123,11 @@ func LoadConfig(path string) (Config, error) {
 	if !explicit {
 		path = DefaultConfigPath
 	}
+	// Looked at before it is opened: opening a FIFO would wait for a writer forever (and a
+	// device could do anything), which no config file is.
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return cfg, &ConfigError{fmt.Errorf("config %s: not a regular file", path)}
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		if !explicit && errors.Is(err, fs.ErrNotExist) {
