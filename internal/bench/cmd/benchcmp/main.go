@@ -18,6 +18,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -125,7 +127,17 @@ func run(out string, runs int, quick bool) error {
 
 	imds, stop := fakeimds.Start(nil)
 	defer stop()
-	env := testenv.Environ("AWS_EC2_METADATA_SERVICE_ENDPOINT="+imds.URL, "HOME="+tmp)
+	// The EC2 API answers as it does for an instance role without the optional EC2
+	// statement: the ec2api probe builds its client and makes its calls, each refused at
+	// once. A closed port would time the SDK's retry backoff instead of the agent.
+	denyEC2 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/xml")
+		w.WriteHeader(http.StatusForbidden)
+		io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation.</Message></Error></Errors><RequestID>00000000-0000-0000-0000-000000000000</RequestID></Response>`)
+	}))
+	defer denyEC2.Close()
+	env := testenv.Environ("AWS_EC2_METADATA_SERVICE_ENDPOINT="+imds.URL, "AWS_ENDPOINT_URL_EC2="+denyEC2.URL, "HOME="+tmp)
 
 	gitleaks := findTool(repo, "gitleaks")
 	if gitleaks == "" {
@@ -696,7 +708,7 @@ func (r *report) markdown() string {
 	}
 
 	b.WriteString("\n## Whole process: ec2sec against the gitleaks CLI\n\n")
-	fmt.Fprintf(&b, "- ec2sec: `%s`, all probes, IMDS a fake on loopback (IMDSv2, hop limit 1), AWS endpoints a closed loopback port.\n", r.ec2secCmd)
+	fmt.Fprintf(&b, "- ec2sec: `%s`, all probes, IMDS a fake on loopback (IMDSv2, hop limit 1), the EC2 API a loopback stand-in refusing every call (UnauthorizedOperation, as for a role without the optional EC2 statement), the other AWS endpoints a closed loopback port.\n", r.ec2secCmd)
 	fmt.Fprintf(&b, "- gitleaks: `%s`, gitleaks v8.30.1 (`make tools`).\n", r.gitleaksCmd)
 	b.WriteString("- the imds probe measures the hop limit with token requests whose answers a hop limit of 1 drops: the kernel's TCPMinTTLDrop counter (Linux 5.16+) tells a drop within ~10 ms, an older kernel only after a 0.6 s timeout. The scan is also timed without the probe (`--probes` all but imds).\n")
 	fmt.Fprintf(&b, "- wall clock: %s, %d runs each after warm-up. CPU: user + system time from wait4's rusage of each of %d runs (microseconds; `/usr/bin/time -v` rounds to 10 ms), median. Peak RSS: the largest maximum resident set size of those runs and of one more under `/usr/bin/time -v`.\n\n", r.ec2sec.tool, r.ec2sec.runs, r.ec2sec.runs)
