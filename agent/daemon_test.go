@@ -34,6 +34,19 @@ func (s *syncBuf) Bytes() []byte {
 	return bytes.Clone(s.b.Bytes())
 }
 
+// waitStopped waits for a cancelled daemon's exit code, which must be ExitOK.
+func waitStopped(t *testing.T, done <-chan int, d time.Duration) {
+	t.Helper()
+	select {
+	case code := <-done:
+		if code != ExitOK {
+			t.Errorf("exit %d", code)
+		}
+	case <-time.After(d):
+		t.Fatal("daemon did not stop")
+	}
+}
+
 func writeCfg(t *testing.T, path, body string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
@@ -116,14 +129,7 @@ func TestDaemon(t *testing.T) {
 		t.Fatalf("reloaded config not used; logs:\n%s", logs.Bytes())
 	}
 	cancel()
-	select {
-	case code := <-done:
-		if code != ExitOK {
-			t.Errorf("exit %d", code)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("daemon did not stop")
-	}
+	waitStopped(t, done, 30*time.Second)
 	out := logs.Bytes()
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(nil, 1<<20)

@@ -98,14 +98,7 @@ func TestDaemonWorkers(t *testing.T) {
 	reload <- os.Interrupt
 	waitEvents("/other")
 	cancel()
-	select {
-	case code := <-done:
-		if code != ExitOK {
-			t.Errorf("exit %d", code)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("daemon did not stop")
-	}
+	waitStopped(t, done, 60*time.Second)
 
 	out := logs.Bytes()
 	modes := map[string]int{}
