@@ -239,7 +239,11 @@ func (w WorkerCommand) Run(ctx context.Context) int {
 			res.NoReporter = true
 			break
 		}
-		fctx, cancel := context.WithTimeout(ctx, req.Budget)
+		budget := req.Budget
+		if budget <= 0 {
+			budget = cycleFlush
+		}
+		fctx, cancel := context.WithTimeout(ctx, budget)
 		st, err := rep.Flush(fctx)
 		cancel()
 		res.Flushed = st
