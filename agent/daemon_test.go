@@ -34,6 +34,18 @@ func (s *syncBuf) Bytes() []byte {
 	return bytes.Clone(s.b.Bytes())
 }
 
+// nextCycle waits for the daemon's next scan cycle.
+func nextCycle(t *testing.T, cycles <-chan cycle, logs *syncBuf, d time.Duration) cycle {
+	t.Helper()
+	select {
+	case cy := <-cycles:
+		return cy
+	case <-time.After(d):
+		t.Fatalf("no scan cycle; logs:\n%s", logs.Bytes())
+		return cycle{}
+	}
+}
+
 // waitStopped waits for a cancelled daemon's exit code, which must be ExitOK.
 func waitStopped(t *testing.T, done <-chan int, d time.Duration) {
 	t.Helper()
@@ -86,16 +98,7 @@ func TestDaemon(t *testing.T) {
 	done := make(chan int, 1)
 	go func() { done <- c.Run(ctx) }()
 
-	next := func() cycle {
-		t.Helper()
-		select {
-		case cy := <-cycles:
-			return cy
-		case <-time.After(20 * time.Second):
-			t.Fatalf("no scan cycle; logs:\n%s", logs.Bytes())
-			return cycle{}
-		}
-	}
+	next := func() cycle { t.Helper(); return nextCycle(t, cycles, &logs, 20*time.Second) }
 	first := next()
 	if first.err == nil {
 		t.Fatal("first cycle delivered although CloudWatch Logs was down")

@@ -66,17 +66,7 @@ func TestDaemonWorkers(t *testing.T) {
 	f.Outage(awsfake.ServerError)
 	done := make(chan int, 1)
 	go func() { done <- c.Run(ctx) }()
-	next := func() cycle {
-		t.Helper()
-		select {
-		case cy := <-cycles:
-			return cy
-		case <-time.After(30 * time.Second):
-			t.Fatalf("no scan cycle; logs:\n%s", logs.Bytes())
-			return cycle{}
-		}
-	}
-	if first := next(); first.err == nil || sum(first.flushed.Pending) == 0 {
+	if first := nextCycle(t, cycles, &logs, 30*time.Second); first.err == nil || sum(first.flushed.Pending) == 0 {
 		t.Fatalf("first cycle %+v: delivered although AWS was down; logs:\n%s", first, logs.Bytes())
 	}
 	f.Outage(0)

@@ -10,8 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/ec2sec/ec2sec/probes/procfs"
 )
 
 // ConsoleProbe looks at the serial console from inside: a getty serving it plus an account
@@ -90,8 +88,9 @@ func serialGettys(env *Env) (ttys, sources []string) {
 		sources = append(sources, tty+": "+src)
 	}
 	if env.Proc != "" {
-		p := procfs.FS{Dir: env.Proc}
-		procs, _ := env.processes()
+		table := env.procTable()
+		p := table.FS()
+		procs, _ := table.Procs()
 		for _, pr := range procs {
 			pid, comm := pr.PID, pr.Comm
 			if !strings.Contains(comm, "getty") {
@@ -164,7 +163,7 @@ type cmdline struct{ source, args string }
 // boot loader configuration would pass (for an offline image).
 func kernelCmdlines(env *Env) []cmdline {
 	if env.Proc != "" {
-		if b, _, err := (procfs.FS{Dir: env.Proc}).ReadFile("cmdline", 64<<10); err == nil {
+		if b, _, err := env.procTable().FS().ReadFile("cmdline", 64<<10); err == nil {
 			return []cmdline{{path.Join(env.Proc, "cmdline"), string(b)}}
 		}
 	}

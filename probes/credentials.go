@@ -16,7 +16,6 @@ import (
 	"strings"
 
 	"github.com/ec2sec/ec2sec/probes/hostfs"
-	"github.com/ec2sec/ec2sec/probes/procfs"
 	"github.com/ec2sec/ec2sec/probes/secrets"
 )
 
@@ -460,8 +459,9 @@ func processEnvironments(ctx context.Context, env *Env, users []passwdUser) []Re
 	if env.Proc == "" {
 		return []Result{NewResult(check, NotAvailable, "", "no procfs to read process environments from (an offline image, or --proc not given)")}
 	}
-	p := procfs.New(env.Proc)
-	pids, err := p.PIDs()
+	procs := env.procTable()
+	p := procs.FS()
+	pids, err := procs.PIDs()
 	if err != nil {
 		return []Result{NewResult(check, NotAvailable, "", fmt.Sprintf("could not list processes: %v", err))}
 	}

@@ -250,11 +250,8 @@ func sshdKeywordName(kw string) string {
 // by systemd on a port of an enabled ssh.socket, or (when some processes' sockets cannot be
 // read) unattributed on a port sshd_config names. unreadable counts those processes.
 func findSSHListeners(ctx context.Context, env *Env, cfg *sshdconfig.Config) (found []sshListener, unreadable int, err error) {
-	p := procfs.FS{Dir: env.Proc}
-	procs := env.Procs
-	if procs == nil { // a probe run on its own, as in tests
-		procs = procfs.NewTable(env.Proc)
-	}
+	procs := env.procTable()
+	p := procs.FS()
 	socks, err := procs.Sockets(ctx)
 	if err != nil {
 		return nil, 0, err

@@ -17,8 +17,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/ec2sec/ec2sec/probes/procfs"
 )
 
 // SSMProbe checks that the instance can be managed through AWS Systems Manager: the SSM
@@ -140,8 +138,9 @@ func ssmLocal(env *Env) ssmState {
 		}
 	}
 	if env.Proc != "" {
-		p := procfs.FS{Dir: env.Proc}
-		if procs, err := env.processes(); err == nil {
+		table := env.procTable()
+		p := table.FS()
+		if procs, err := table.Procs(); err == nil {
 			for _, pr := range procs {
 				pid, comm := pr.PID, pr.Comm
 				exe := strings.TrimSuffix(p.Exe(pid), " (deleted)")

@@ -37,6 +37,13 @@ func (t *Table) pidList() ([]int, error) {
 // NewTable returns the table of the procfs directory dir; nothing is read until Procs.
 func NewTable(dir string) *Table { return &Table{fs: New(dir)} }
 
+// FS is the procfs the table reads, for a probe's reads of single processes.
+func (t *Table) FS() FS { return t.fs }
+
+// PIDs lists the processes, ascending, once per table (Procs and Sockets use the same
+// listing). Callers must not modify the slice.
+func (t *Table) PIDs() ([]int, error) { return t.pidList() }
+
 // Procs lists the processes, ascending by pid, reading them on the first call.
 func (t *Table) Procs() ([]Proc, error) {
 	t.once.Do(func() {

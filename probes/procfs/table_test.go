@@ -42,3 +42,25 @@ func TestTableReadsOnce(t *testing.T) {
 		t.Errorf("a new table sees %v; want the 2 processes left", got)
 	}
 }
+
+// TestTablePIDsShared: PIDs is the listing Procs uses, made once: a process started after it
+// is in neither (the credentials probe reads environments from the same listing).
+func TestTablePIDsShared(t *testing.T) {
+	dir := procfstest.Build(t, t.TempDir(), []procfstest.Proc{{PID: 4, Comm: "a"}, {PID: 9, Comm: "b"}}, nil)
+	tab := procfs.NewTable(dir)
+	pids, err := tab.PIDs()
+	if err != nil || !reflect.DeepEqual(pids, []int{4, 9}) {
+		t.Fatalf("PIDs() = %v, %v", pids, err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "21"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "21", "comm"), []byte("c\n"), 0o644)
+	procs, _ := tab.Procs()
+	if len(procs) != 2 {
+		t.Errorf("Procs() = %v; want the 2 processes of the first listing", procs)
+	}
+	if tab.FS().Dir != dir {
+		t.Errorf("FS().Dir = %q, want %q", tab.FS().Dir, dir)
+	}
+}
