@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ec2sec/ec2sec/probes/metadata"
@@ -66,14 +67,20 @@ func (IMDSProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 		return nil, errors.New(env.Identity.Reason)
 	}
 	endpoint := env.IMDS.Endpoint()
-	v1 := imdsV1(ctx, endpoint, env.HTTPTimeout)
-	hop := imdsHopLimit(ctx, env, endpoint)
+	// Three independent questions, each a few round trips: asked at once, the probe takes
+	// as long as the hop limit's measurement alone.
+	var v1, hop, profile Result
+	var wg sync.WaitGroup
+	wg.Go(func() { v1 = imdsV1(ctx, endpoint, env.HTTPTimeout) })
+	wg.Go(func() { profile = imdsProfile(ctx, env) })
+	hop = imdsHopLimit(ctx, env, endpoint)
+	wg.Wait()
 	if v1.Status == Passed && v1.Evidence["http_status"] == http.StatusForbidden {
 		// The endpoint is off: nothing can fetch a token, whatever its hop limit.
 		hop = NewResult("imds-hop-limit", Passed, "", "the IMDS endpoint is turned off, so no token can be fetched at any hop count").
 			With("http_status", http.StatusForbidden)
 	}
-	return []Result{v1, hop, imdsProfile(ctx, env)}, nil
+	return []Result{v1, hop, profile}, nil
 }
 
 // imdsV1 sends a raw GET without a token. The SDK cannot tell us this: it falls back to v1

@@ -28,11 +28,12 @@ import (
 // timeout before believing it.
 //
 // Where the kernel counts the segments it drops for a minimum TTL (TcpExt TCPMinTTLDrop,
-// Linux 5.16+), a failure need not cost a timeout: a drop seen while an attempt waits, with
-// no answer within a short grace after it, is the attempt's answer being dropped. The
+// Linux 5.16+), a failure need not cost a timeout: drops seen while attempts wait, with no
+// answer within a short grace after them, are the attempts' answers being dropped. The
 // counter is per network namespace, so a drop of another socket's (a BGP daemon using GTSM)
-// could be mistaken for ours: the final failure is then confirmed by a second attempt that
-// must see a drop of its own.
+// could be mistaken for ours: a final failure is then decided by two attempts sent at once,
+// which must see two drops. The first pair goes out alongside the baseline PUT: on a
+// compliant instance the whole measurement is one round trip and one grace.
 func measureHopLimit(ctx context.Context, endpoint string, timeout time.Duration) (int, error) {
 	return measureHopLimitWith(ctx, endpoint, timeout, minTTLDrops)
 }
@@ -48,54 +49,60 @@ func measureHopLimitWith(ctx context.Context, endpoint string, timeout time.Dura
 	if ip == nil {
 		return 0, fmt.Errorf("IMDS endpoint %q is not an IP address; the hop limit is measured on the wire", u.Hostname())
 	}
-	v6 := ip.To4() == nil
-
-	// Baseline: a plain token PUT must work, and its round trip sizes the attempt timeout.
-	start := time.Now()
-	if err := tokenPut(ctx, endpoint, 0, v6, timeout, nil); err != nil {
-		return 0, fmt.Errorf("token request failed: %w", err)
-	}
-	rtt := time.Since(start)
-	attempt := min(max(150*time.Millisecond, 20*rtt), timeout)
-	var watch *dropWatch
+	m := &hopMeter{endpoint: endpoint, v6: ip.To4() == nil, timeout: timeout,
+		ready: make(chan struct{}), base: make(chan error, 1)}
 	if drops != nil {
 		if _, ok := drops(); ok {
-			// The grace only guards against another socket's drop coinciding with our
-			// attempt (rare: a GTSM-protected BGP session hit by a low-TTL packet), and a
-			// baseline measured while a scan keeps both cores busy can be slow: bounded.
-			watch = &dropWatch{count: drops, grace: min(max(10*time.Millisecond, 4*rtt), 25*time.Millisecond)}
+			m.drops = drops
 		}
 	}
 
-	ok := func(n int, t time.Duration) (bool, error) {
-		err := tokenPut(ctx, endpoint, n, v6, t, watch)
-		switch {
-		case err == nil:
-			return true, nil
-		case ctx.Err() != nil:
-			return false, ctx.Err()
-		case errors.Is(err, errDropped):
-			return false, nil
-		default:
-			return false, err
+	// Baseline: a plain token PUT must work, and its round trip sizes the attempts' timeout
+	// and the grace after a drop. It runs while the first attempts wait.
+	go func() {
+		start := time.Now()
+		err := tokenPut(ctx, endpoint, 0, m.v6, timeout)
+		if err == nil {
+			rtt := time.Since(start)
+			m.attempt = min(max(150*time.Millisecond, 20*rtt), timeout)
+			// The grace only guards against another socket's drop coinciding with our
+			// attempts (rare: a GTSM-protected BGP session hit by a low-TTL packet), and a
+			// baseline measured while a scan keeps both cores busy can be slow: bounded.
+			m.grace = min(max(10*time.Millisecond, 4*rtt), 25*time.Millisecond)
+		} else if ctx.Err() == nil {
+			err = fmt.Errorf("token request failed: %w", err)
 		}
-	}
+		m.base <- err
+		close(m.ready)
+	}()
+
 	lo, hi := 1, 65 // lo answers; hi is the lowest known not to (hop limits are 1..64)
 	for hi-lo > 1 {
 		mid := lo + 1
 		if lo > 1 {
 			mid = (lo + hi) / 2
 		}
-		got, err := ok(mid, attempt)
-		if err != nil {
-			return 0, err
-		}
-		if !got && mid == lo+1 {
-			// Before settling on lo, make sure lo+1 was really dropped, not just slow (with
-			// the counter, this attempt must see a drop of its own to end early).
-			if got, err = ok(mid, 3*attempt); err != nil {
-				return 0, err
+		var got bool
+		var err error
+		switch {
+		case mid > lo+1:
+			got, err = m.round(ctx, mid, 1, 1)
+		case m.drops != nil:
+			// lo+1 failing ends the search: two attempts at once must both go unanswered,
+			// with two drops counted.
+			got, err = m.round(ctx, mid, 2, 3)
+		default:
+			// Without the counter, a failure is a timeout: confirm it with a longer one
+			// before settling on lo, so a slow answer is not taken for a dropped one.
+			if got, err = m.round(ctx, mid, 1, 1); err == nil && !got {
+				got, err = m.round(ctx, mid, 1, 3)
 			}
+		}
+		if err != nil {
+			if berr := m.baseline(); berr != nil {
+				return 0, berr
+			}
+			return 0, err
 		}
 		if got {
 			lo = mid
@@ -103,7 +110,125 @@ func measureHopLimitWith(ctx context.Context, endpoint string, timeout time.Dura
 			hi = mid
 		}
 	}
+	if err := m.baseline(); err != nil {
+		return 0, err
+	}
 	return lo, nil
+}
+
+// hopMeter sends the token PUTs of one measurement.
+type hopMeter struct {
+	endpoint string
+	v6       bool
+	timeout  time.Duration         // bounds every request
+	drops    func() (uint64, bool) // the kernel's drop counter; nil without one
+	ready    chan struct{}         // closed when the baseline PUT is done
+	base     chan error            // its outcome, read once into baseErr
+	baseOnce sync.Once
+	baseErr  error
+	attempt  time.Duration // set by the baseline: how long an attempt waits for its answer
+	grace    time.Duration // set by the baseline: how long an answer may trail a drop
+}
+
+// baseline waits for the baseline PUT and returns its error.
+func (m *hopMeter) baseline() error {
+	m.baseOnce.Do(func() { m.baseErr = <-m.base })
+	return m.baseErr
+}
+
+// round sends n token PUTs at once, each on its own connection whose socket drops segments
+// with a TTL below minTTL, and says whether any was answered. Unanswered, it ends after wait
+// times the attempt timeout; with the drop counter, also once the kernel has counted n drops
+// since the round began and no answer came within the grace after them.
+func (m *hopMeter) round(ctx context.Context, minTTL, n, wait int) (bool, error) {
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var since uint64
+	if m.drops != nil {
+		since, _ = m.drops()
+	}
+	answers := make(chan error, n)
+	for range n {
+		go func() { answers <- tokenPut(rctx, m.endpoint, minTTL, m.v6, m.timeout) }()
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { m.watch(rctx, cancel, done, since, n, time.Duration(wait)) })
+	defer func() { close(done); wg.Wait() }()
+
+	var got bool
+	var firstErr error
+	for range n {
+		err := <-answers
+		switch {
+		case err == nil:
+			if !got {
+				got = true
+				cancel() // one answer decides the round: stop the others
+			}
+		case errors.Is(err, errDropped):
+		case firstErr == nil:
+			firstErr = err
+		}
+	}
+	switch {
+	case got:
+		return true, nil
+	case ctx.Err() != nil:
+		return false, ctx.Err()
+	case m.baseline() != nil:
+		return false, m.baseline()
+	}
+	return false, firstErr
+}
+
+// watch ends a round (cancel) when its time is up or its answers were dropped. The timing
+// comes from the baseline PUT, which may still be on its way.
+func (m *hopMeter) watch(ctx context.Context, cancel context.CancelFunc, done <-chan struct{}, since uint64, n int, wait time.Duration) {
+	start := time.Now()
+	var drop <-chan time.Time // ticks while the counter is polled
+	if m.drops != nil {
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		drop = tick.C
+	}
+	var deadline <-chan time.Time
+	ready := m.ready
+	dropped := false
+	for {
+		select {
+		case <-done:
+			return
+		case <-ready:
+			ready = nil
+			if m.baseline() != nil {
+				cancel()
+				return
+			}
+			t := time.NewTimer(max(wait*m.attempt-time.Since(start), 0))
+			defer t.Stop()
+			deadline = t.C
+		case <-deadline:
+			cancel()
+			return
+		case <-drop:
+			if c, ok := m.drops(); ok && c >= since+uint64(n) {
+				drop, dropped = nil, true
+			}
+		}
+		if dropped && ready == nil {
+			// n drops counted and the grace known: an answer has grace to follow.
+			select {
+			case <-done:
+			case <-ctx.Done():
+			case <-deadline:
+				cancel()
+			case <-time.After(m.grace):
+				cancel()
+			}
+			return
+		}
+	}
 }
 
 // errDropped means no answer came back within the attempt's timeout: with IP_MINTTL set,
@@ -112,14 +237,11 @@ var errDropped = errors.New("no answer within the timeout")
 
 // tokenPut sends one IMDSv2 token PUT on a fresh connection whose socket drops segments with
 // TTL (hop limit) below minTTL (0 = no minimum). Only the status matters; the token is
-// discarded unread beyond a few bytes.
-func tokenPut(ctx context.Context, endpoint string, minTTL int, v6 bool, timeout time.Duration, watch *dropWatch) error {
+// discarded unread beyond a few bytes. An attempt that times out or is cancelled (its answer
+// taken for dropped) returns errDropped.
+func tokenPut(ctx context.Context, endpoint string, minTTL int, v6 bool, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if watch != nil && minTTL > 0 {
-		stop := watch.start(cancel)
-		defer stop()
-	}
 	d := &net.Dialer{Timeout: timeout}
 	if minTTL > 0 {
 		d.Control = func(_, _ string, c syscall.RawConn) error {
@@ -164,43 +286,6 @@ func tokenPut(ctx context.Context, endpoint string, minTTL int, v6 bool, timeout
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// dropWatch ends an attempt early when the kernel's count of minimum-TTL drops goes up and
-// no answer follows within grace.
-type dropWatch struct {
-	count func() (uint64, bool)
-	grace time.Duration
-}
-
-// start polls the counter until stop is called; on a drop it waits out grace, then calls
-// cancel (the attempt then ends as errDropped, as on its timeout).
-func (w *dropWatch) start(cancel context.CancelFunc) (stop func()) {
-	base, _ := w.count()
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(2 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-			if n, ok := w.count(); ok && n > base {
-				select {
-				case <-done:
-				case <-time.After(w.grace):
-					cancel()
-				}
-				return
-			}
-		}
-	}()
-	return func() { close(done); wg.Wait() }
 }
 
 // minTTLDrops reads TcpExt TCPMinTTLDrop from this process's network namespace; false when

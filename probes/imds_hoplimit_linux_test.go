@@ -3,6 +3,7 @@ package probes
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -69,23 +70,93 @@ func TestHopLimitDropCounter(t *testing.T) {
 	}
 }
 
-// TestDropWatchEndsAttempt: an attempt whose answer is dropped ends on the counter, long
-// before its timeout (the timeout here is far beyond any test's patience).
-func TestDropWatchEndsAttempt(t *testing.T) {
+// readyMeter is a hopMeter whose baseline is done: attempts wait attempt, answers may
+// trail a drop by grace.
+func readyMeter(url string, drops func() (uint64, bool), attempt, grace time.Duration) *hopMeter {
+	m := &hopMeter{endpoint: url, timeout: time.Hour, drops: drops, ready: make(chan struct{}),
+		base: make(chan error, 1), attempt: attempt, grace: grace}
+	m.base <- nil
+	close(m.ready)
+	return m
+}
+
+// TestRoundEndsOnDrops: a round whose answers are dropped ends on the counter, long before
+// its timeout (far beyond any test's patience), for one attempt and for a pair.
+func TestRoundEndsOnDrops(t *testing.T) {
 	if _, ok := minTTLDrops(); !ok {
 		t.Skip("this kernel does not count TCPMinTTLDrop (Linux 5.16+)")
 	}
 	s := fakeimds.New(t)
 	s.HopLimit = 1
-	w := &dropWatch{count: minTTLDrops, grace: 10 * time.Millisecond}
-	done := make(chan error, 1)
-	go func() { done <- tokenPut(context.Background(), s.URL, 2, false, 10*time.Minute, w) }()
-	select {
-	case err := <-done:
-		if err != errDropped {
-			t.Errorf("got %v, want errDropped", err)
+	for _, n := range []int{1, 2} {
+		m := readyMeter(s.URL, minTTLDrops, 10*time.Minute, 10*time.Millisecond)
+		done := make(chan error, 1)
+		go func() {
+			got, err := m.round(context.Background(), 2, n, 3)
+			if err == nil && got {
+				err = fmt.Errorf("answered")
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%d attempts: %v, want unanswered", n, err)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("%d attempts: the drop counter did not end the round", n)
 		}
-	case <-time.After(time.Minute):
-		t.Fatal("the drop counter did not end the attempt")
+	}
+}
+
+// TestRoundNeedsItsDrops: one drop counted (another socket's, say) does not end a round of
+// two attempts: it waits for a second drop, here never counted, until its deadline.
+func TestRoundNeedsItsDrops(t *testing.T) {
+	s := fakeimds.New(t)
+	s.HopLimit = 1
+	var reads atomic.Int64
+	oneForeign := func() (uint64, bool) { // 100, then 101 for ever
+		if reads.Add(1) == 1 {
+			return 100, true
+		}
+		return 101, true
+	}
+	const attempt = 200 * time.Millisecond
+	m := readyMeter(s.URL, oneForeign, attempt, 10*time.Millisecond)
+	start := time.Now()
+	got, err := m.round(context.Background(), 2, 2, 1)
+	if err != nil || got {
+		t.Fatalf("got %v %v, want unanswered", got, err)
+	}
+	if el := time.Since(start); el < attempt {
+		t.Errorf("round ended after %s on one drop; want its deadline (%s)", el, attempt)
+	}
+	if reads.Load() < 3 {
+		t.Errorf("counter read %d times; want polling", reads.Load())
+	}
+}
+
+// TestRoundAnswered: an answer within the grace after a foreign drop wins.
+func TestRoundAnswered(t *testing.T) {
+	s := fakeimds.New(t)
+	s.HopLimit = 3
+	var n atomic.Uint64
+	noisy := func() (uint64, bool) { return n.Add(5), true } // drops on every read
+	m := readyMeter(s.URL, noisy, time.Minute, 25*time.Millisecond)
+	if got, err := m.round(context.Background(), 2, 2, 3); err != nil || !got {
+		t.Errorf("got %v %v, want answered", got, err)
+	}
+}
+
+// TestHopLimitBaselineFails: a PUT refused outright is an error naming the token request,
+// whether or not the first attempts were already out.
+func TestHopLimitBaselineFails(t *testing.T) {
+	s := fakeimds.New(t)
+	s.Off = true
+	for _, drops := range []func() (uint64, bool){nil, minTTLDrops} {
+		_, err := measureHopLimitWith(context.Background(), s.URL, 5*time.Second, drops)
+		if err == nil || !strings.Contains(err.Error(), "token request failed") {
+			t.Errorf("got %v, want the token request's failure", err)
+		}
 	}
 }
