@@ -148,22 +148,37 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 		})
 	}
 
+	// Who the host is comes from IMDS: a round trip on EC2, up to the IMDS timeout off it.
+	// Probes that never ask (IdentityFree) start meanwhile; the others wait for the answer.
+	start := o.Now()
+	idCtx, idCancel := context.WithCancel(ctx)
+	defer idCancel()
+	idReady := make(chan struct{})
+	var (
+		id  metadata.Identity
+		ec2 func(context.Context) (probes.EC2API, error)
+	)
+	idOpts := o // a copy: prepareSecrets below fills in o
+	go func() {
+		defer close(idReady)
+		id = idOpts.IMDS.Identity(idCtx)
+		if id.Hostname == "" {
+			id.Hostname = localHostname(fsys, idOpts.Root)
+		}
+		ec2 = ec2Factory(idOpts, id)
+		idOpts.Log.Debug("identity", "instance_id", id.InstanceID, "region", id.Region, "reason", id.Reason)
+	}()
+
 	if err := prepareSecrets(&o, selected); err != nil {
+		idCancel()
+		<-idReady
 		return nil, err
 	}
-
-	start := o.Now()
-	id := o.IMDS.Identity(ctx)
-	if id.Hostname == "" {
-		id.Hostname = localHostname(fsys, o.Root)
-	}
-	o.Log.Debug("identity", "instance_id", id.InstanceID, "region", id.Region, "reason", id.Reason)
 
 	timeout := o.Config.ProbeTimeout.Duration
 	if timeout <= 0 {
 		timeout = DefaultConfig().ProbeTimeout.Duration
 	}
-	ec2 := ec2Factory(o, id)
 	var procs *procfs.Table // one process list for all probes of this scan
 	if o.Proc != "" {
 		procs = procfs.NewTable(o.Proc)
@@ -174,16 +189,23 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 	for i, p := range selected {
 		env := &probes.Env{
 			Root: o.Root, FS: fsys, Proc: o.Proc, Procs: procs,
-			IMDS: o.IMDS, Identity: id,
-			Now: o.Now, Log: o.Log.With("probe", p.Name()),
+			IMDS:     o.IMDS,
+			Identity: metadata.Identity{Reason: "the scan had not heard from IMDS yet (a probe marked IdentityFree read the identity)"},
+			Now:      o.Now, Log: o.Log.With("probe", p.Name()),
 			Dial: o.Dial, Resolver: o.Resolver,
 			DialTimeout: 2 * time.Second, HTTPTimeout: o.IMDS.Timeout(),
 			Getenv:  o.Getenv,
 			Secrets: o.Secrets, FingerprintKey: o.FingerprintKey,
-			EC2: ec2,
 		}
+		free, _ := p.(IdentityFree)
+		early := free != nil && free.IdentityFree()
 		wg.Go(func() {
+			if !early {
+				<-idReady
+				env.Identity, env.EC2 = id, ec2
+			}
 			rs, run := runProbe(ctx, p, env, timeout)
+			<-idReady
 			results[i], runs[i] = finish(p, rs, run, id), run
 		})
 	}
@@ -202,6 +224,12 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 	}
 	r.Summary.DurationMS = o.Now().Sub(start).Milliseconds()
 	return r, nil
+}
+
+// IdentityFree is implemented by probes that never read Env.Identity or Env.EC2 (those
+// hold nothing yet when they start): the scan runs them while it asks IMDS who the host is.
+type IdentityFree interface {
+	IdentityFree() bool
 }
 
 // runProbe runs one probe under its own deadline. A probe that ignores its context is

@@ -4,10 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"reflect"
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -243,5 +248,67 @@ func TestResultKeySeparatesIDs(t *testing.T) {
 	WriteJSON(&b, r)
 	if strings.Contains(b.String(), "port/22") {
 		t.Error("the id key is shown in the report")
+	}
+}
+
+// envProbe is a fakeProbe that sees its Env, and may say it never reads the identity.
+type envProbe struct {
+	fakeProbe
+	free bool
+	look func(env *probes.Env)
+}
+
+func (p envProbe) IdentityFree() bool { return p.free }
+func (p envProbe) Run(ctx context.Context, env *probes.Env) ([]probes.Result, error) {
+	p.look(env)
+	return p.fakeProbe.Run(ctx, env)
+}
+
+// TestIdentityFreeProbesStartAtOnce: a probe that never reads the identity runs while IMDS is
+// still being asked (here IMDS answers only once that probe has started); the others start
+// with the identity.
+func TestIdentityFreeProbesStartAtOnce(t *testing.T) {
+	s := fakeimds.New(t)
+	target, err := url.Parse(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	var early atomic.Bool // IMDS answered a GET only after the free probe had started
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			select {
+			case <-started:
+				early.Store(true)
+			case <-time.After(5 * time.Second): // beyond the client's timeout: identity lost
+			}
+		}
+		httputil.NewSingleHostReverseProxy(target).ServeHTTP(w, r)
+	}))
+	defer slow.Close()
+
+	noResults := func(context.Context) ([]probes.Result, error) { return nil, nil }
+	var freeSaw, boundSaw atomic.Value
+	ps := []probes.Probe{
+		envProbe{fakeProbe{"free", []string{"free-a"}, noResults}, true, func(env *probes.Env) {
+			freeSaw.Store(env.Identity.InstanceID)
+			close(started)
+		}},
+		envProbe{fakeProbe{"bound", []string{"bound-a"}, noResults}, false, func(env *probes.Env) {
+			boundSaw.Store(env.Identity.InstanceID)
+		}},
+	}
+	r, err := Scan(context.Background(), ScanOptions{Root: t.TempDir(), Available: ps, IMDS: metadata.New(metadata.Options{Endpoint: slow.URL})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !early.Load() {
+		t.Error("IMDS was asked for the identity before the identity-free probe started")
+	}
+	if got := freeSaw.Load(); got != "" {
+		t.Errorf("the identity-free probe saw instance %q; the scan cannot have known it", got)
+	}
+	if got := boundSaw.Load(); got != r.Host.InstanceID || got == "" {
+		t.Errorf("the other probe saw instance %q, the report says %q", got, r.Host.InstanceID)
 	}
 }

@@ -19,6 +19,10 @@ type ConsoleProbe struct{}
 // Name implements Probe.
 func (ConsoleProbe) Name() string { return "console" }
 
+// IdentityFree tells the scan this probe reads only the host's files and processes, never
+// Env.Identity or Env.EC2: it starts without waiting for IMDS.
+func (ConsoleProbe) IdentityFree() bool { return true }
+
 // Checks implements Probe.
 func (ConsoleProbe) Checks() []Check {
 	return []Check{

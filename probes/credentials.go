@@ -27,6 +27,10 @@ type CredentialsProbe struct{}
 // Name implements Probe.
 func (CredentialsProbe) Name() string { return "credentials" }
 
+// IdentityFree tells the scan this probe reads only the host's files and processes, never
+// Env.Identity or Env.EC2: it starts without waiting for IMDS.
+func (CredentialsProbe) IdentityFree() bool { return true }
+
 // UsesSecrets tells the scan this probe needs Env.Secrets and Env.FingerprintKey.
 func (CredentialsProbe) UsesSecrets() bool { return true }
 

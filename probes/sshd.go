@@ -24,6 +24,10 @@ type SSHDProbe struct{}
 // Name implements Probe.
 func (SSHDProbe) Name() string { return "sshd" }
 
+// IdentityFree tells the scan this probe reads only the host's files and processes, never
+// Env.Identity or Env.EC2: it starts without waiting for IMDS.
+func (SSHDProbe) IdentityFree() bool { return true }
+
 // sshdLayout is where a platform keeps sshd and its configuration.
 type sshdLayout struct {
 	dir, config string
