@@ -149,7 +149,8 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 	}
 
 	// Who the host is comes from IMDS: a round trip on EC2, up to the IMDS timeout off it.
-	// Probes that never ask (IdentityFree) start meanwhile; the others wait for the answer.
+	// It is asked while the secret detector is built. Probes that never read it
+	// (IdentityFree) start without it when it is slow; the others wait for the answer.
 	start := o.Now()
 	idCtx, idCancel := context.WithCancel(ctx)
 	defer idCancel()
@@ -200,7 +201,18 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 		free, _ := p.(IdentityFree)
 		early := free != nil && free.IdentityFree()
 		wg.Go(func() {
-			if !early {
+			if early {
+				// On EC2, IMDS answers within a few milliseconds: let it, so its round trips
+				// do not queue behind host probes that keep every CPU busy (Go's scheduler
+				// would look at the network only every 10 ms). Off EC2 it may not answer
+				// before its timeout, and these probes need nothing from it.
+				t := time.NewTimer(identityHeadStart)
+				select {
+				case <-idReady:
+				case <-t.C:
+				}
+				t.Stop()
+			} else {
 				<-idReady
 				env.Identity, env.EC2 = id, ec2
 			}
@@ -226,8 +238,13 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 	return r, nil
 }
 
+// identityHeadStart is how long IdentityFree probes wait for IMDS to say who the host is
+// before they start anyway: far above IMDS's answer time on EC2, far below its timeout.
+const identityHeadStart = 50 * time.Millisecond
+
 // IdentityFree is implemented by probes that never read Env.Identity or Env.EC2 (those
-// hold nothing yet when they start): the scan runs them while it asks IMDS who the host is.
+// may hold nothing yet when they start): the scan does not hold them up for an IMDS that is
+// slow to answer or absent (off EC2, until its timeout).
 type IdentityFree interface {
 	IdentityFree() bool
 }

@@ -264,10 +264,10 @@ func (p envProbe) Run(ctx context.Context, env *probes.Env) ([]probes.Result, er
 	return p.fakeProbe.Run(ctx, env)
 }
 
-// TestIdentityFreeProbesStartAtOnce: a probe that never reads the identity runs while IMDS is
-// still being asked (here IMDS answers only once that probe has started); the others start
-// with the identity.
-func TestIdentityFreeProbesStartAtOnce(t *testing.T) {
+// TestIdentityFreeProbesDoNotWaitForIMDS: a probe that never reads the identity runs while
+// IMDS is still being asked (here IMDS answers only once that probe has started); the others
+// start with the identity.
+func TestIdentityFreeProbesDoNotWaitForIMDS(t *testing.T) {
 	s := fakeimds.New(t)
 	target, err := url.Parse(s.URL)
 	if err != nil {
