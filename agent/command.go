@@ -69,14 +69,7 @@ func (c ScanCommand) Run(ctx context.Context) int {
 	if err != nil {
 		return usage(err)
 	}
-	root := c.Root
-	if root == "" {
-		root = "/"
-	}
-	proc := c.Proc
-	if !c.ProcSet && root == "/" {
-		proc = defaultProcfs
-	}
+	root, proc, offline := scanTarget(c.Root, c.Proc, c.ProcSet)
 
 	out := c.Stdout
 	var file *os.File
@@ -99,7 +92,7 @@ func (c ScanCommand) Run(ctx context.Context) int {
 	}
 
 	o := c.ScanOptions
-	o.Root, o.Proc, o.Probes, o.Config = root, proc, c.Probes, cfg
+	o.Root, o.Proc, o.Offline, o.Probes, o.Config = root, proc, offline, c.Probes, cfg
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(c.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}

@@ -52,6 +52,7 @@ func TestScanFormatsAndReport(t *testing.T) {
 	run := func(args ScanCommand) (int, []byte, string) {
 		var out, errb bytes.Buffer
 		args.Stdout, args.Stderr, args.ConfigPath, args.Root = &out, &errb, cfgPath, t.TempDir()
+		args.Proc, args.ProcSet = t.TempDir(), true // a live host with no processes visible
 		args.ScanOptions = ScanOptions{IMDS: metadata.New(metadata.Options{Endpoint: imds.URL})}
 		args.Reporter = ReporterOptions{AWS: fastAWS()}
 		return args.Run(context.Background()), out.Bytes(), errb.String()

@@ -21,7 +21,7 @@ func TestScanCommandFormatFollowsTerminal(t *testing.T) {
 	run := func(tty bool) (string, int) {
 		var out, errb bytes.Buffer
 		c := ScanCommand{
-			Root: t.TempDir(), ProcSet: true, Stdout: &out, Stderr: &errb,
+			Root: t.TempDir(), Proc: t.TempDir(), ProcSet: true, Stdout: &out, Stderr: &errb,
 			ConfigPath: writeConfig(t, "state_dir: "+t.TempDir()+"\n", 0o600),
 			IsTerminal: func(io.Writer) bool { return tty },
 			ScanOptions: ScanOptions{

@@ -217,13 +217,7 @@ type inProcess struct {
 
 func (ip *inProcess) start(cfg Config) error {
 	o := ip.c.ScanOptions
-	o.Root, o.Proc = ip.c.Root, ip.c.Proc
-	if o.Root == "" {
-		o.Root = "/"
-	}
-	if o.Proc == "" && o.Root == "/" {
-		o.Proc = defaultProcfs
-	}
+	o.Root, o.Proc, o.Offline = scanTarget(ip.c.Root, ip.c.Proc, false)
 	if o.Log == nil {
 		o.Log = ip.log
 	}

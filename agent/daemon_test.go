@@ -86,7 +86,7 @@ func TestDaemon(t *testing.T) {
 	defer cancel()
 	imdsClient := metadata.New(metadata.Options{Endpoint: imds.URL})
 	c := RunCommand{
-		ConfigPath: cfgPath, Root: root, Log: slog.New(slog.NewJSONHandler(&logs, nil)),
+		ConfigPath: cfgPath, Root: root, Proc: t.TempDir(), Log: slog.New(slog.NewJSONHandler(&logs, nil)),
 		Reload:      reload,
 		ScanOptions: ScanOptions{IMDS: imdsClient},
 		Reporter:    ReporterOptions{AWS: fastAWS()},

@@ -32,7 +32,7 @@ func TestMotoEndToEnd(t *testing.T) {
 	scan := func() {
 		t.Helper()
 		var out, errb bytes.Buffer
-		c := ScanCommand{Stdout: &out, Stderr: &errb, ConfigPath: cfgPath, Root: t.TempDir(), Format: "json", Report: true,
+		c := ScanCommand{Stdout: &out, Stderr: &errb, ConfigPath: cfgPath, Root: t.TempDir(), Proc: t.TempDir(), ProcSet: true, Format: "json", Report: true,
 			ScanOptions: ScanOptions{IMDS: metadata.New(metadata.Options{Endpoint: imds.URL})},
 			Reporter:    ReporterOptions{AWS: fastAWS()}}
 		if code := c.Run(context.Background()); code != ExitOK || errb.Len() > 0 {

@@ -91,7 +91,28 @@ type ScanOptions struct {
 	// FingerprintKey keys secret fingerprints; when nil it is loaded (see LoadFingerprintKey).
 	FingerprintKey []byte
 
+	// Offline: Root is an image, not the running host (see probes.Env.Offline). Nothing is
+	// asked of IMDS; the host is the image's hostname.
+	Offline bool
+
 	portableFS bool // tests: hostfs resolves every name with its userspace walk
+}
+
+// OfflineReason is why the checks that ask IMDS, the EC2 API or the network are
+// NOT_AVAILABLE in a scan of an offline image.
+const OfflineReason = "offline image (--root without --proc): IMDS, the EC2 API and the network would describe the instance running the scan, not the image"
+
+// scanTarget applies the defaults of --root and --proc: root "/" is the running host, whose
+// procfs is /proc unless one was given (procSet); another root without a procfs is an
+// offline image.
+func scanTarget(root, proc string, procSet bool) (string, string, bool) {
+	if root == "" {
+		root = "/"
+	}
+	if !procSet && proc == "" && root == "/" {
+		proc = defaultProcfs
+	}
+	return root, proc, root != "/" && proc == ""
 }
 
 // Scan runs the selected probes once, concurrently, and returns their results. It fails only
@@ -162,7 +183,11 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 	idOpts := o // a copy: prepareSecrets below fills in o
 	go func() {
 		defer close(idReady)
-		id = idOpts.IMDS.Identity(idCtx)
+		if idOpts.Offline {
+			id = metadata.Identity{Reason: OfflineReason}
+		} else {
+			id = idOpts.IMDS.Identity(idCtx)
+		}
 		if id.Hostname == "" {
 			id.Hostname = localHostname(fsys, idOpts.Root)
 		}
@@ -190,7 +215,7 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 	for i, p := range selected {
 		env := &probes.Env{
 			Root: o.Root, FS: fsys, Proc: o.Proc, Procs: procs,
-			IMDS:     o.IMDS,
+			IMDS: o.IMDS, Offline: o.Offline,
 			Identity: metadata.Identity{Reason: "the scan had not heard from IMDS yet (a probe marked IdentityFree read the identity)"},
 			Now:      o.Now, Log: o.Log.With("probe", p.Name()),
 			Dial: o.Dial, Resolver: o.Resolver,

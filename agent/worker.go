@@ -219,13 +219,8 @@ func (w WorkerCommand) Run(ctx context.Context) int {
 	var res workerResult
 	switch req.Mode {
 	case workerCycle:
-		o := ScanOptions{Root: req.Root, Proc: req.Proc, Log: log, Config: req.Config}
-		if o.Root == "" {
-			o.Root = "/"
-		}
-		if o.Proc == "" && o.Root == "/" {
-			o.Proc = defaultProcfs
-		}
+		o := ScanOptions{Log: log, Config: req.Config}
+		o.Root, o.Proc, o.Offline = scanTarget(req.Root, req.Proc, false)
 		if err := prepare(&o); err != nil {
 			res.Err = err.Error()
 			break

@@ -57,7 +57,7 @@ func TestDaemonWorkers(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c := RunCommand{
-		ConfigPath: cfgPath, Root: t.TempDir(), Log: slog.New(slog.NewJSONHandler(&logs, nil)),
+		ConfigPath: cfgPath, Root: t.TempDir(), Proc: t.TempDir(), Log: slog.New(slog.NewJSONHandler(&logs, nil)),
 		Reload: reload, Executable: os.Args[0], WorkerLog: &logs,
 		interval: 500 * time.Millisecond, retryBase: 20 * time.Millisecond,
 		scanned: cycles,

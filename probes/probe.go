@@ -44,6 +44,10 @@ type Env struct {
 	// IMDS reaches the instance metadata service; Identity is what the scan learnt from it.
 	IMDS     *metadata.Client
 	Identity metadata.Identity
+	// Offline: Root is an image, not the running host (--root without --proc). IMDS, the
+	// EC2 API and the network describe the instance the scan runs on, not the image: the scan
+	// asks none of them (Identity says why), and no probe may dial out for the image.
+	Offline bool
 	// Now is the clock; Log is the probe's logger (already tagged with the probe name).
 	Now func() time.Time
 	Log *slog.Logger

@@ -515,6 +515,9 @@ func hostPort(s string) (host, port, errMsg string) {
 // env.DialTimeout (2 s) for DNS and TCP together. It never sends a byte: a TCP handshake is
 // what a private subnet without VPC endpoints lacks.
 func ssmReachability(ctx context.Context, env *Env, layout ssmLayout) []Result {
+	if env.Offline {
+		return []Result{NewResult("ssm-endpoints-unreachable", NotAvailable, "", env.Identity.Reason)}
+	}
 	targets := ssmTargets(env, layout)
 	out := make([]Result, len(targets))
 	var wg sync.WaitGroup

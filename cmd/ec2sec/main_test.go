@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -115,7 +117,7 @@ func TestVersionAndChecks(t *testing.T) {
 
 func TestOffEC2(t *testing.T) {
 	start := time.Now()
-	r := ec2sec(t, nil, "scan", "--root", t.TempDir(), "--format", "json")
+	r := ec2sec(t, nil, "scan", "--root", t.TempDir(), "--proc", t.TempDir(), "--format", "json")
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
@@ -137,7 +139,7 @@ func TestOffEC2(t *testing.T) {
 			t.Errorf("%s: %s %q off EC2", res.Check, res.Status, res.Reason)
 		}
 	}
-	r = ec2sec(t, []string{"AWS_EC2_METADATA_DISABLED=true"}, "scan", "--root", t.TempDir(), "--probes", "imds", "--format", "json")
+	r = ec2sec(t, []string{"AWS_EC2_METADATA_DISABLED=true"}, "scan", "--root", t.TempDir(), "--proc", t.TempDir(), "--probes", "imds", "--format", "json")
 	if !strings.Contains(r.stdout, "AWS_EC2_METADATA_DISABLED") {
 		t.Errorf("disabled IMDS not explained: %s", r.stdout)
 	}
@@ -148,7 +150,7 @@ func TestOutputFileAndFailOn(t *testing.T) {
 	s.V1 = true
 	out := filepath.Join(t.TempDir(), "report.json")
 	env := []string{"AWS_EC2_METADATA_SERVICE_ENDPOINT=" + s.URL}
-	r := ec2sec(t, env, "scan", "--root", t.TempDir(), "--probes", "imds", "--output", out, "--fail-on", "high")
+	r := ec2sec(t, env, "scan", "--root", t.TempDir(), "--proc", t.TempDir(), "--probes", "imds", "--output", out, "--fail-on", "high")
 	if r.code != 1 || r.stdout != "" {
 		t.Errorf("IMDSv1 with --fail-on high: exit %d, stdout %q; want 1 and nothing on stdout", r.code, r.stdout)
 	}
@@ -159,11 +161,11 @@ func TestOutputFileAndFailOn(t *testing.T) {
 	if fi, _ := os.Stat(out); fi.Mode().Perm() != 0o600 {
 		t.Errorf("report file mode %v, want 0600", fi.Mode().Perm())
 	}
-	r = ec2sec(t, env, "scan", "--root", t.TempDir(), "--probes", "imds", "--fail-on", "critical")
+	r = ec2sec(t, env, "scan", "--root", t.TempDir(), "--proc", t.TempDir(), "--probes", "imds", "--fail-on", "critical")
 	if r.code != 0 {
 		t.Errorf("--fail-on critical with only HIGH: exit %d", r.code)
 	}
-	r = ec2sec(t, env, "scan", "--root", t.TempDir(), "--probes", "imds", "--format", "table")
+	r = ec2sec(t, env, "scan", "--root", t.TempDir(), "--proc", t.TempDir(), "--probes", "imds", "--format", "table")
 	if r.code != 0 || !strings.Contains(r.stdout, "FAILED") || strings.Contains(r.stdout, "\x1b[") {
 		t.Errorf("table to a pipe: exit %d, colour codes or no FAILED group:\n%s", r.code, r.stdout)
 	}
@@ -188,7 +190,7 @@ func TestGoldenJSON(t *testing.T) {
 	root := t.TempDir()
 	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
 	os.WriteFile(filepath.Join(root, "etc", "hostname"), []byte("golden-host\n"), 0o644)
-	r := ec2sec(t, []string{"AWS_EC2_METADATA_SERVICE_ENDPOINT=" + s.URL}, "scan", "--root", root, "--probes", "imds", "--format", "json")
+	r := ec2sec(t, []string{"AWS_EC2_METADATA_SERVICE_ENDPOINT=" + s.URL}, "scan", "--root", root, "--proc", t.TempDir(), "--probes", "imds", "--format", "json")
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
@@ -234,7 +236,7 @@ func TestMetadataMock(t *testing.T) {
 			url := fmt.Sprintf("http://127.0.0.1:%d", port)
 			waitHTTP(t, url+"/latest/api/token")
 
-			r := ec2sec(t, []string{"AWS_EC2_METADATA_SERVICE_ENDPOINT=" + url}, "scan", "--root", t.TempDir(), "--probes", "imds", "--format", "json")
+			r := ec2sec(t, []string{"AWS_EC2_METADATA_SERVICE_ENDPOINT=" + url}, "scan", "--root", t.TempDir(), "--proc", t.TempDir(), "--probes", "imds", "--format", "json")
 			var rep struct {
 				Host    map[string]any
 				Results []struct{ Check, Status, Reason string }
@@ -310,4 +312,65 @@ func jsonField(doc, key string) string {
 	json.Unmarshal([]byte(doc), &m)
 	s, _ := m[key].(string)
 	return s
+}
+
+// TestOfflineImage: --root without --proc scans an image, not the running instance. IMDS is
+// never asked (the builder's IMDSv1 must not fail the image's pipeline), the checks that
+// would describe the builder are NOT_AVAILABLE saying why, the host is the image's, and
+// nothing dials out (an SSM endpoint override is never connected to).
+func TestOfflineImage(t *testing.T) {
+	s := fakeimds.New(t)
+	s.V1 = true
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var dialed atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			dialed.Add(1)
+			c.Close()
+		}
+	}()
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+	os.WriteFile(filepath.Join(root, "etc", "hostname"), []byte("image-host\n"), 0o644)
+	env := []string{"AWS_EC2_METADATA_SERVICE_ENDPOINT=" + s.URL, "AWS_ENDPOINT_URL_SSM=http://" + l.Addr().String()}
+	r := ec2sec(t, env, "scan", "--root", root, "--format", "json")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	var rep struct {
+		Host    map[string]any
+		Results []struct{ Check, Probe, Status, Reason string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("json: %v\n%s", err, r.stdout)
+	}
+	if rep.Host["instance_id"] != nil || rep.Host["hostname"] != "image-host" {
+		t.Errorf("host %v; want the image's hostname and no instance", rep.Host)
+	}
+	live := 0
+	for _, res := range rep.Results {
+		if res.Probe == "imds" || res.Probe == "ec2api" || res.Probe == "network" || res.Check == "ssm-endpoints-unreachable" || res.Check == "userdata-secret" {
+			live++
+			if res.Status != "NOT_AVAILABLE" || !strings.Contains(res.Reason, "offline image") {
+				t.Errorf("%s: %s %q; want NOT_AVAILABLE for an offline image", res.Check, res.Status, res.Reason)
+			}
+		}
+	}
+	if live < 5 {
+		t.Errorf("only %d results of the live checks", live)
+	}
+	if asked := s.Requested(); len(asked) > 0 {
+		t.Errorf("IMDS was asked during an offline image scan: %v", asked)
+	}
+	if n := dialed.Load(); n > 0 {
+		t.Errorf("the SSM endpoint was dialed %d times during an offline image scan", n)
+	}
 }
