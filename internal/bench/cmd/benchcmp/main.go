@@ -18,8 +18,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -127,15 +125,7 @@ func run(out string, runs int, quick bool) error {
 
 	imds, stop := fakeimds.Start(nil)
 	defer stop()
-	// The EC2 API answers as it does for an instance role without the optional EC2
-	// statement: the ec2api probe builds its client and makes its calls, each refused at
-	// once. A closed port would time the SDK's retry backoff instead of the agent.
-	denyEC2 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "text/xml")
-		w.WriteHeader(http.StatusForbidden)
-		io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation.</Message></Error></Errors><RequestID>00000000-0000-0000-0000-000000000000</RequestID></Response>`)
-	}))
+	denyEC2 := bench.DenyEC2()
 	defer denyEC2.Close()
 	env := testenv.Environ("AWS_EC2_METADATA_SERVICE_ENDPOINT="+imds.URL, "AWS_ENDPOINT_URL_EC2="+denyEC2.URL, "HOME="+tmp)
 
