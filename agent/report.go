@@ -47,7 +47,8 @@ type ReporterOptions struct {
 	// Refresh overrides state.DefaultRefresh.
 	Refresh time.Duration
 	// pause is a test hook at the crash-sensitive points ("spooled": batches written, state
-	// not yet saved; "sent": a batch delivered, the spool not yet updated).
+	// not yet saved; "sent": a batch delivered, the spool not yet updated; "respooled": new
+	// versions of refused archives written, state not yet saved).
 	pause func(point string)
 }
 
@@ -433,15 +434,30 @@ func (r *Reporter) Flush(ctx context.Context) (FlushStats, error) {
 			}
 			outcomes, sendErr := q.s.Send(ctx, b.Items)
 			r.opts.at("sent")
-			var keep []json.RawMessage
+			var keep, refused, again []json.RawMessage
+			ats := map[string]time.Time{}
 			for i, o := range outcomes {
 				switch o {
 				case sink.Accepted:
 					fs.Accepted[q.s.Name()]++
 				case sink.Rejected:
 					fs.Rejected[q.s.Name()]++
+					if q.kind != spool.Findings {
+						break
+					}
+					if id, v, at, ok := refusedArchive(s, b.Items[i], time.Now()); ok && ats[id].IsZero() {
+						refused, again, ats[id] = append(refused, b.Items[i]), append(again, v), at
+					}
 				default:
 					keep = append(keep, b.Items[i])
+				}
+			}
+			// A refused archive leaves its batch only once a new version of it is committed
+			// to the spool: the state may already have forgotten the finding.
+			if len(again) > 0 {
+				if err := r.resendArchives(s, again, ats); err != nil {
+					errs = append(errs, err)
+					keep = append(keep, refused...)
 				}
 			}
 			if err := r.spool.Replace(name, q.kind, keep); err != nil {
