@@ -129,3 +129,48 @@ func TestRefusedArchiveSentAgain(t *testing.T) {
 		})
 	}
 }
+
+// TestFirstReportKilled: the very first report is killed between writing its batches and
+// saving the state. With no state file there was no commit point, so its batches were kept
+// and delivered, while the next report diffed from an empty state: a finding only the killed
+// report had went to Security Hub ACTIVE and no state ever knew it, so nothing archived it.
+func TestFirstReportKilled(t *testing.T) {
+	f := awsfake.New(t)
+	useFake(t, f)
+	cfg := testConfig(t)
+	ctx := context.Background()
+	id := testIdentity("i-0fffffffffffffff2")
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	x := probes.NewResult("imds-v1-enabled", probes.Failed, "/etc/x", "x fails")
+	y := probes.NewResult("imds-v1-enabled", probes.Failed, "/etc/y", "y fails")
+	died := false
+	k, err := NewReporter(cfg, nil, ReporterOptions{AWS: fastAWS(), pause: dieAt("spooled", &died)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inGoroutine(func() { k.Spool(ctx, synthetic(id, t0, []string{"imds"}, x, y)) })
+	if !died {
+		t.Fatal("the first report never reached the point between its batches and its state")
+	}
+	// A fresh process: first a delivery before any scan (as the daemon's delivery worker
+	// may run), then a report where x is gone, then its delivery.
+	r, err := NewReporter(cfg, nil, ReporterOptions{AWS: fastAWS()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Spool(ctx, synthetic(id, t0.Add(time.Minute), []string{"imds"}, y)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if checkHubMatchesState(t, f, cfg.StateDir) != 1 {
+		t.Error("y was not delivered and checked")
+	}
+	if entries, _ := os.ReadDir(filepath.Join(cfg.StateDir, "spool")); len(entries) != 0 {
+		t.Errorf("spool not empty: %v", entries)
+	}
+}

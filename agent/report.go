@@ -175,6 +175,16 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 	}
 	defer lk.Release()
 	s := r.recoverState()
+	if !s.Exists() {
+		// No state saved yet, so no commit point: batches this report writes and a crash
+		// leaves without the state saved would count as committed and be delivered, though
+		// the next report diffs from an empty state again and never archives what they hold.
+		// Save the empty state first, naming the batches already there.
+		s.SpoolSeq = r.spool.Last()
+		if err := s.Save(r.statePath()); err != nil {
+			return st, err
+		}
+	}
 	ok := map[string]bool{}
 	for _, p := range rep.Probes {
 		if p.Status == "ok" {
