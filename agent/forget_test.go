@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ec2sec/ec2sec/agent/asff"
+	"github.com/ec2sec/ec2sec/agent/state"
 	"github.com/ec2sec/ec2sec/internal/awsfake"
 	"github.com/ec2sec/ec2sec/probes"
 )
@@ -172,5 +174,49 @@ func TestFirstReportKilled(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(filepath.Join(cfg.StateDir, "spool")); len(entries) != 0 {
 		t.Errorf("spool not empty: %v", entries)
+	}
+}
+
+// TestRefusedArchiveWhich: only an archive that is the newest version the state knows of is
+// sent again, 1 ms later; anything the state has superseded, and any ACTIVE finding, is not.
+func TestRefusedArchiveWhich(t *testing.T) {
+	at := time.Date(2026, 5, 1, 10, 0, 0, 123e6, time.UTC)
+	finding := func(id, record string) json.RawMessage {
+		b, _ := json.Marshal(map[string]any{"Id": id, "UpdatedAt": asff.Stamp(at), "RecordState": record, "Title": "t"})
+		return b
+	}
+	s := &state.State{Entries: map[string]*state.Entry{
+		"remembered": {LastImported: at},
+		"active":     {LastImported: at.Add(time.Hour), Active: true},
+		"newer":      {LastImported: at.Add(time.Hour)},
+	}}
+	for _, tc := range []struct {
+		id, record string
+		want       bool
+	}{
+		{"forgotten", "ARCHIVED", true},
+		{"remembered", "ARCHIVED", true},
+		{"active", "ARCHIVED", false},
+		{"newer", "ARCHIVED", false},
+		{"forgotten", "ACTIVE", false},
+	} {
+		id, again, when, ok := refusedArchive(s, finding(tc.id, tc.record))
+		if ok != tc.want {
+			t.Errorf("%s %s: sent again %v, want %v", tc.id, tc.record, ok, tc.want)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal(again, &m); err != nil {
+			t.Fatal(err)
+		}
+		if id != tc.id || m["Id"] != tc.id || m["Title"] != "t" || m["RecordState"] != "ARCHIVED" {
+			t.Errorf("%s: new version %s", tc.id, again)
+		}
+		if want := at.Add(time.Millisecond); !when.Equal(want) || m["UpdatedAt"] != asff.Stamp(want) {
+			t.Errorf("%s: new version at %v (%v), want %v", tc.id, when, m["UpdatedAt"], want)
+		}
 	}
 }

@@ -15,10 +15,11 @@ import (
 // An archived finding is the last word the agent says about a finding: the state no longer
 // counts it as active, and forgets it once its result is gone, so nothing would ever archive
 // it again and Security Hub would keep the older ACTIVE version for good. Such an archive is
-// sent again as a new version (UpdatedAt later than the refused one, as an update must be).
+// sent again as a new version, its UpdatedAt 1 ms after the refused one's: later, as an update
+// must be, yet before any later report's (a scan may have started before this flush).
 // It returns the finding's id, that version and its UpdatedAt, or ok false for anything else:
 // not an archive, or one the state has since superseded (a newer version is spooled or sent).
-func refusedArchive(s *state.State, raw json.RawMessage, now time.Time) (id string, again json.RawMessage, at time.Time, ok bool) {
+func refusedArchive(s *state.State, raw json.RawMessage) (id string, again json.RawMessage, at time.Time, ok bool) {
 	if len(raw) > sink.MaxFindingBytes {
 		return "", nil, time.Time{}, false // refused before any call; a new version would be too
 	}
@@ -33,10 +34,7 @@ func refusedArchive(s *state.State, raw json.RawMessage, now time.Time) (id stri
 	if e, ok := s.Entries[f.Id]; ok && (e.Active || e.LastImported.After(updated)) {
 		return "", nil, time.Time{}, false
 	}
-	at = now.UTC().Truncate(time.Millisecond)
-	if !at.After(updated) {
-		at = updated.Add(time.Millisecond)
-	}
+	at = updated.Add(time.Millisecond)
 	var m map[string]json.RawMessage
 	if json.Unmarshal(raw, &m) != nil {
 		return "", nil, time.Time{}, false
