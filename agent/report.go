@@ -47,7 +47,8 @@ type ReporterOptions struct {
 	// Refresh overrides state.DefaultRefresh.
 	Refresh time.Duration
 	// pause is a test hook at the crash-sensitive points ("spooled": batches written, state
-	// not yet saved; "sent": a batch delivered, the spool not yet updated).
+	// not yet saved; "sent": a batch delivered, the spool not yet updated; "respooled": new
+	// versions of refused archives written, state not yet saved).
 	pause func(point string)
 }
 
@@ -174,6 +175,16 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 	}
 	defer lk.Release()
 	s := r.recoverState()
+	if !s.Exists() {
+		// No state saved yet, so no commit point: batches this report writes and a crash
+		// leaves without the state saved would count as committed and be delivered, though
+		// the next report diffs from an empty state again and never archives what they hold.
+		// Save the empty state first, naming the batches already there.
+		s.SpoolSeq = r.spool.Last()
+		if err := s.Save(r.statePath()); err != nil {
+			return st, err
+		}
+	}
 	ok := map[string]bool{}
 	for _, p := range rep.Probes {
 		if p.Status == "ok" {
@@ -433,15 +444,30 @@ func (r *Reporter) Flush(ctx context.Context) (FlushStats, error) {
 			}
 			outcomes, sendErr := q.s.Send(ctx, b.Items)
 			r.opts.at("sent")
-			var keep []json.RawMessage
+			var keep, refused, again []json.RawMessage
+			ats := map[string]time.Time{}
 			for i, o := range outcomes {
 				switch o {
 				case sink.Accepted:
 					fs.Accepted[q.s.Name()]++
 				case sink.Rejected:
 					fs.Rejected[q.s.Name()]++
+					if q.kind != spool.Findings {
+						break
+					}
+					if id, v, at, ok := refusedArchive(s, b.Items[i]); ok && ats[id].IsZero() {
+						refused, again, ats[id] = append(refused, b.Items[i]), append(again, v), at
+					}
 				default:
 					keep = append(keep, b.Items[i])
+				}
+			}
+			// A refused archive leaves its batch only once a new version of it is committed
+			// to the spool: the state may already have forgotten the finding.
+			if len(again) > 0 {
+				if err := r.resendArchives(s, again, ats); err != nil {
+					errs = append(errs, err)
+					keep = append(keep, refused...)
 				}
 			}
 			if err := r.spool.Replace(name, q.kind, keep); err != nil {
