@@ -200,7 +200,7 @@ func TestRefusedArchiveWhich(t *testing.T) {
 		{"newer", "ARCHIVED", false},
 		{"forgotten", "ACTIVE", false},
 	} {
-		id, again, when, ok := refusedArchive(s, finding(tc.id, tc.record))
+		id, again, when, ok := refusedArchive(s, finding(tc.id, tc.record), at.Add(time.Hour))
 		if ok != tc.want {
 			t.Errorf("%s %s: sent again %v, want %v", tc.id, tc.record, ok, tc.want)
 			continue
@@ -218,5 +218,9 @@ func TestRefusedArchiveWhich(t *testing.T) {
 		if want := at.Add(time.Millisecond); !when.Equal(want) || m["UpdatedAt"] != asff.Stamp(want) {
 			t.Errorf("%s: new version at %v (%v), want %v", tc.id, when, m["UpdatedAt"], want)
 		}
+	}
+	// Refused for more than a day: Security Hub's last word, not sent again.
+	if _, _, _, ok := refusedArchive(s, finding("forgotten", "ARCHIVED"), at.Add(resendArchivesFor+time.Minute)); ok {
+		t.Error("an archive refused for more than a day is still sent again")
 	}
 }

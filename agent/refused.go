@@ -11,6 +11,9 @@ import (
 	"github.com/ec2sec/ec2sec/agent/state"
 )
 
+// resendArchivesFor bounds how long an archive Security Hub keeps refusing is sent again.
+const resendArchivesFor = 24 * time.Hour
+
 // refusedArchive decides what to do with a spooled finding Security Hub refused for good.
 // An archived finding is the last word the agent says about a finding: the state no longer
 // counts it as active, and forgets it once its result is gone, so nothing would ever archive
@@ -18,8 +21,11 @@ import (
 // sent again as a new version, its UpdatedAt 1 ms after the refused one's: later, as an update
 // must be, yet before any later report's (a scan may have started before this flush).
 // It returns the finding's id, that version and its UpdatedAt, or ok false for anything else:
-// not an archive, or one the state has since superseded (a newer version is spooled or sent).
-func refusedArchive(s *state.State, raw json.RawMessage) (id string, again json.RawMessage, at time.Time, ok bool) {
+// not an archive, one the state has since superseded (a newer version is spooled or sent), or
+// one refused for longer than resendArchivesFor (each new version is only 1 ms later, so its
+// age is the refusal's): a refusal that outlasts a day of flushes is Security Hub's last word,
+// which the sink has logged each time, and sending it again for ever would be noise.
+func refusedArchive(s *state.State, raw json.RawMessage, now time.Time) (id string, again json.RawMessage, at time.Time, ok bool) {
 	if len(raw) > sink.MaxFindingBytes {
 		return "", nil, time.Time{}, false // refused before any call; a new version would be too
 	}
@@ -28,7 +34,7 @@ func refusedArchive(s *state.State, raw json.RawMessage) (id string, again json.
 		return "", nil, time.Time{}, false
 	}
 	updated, err := time.Parse(time.RFC3339Nano, f.UpdatedAt)
-	if err != nil {
+	if err != nil || now.Sub(updated) > resendArchivesFor {
 		return "", nil, time.Time{}, false
 	}
 	if e, ok := s.Entries[f.Id]; ok && (e.Active || e.LastImported.After(updated)) {

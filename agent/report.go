@@ -455,7 +455,7 @@ func (r *Reporter) Flush(ctx context.Context) (FlushStats, error) {
 					if q.kind != spool.Findings {
 						break
 					}
-					if id, v, at, ok := refusedArchive(s, b.Items[i]); ok && ats[id].IsZero() {
+					if id, v, at, ok := refusedArchive(s, b.Items[i], time.Now()); ok && ats[id].IsZero() {
 						refused, again, ats[id] = append(refused, b.Items[i]), append(again, v), at
 					}
 				default:
