@@ -65,13 +65,28 @@ test: vet tools
 
 # Fuzzing: every FuzzXxx target of every package for FUZZTIME each (`make test` runs only their
 # seed corpora, as plain `go test` does). FUZZFLAGS=-parallel=1 keeps it to one core.
+# Go 1.26's fuzz coordinator can fail a target with a bare "context deadline exceeded" when
+# -fuzztime ends while a worker is busy (golang/go#75804, fixed in Go 1.27): that alone, with
+# no failing input written to testdata/fuzz, is reported and not counted as a failure.
 FUZZTIME  ?= 30s
 FUZZFLAGS ?=
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
+	@set -e; log=$$(mktemp); trap 'rm -f $$log' EXIT; \
+	for pkg in $$($(GO) list ./...); do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 	    echo "== $$pkg $$t ($(FUZZTIME))"; \
-	    $(GO) test $$pkg -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS); \
+	    corpus=$$($(GO) list -f '{{.Dir}}' $$pkg)/testdata/fuzz/$$t; \
+	    before=$$(ls $$corpus 2>/dev/null | wc -l); \
+	    if $(GO) test $$pkg -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) >$$log 2>&1; then \
+	      cat $$log; \
+	    else \
+	      cat $$log; \
+	      if [ "$$(ls $$corpus 2>/dev/null | wc -l)" -eq "$$before" ] && \
+	         [ "$$(grep -c -e '^--- FAIL' -e 'context deadline exceeded' $$log)" -eq 2 ] && \
+	         grep -A1 '^--- FAIL' $$log | grep -q '^    context deadline exceeded$$'; then \
+	        echo "(ignored: Go's fuzz coordinator ended on its own deadline, golang/go#75804; no input failed)"; \
+	      else exit 1; fi; \
+	    fi; \
 	  done; \
 	done
 
