@@ -801,7 +801,10 @@ Then, to about 80 ms of CPU and 50 ms of wall time:
 What is left is mostly the kernel's: about 11 system calls per process (comm, environ, the fd
 directory and its links, exe) for 2,000 processes, each needed by a check, and about 5,000
 page faults (~10 ms of CPU on this VM). The scan's CPU (~85 ms) over two cores is already
-more than the gitleaks CLI's wall time. Measured and not done: GOMAXPROCS 3-4 (the network
-round trips then find a free P: ~6 ms less wall, ~5 ms more CPU), a token pool for host
-probes (no gain beyond that), GOGC 100-800 (no clear change).
+more than the gitleaks CLI's wall time. Measured and not done: GOMAXPROCS 3 (the network
+round trips then find a free P: ~9 ms less wall, ~7 ms more CPU); at most two host probes at
+a time (fewer runnable goroutines, so the scheduler polls the network more often: ~11 ms
+less wall with every probe, same CPU, but ~3 ms more without the live-instance probes, since
+a probe waiting on a shared process table holds its turn; tokens would have to wrap each
+CPU-bound section instead); GOGC 100-800 (no clear change).
 `
