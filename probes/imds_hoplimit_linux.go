@@ -61,14 +61,21 @@ func measureHopLimitWith(ctx context.Context, endpoint string, timeout time.Dura
 	// and the grace after a drop. It runs while the first attempts wait.
 	go func() {
 		start := time.Now()
-		err := tokenPut(ctx, endpoint, 0, m.v6, timeout)
+		var netRTT time.Duration
+		err := tokenPutRTT(ctx, endpoint, m.v6, timeout, &netRTT)
 		if err == nil {
 			rtt := time.Since(start)
 			m.attempt = min(max(150*time.Millisecond, 20*rtt), timeout)
 			// The grace only guards against another socket's drop coinciding with our
-			// attempts (rare: a GTSM-protected BGP session hit by a low-TTL packet), and a
-			// baseline measured while a scan keeps both cores busy can be slow: bounded.
-			m.grace = min(max(10*time.Millisecond, 4*rtt), 25*time.Millisecond)
+			// attempts (rare: a GTSM-protected BGP session hit by a low-TTL packet): an answer
+			// that is only slow follows within a few network round trips. The kernel's RTT
+			// of the baseline is the network's; the time the PUT took also holds the waits
+			// of a scan that keeps every core busy (tens of milliseconds), used only without
+			// it. Bounded either way.
+			if netRTT <= 0 {
+				netRTT = rtt
+			}
+			m.grace = min(max(10*time.Millisecond, 4*netRTT), 25*time.Millisecond)
 		} else if ctx.Err() == nil {
 			err = fmt.Errorf("token request failed: %w", err)
 		}
@@ -235,11 +242,37 @@ func (m *hopMeter) watch(ctx context.Context, cancel context.CancelFunc, done <-
 // that is the kernel discarding segments below the minimum TTL.
 var errDropped = errors.New("no answer within the timeout")
 
+// tokenPutRTT is tokenPut without a minimum TTL that also reports the kernel's smoothed
+// round-trip time of its connection (TCP_INFO), 0 when the kernel does not say.
+func tokenPutRTT(ctx context.Context, endpoint string, v6 bool, timeout time.Duration, rtt *time.Duration) error {
+	return tokenPutConn(ctx, endpoint, 0, v6, timeout, func(c net.Conn) {
+		tc, ok := c.(*net.TCPConn)
+		if !ok {
+			return
+		}
+		raw, err := tc.SyscallConn()
+		if err != nil {
+			return
+		}
+		raw.Control(func(fd uintptr) {
+			if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+				*rtt = time.Duration(info.Rtt) * time.Microsecond
+			}
+		})
+	})
+}
+
 // tokenPut sends one IMDSv2 token PUT on a fresh connection whose socket drops segments with
 // TTL (hop limit) below minTTL (0 = no minimum). Only the status matters; the token is
 // discarded unread beyond a few bytes. An attempt that times out or is cancelled (its answer
 // taken for dropped) returns errDropped.
 func tokenPut(ctx context.Context, endpoint string, minTTL int, v6 bool, timeout time.Duration) error {
+	return tokenPutConn(ctx, endpoint, minTTL, v6, timeout, nil)
+}
+
+// tokenPutConn is tokenPut that hands the connection to answered (when not nil) once the
+// answer's headers are in, before the connection closes.
+func tokenPutConn(ctx context.Context, endpoint string, minTTL int, v6 bool, timeout time.Duration, answered func(net.Conn)) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	d := &net.Dialer{Timeout: timeout}
@@ -262,7 +295,13 @@ func tokenPut(ctx context.Context, endpoint string, minTTL int, v6 bool, timeout
 			return nil
 		}
 	}
-	client := &http.Client{Transport: &http.Transport{Proxy: nil, DialContext: d.DialContext, DisableKeepAlives: true}}
+	var conn net.Conn // the one connection of this request (keep-alives off)
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		conn = c
+		return c, err
+	}
+	client := &http.Client{Transport: &http.Transport{Proxy: nil, DialContext: dial, DisableKeepAlives: true}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, endpoint+"/latest/api/token", nil)
 	if err != nil {
 		return err
@@ -276,6 +315,9 @@ func tokenPut(ctx context.Context, endpoint string, minTTL int, v6 bool, timeout
 		return err
 	}
 	defer resp.Body.Close()
+	if answered != nil && conn != nil {
+		answered(conn)
+	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("token PUT answered HTTP %d", resp.StatusCode)

@@ -160,3 +160,16 @@ func TestHopLimitBaselineFails(t *testing.T) {
 		}
 	}
 }
+
+// TestBaselineKernelRTT: the baseline PUT reports the kernel's RTT of its connection, which a
+// busy scan's scheduling waits do not inflate (the grace after a drop is sized from it).
+func TestBaselineKernelRTT(t *testing.T) {
+	s := fakeimds.New(t)
+	var rtt time.Duration
+	if err := tokenPutRTT(context.Background(), s.URL, false, 5*time.Second, &rtt); err != nil {
+		t.Fatal(err)
+	}
+	if rtt <= 0 || rtt > time.Second {
+		t.Errorf("kernel RTT %s on loopback; want a positive sub-second value", rtt)
+	}
+}
