@@ -793,6 +793,10 @@ Then, to about 80 ms of CPU and 50 ms of wall time:
   hop limit's final failure is two attempts sent together (two drops counted) instead of an
   attempt and a confirmation, the first pair alongside the baseline PUT: the probe went from
   27 to 13 ms, and the full scan's median wall time from 92.5 to about 62 ms.
+- **The grace after a drop from the kernel's RTT**: it was sized from the time the baseline PUT
+  took, which a scan that keeps both cores busy inflates to tens of milliseconds (so the grace
+  was always its 25 ms cap); the kernel's RTT of that connection (TCP_INFO) is the network's,
+  and the grace is 10 ms: the full scan went to about 55 ms.
 - **IMDS first**: the identity is asked while the secret detector is built, and the host-only
   probes wait for it (at most 50 ms). Started before it, they kept both cores busy, and Go's
   scheduler looks at the network only every 10 ms when no core is free: the identity took
@@ -801,7 +805,8 @@ Then, to about 80 ms of CPU and 50 ms of wall time:
 What is left is mostly the kernel's: about 11 system calls per process (comm, environ, the fd
 directory and its links, exe) for 2,000 processes, each needed by a check, and about 5,000
 page faults (~10 ms of CPU on this VM). The scan's CPU (~85 ms) over two cores is already
-more than the gitleaks CLI's wall time. Measured and not done: GOMAXPROCS 3 (the network
+more than the gitleaks CLI's wall time. Measured (before the kernel-RTT grace) and not done:
+GOMAXPROCS 3 (the network
 round trips then find a free P: ~9 ms less wall, ~7 ms more CPU); at most two host probes at
 a time (fewer runnable goroutines, so the scheduler polls the network more often: ~11 ms
 less wall with every probe, same CPU, but ~3 ms more without the live-instance probes, since
