@@ -135,6 +135,13 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 		d := &net.Dialer{}
 		o.Dial = d.DialContext
 	}
+	if o.Offline {
+		// Nothing the network answers describes an image: refused here for every probe,
+		// not only for those that know to check Env.Offline.
+		o.Dial = func(context.Context, string, string) (net.Conn, error) {
+			return nil, errors.New(OfflineReason)
+		}
+	}
 	if o.Resolver == nil {
 		o.Resolver = net.DefaultResolver
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -310,5 +311,28 @@ func TestIdentityFreeProbesDoNotWaitForIMDS(t *testing.T) {
 	}
 	if got := boundSaw.Load(); got != r.Host.InstanceID || got == "" {
 		t.Errorf("the other probe saw instance %q, the report says %q", got, r.Host.InstanceID)
+	}
+}
+
+// TestOfflineRefusesDial: in an offline image scan the scan's dialer refuses every probe,
+// also one that does not check Env.Offline itself.
+func TestOfflineRefusesDial(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var dialErr error
+	p := envProbe{fakeProbe{"dialer", []string{"dialer-a"}, func(context.Context) ([]probes.Result, error) { return nil, nil }}, true, func(env *probes.Env) {
+		var c net.Conn
+		if c, dialErr = env.Dial(context.Background(), "tcp", l.Addr().String()); c != nil {
+			c.Close()
+		}
+	}}
+	if _, err := Scan(context.Background(), ScanOptions{Root: t.TempDir(), Offline: true, Available: []probes.Probe{p}, IMDS: metadata.New(metadata.Options{})}); err != nil {
+		t.Fatal(err)
+	}
+	if dialErr == nil || !strings.Contains(dialErr.Error(), "offline image") {
+		t.Errorf("dial in an offline scan: %v, want refused", dialErr)
 	}
 }

@@ -49,8 +49,7 @@ func measureHopLimitWith(ctx context.Context, endpoint string, timeout time.Dura
 	if ip == nil {
 		return 0, fmt.Errorf("IMDS endpoint %q is not an IP address; the hop limit is measured on the wire", u.Hostname())
 	}
-	m := &hopMeter{endpoint: endpoint, v6: ip.To4() == nil, timeout: timeout,
-		ready: make(chan struct{}), base: make(chan error, 1)}
+	m := &hopMeter{endpoint: endpoint, v6: ip.To4() == nil, timeout: timeout, ready: make(chan struct{})}
 	if drops != nil {
 		if _, ok := drops(); ok {
 			m.drops = drops
@@ -60,9 +59,9 @@ func measureHopLimitWith(ctx context.Context, endpoint string, timeout time.Dura
 	// Baseline: a plain token PUT must work, and its round trip sizes the attempts' timeout
 	// and the grace after a drop. It runs while the first attempts wait.
 	go func() {
+		defer close(m.ready)
 		start := time.Now()
-		var netRTT time.Duration
-		err := tokenPutRTT(ctx, endpoint, m.v6, timeout, &netRTT)
+		netRTT, err := tokenPutRTT(ctx, endpoint, m.v6, timeout)
 		if err == nil {
 			rtt := time.Since(start)
 			m.attempt = min(max(150*time.Millisecond, 20*rtt), timeout)
@@ -79,8 +78,7 @@ func measureHopLimitWith(ctx context.Context, endpoint string, timeout time.Dura
 		} else if ctx.Err() == nil {
 			err = fmt.Errorf("token request failed: %w", err)
 		}
-		m.base <- err
-		close(m.ready)
+		m.baseErr = err
 	}()
 
 	lo, hi := 1, 65 // lo answers; hi is the lowest known not to (hop limits are 1..64)
@@ -129,17 +127,15 @@ type hopMeter struct {
 	v6       bool
 	timeout  time.Duration         // bounds every request
 	drops    func() (uint64, bool) // the kernel's drop counter; nil without one
-	ready    chan struct{}         // closed when the baseline PUT is done
-	base     chan error            // its outcome, read once into baseErr
-	baseOnce sync.Once
-	baseErr  error
-	attempt  time.Duration // set by the baseline: how long an attempt waits for its answer
-	grace    time.Duration // set by the baseline: how long an answer may trail a drop
+	ready    chan struct{}         // closed when the baseline PUT is done; then these are set:
+	baseErr  error                 // its outcome
+	attempt  time.Duration         // how long an attempt waits for its answer
+	grace    time.Duration         // how long an answer may trail a drop
 }
 
 // baseline waits for the baseline PUT and returns its error.
 func (m *hopMeter) baseline() error {
-	m.baseOnce.Do(func() { m.baseErr = <-m.base })
+	<-m.ready
 	return m.baseErr
 }
 
@@ -242,10 +238,10 @@ func (m *hopMeter) watch(ctx context.Context, cancel context.CancelFunc, done <-
 // that is the kernel discarding segments below the minimum TTL.
 var errDropped = errors.New("no answer within the timeout")
 
-// tokenPutRTT is tokenPut without a minimum TTL that also reports the kernel's smoothed
+// tokenPutRTT is tokenPut without a minimum TTL that also returns the kernel's smoothed
 // round-trip time of its connection (TCP_INFO), 0 when the kernel does not say.
-func tokenPutRTT(ctx context.Context, endpoint string, v6 bool, timeout time.Duration, rtt *time.Duration) error {
-	return tokenPutConn(ctx, endpoint, 0, v6, timeout, func(c net.Conn) {
+func tokenPutRTT(ctx context.Context, endpoint string, v6 bool, timeout time.Duration) (rtt time.Duration, err error) {
+	err = tokenPutConn(ctx, endpoint, 0, v6, timeout, func(c net.Conn) {
 		tc, ok := c.(*net.TCPConn)
 		if !ok {
 			return
@@ -256,10 +252,11 @@ func tokenPutRTT(ctx context.Context, endpoint string, v6 bool, timeout time.Dur
 		}
 		raw.Control(func(fd uintptr) {
 			if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
-				*rtt = time.Duration(info.Rtt) * time.Microsecond
+				rtt = time.Duration(info.Rtt) * time.Microsecond
 			}
 		})
 	})
+	return rtt, err
 }
 
 // tokenPut sends one IMDSv2 token PUT on a fresh connection whose socket drops segments with

@@ -3,6 +3,9 @@ package probes
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -74,8 +77,7 @@ func TestHopLimitDropCounter(t *testing.T) {
 // trail a drop by grace.
 func readyMeter(url string, drops func() (uint64, bool), attempt, grace time.Duration) *hopMeter {
 	m := &hopMeter{endpoint: url, timeout: time.Hour, drops: drops, ready: make(chan struct{}),
-		base: make(chan error, 1), attempt: attempt, grace: grace}
-	m.base <- nil
+		attempt: attempt, grace: grace}
 	close(m.ready)
 	return m
 }
@@ -136,13 +138,17 @@ func TestRoundNeedsItsDrops(t *testing.T) {
 	}
 }
 
-// TestRoundAnswered: an answer within the grace after a foreign drop wins.
+// TestRoundAnswered: answers that come after drops were counted (another socket's), but
+// within the grace, decide the round: it is answered, not taken for dropped.
 func TestRoundAnswered(t *testing.T) {
-	s := fakeimds.New(t)
-	s.HopLimit = 3
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(10 * time.Millisecond) // after the first poll of the counter (2 ms)
+		io.WriteString(w, "token")
+	}))
+	defer slow.Close()
 	var n atomic.Uint64
 	noisy := func() (uint64, bool) { return n.Add(5), true } // drops on every read
-	m := readyMeter(s.URL, noisy, time.Minute, 25*time.Millisecond)
+	m := readyMeter(slow.URL, noisy, time.Minute, 500*time.Millisecond)
 	if got, err := m.round(context.Background(), 2, 2, 3); err != nil || !got {
 		t.Errorf("got %v %v, want answered", got, err)
 	}
@@ -165,8 +171,8 @@ func TestHopLimitBaselineFails(t *testing.T) {
 // busy scan's scheduling waits do not inflate (the grace after a drop is sized from it).
 func TestBaselineKernelRTT(t *testing.T) {
 	s := fakeimds.New(t)
-	var rtt time.Duration
-	if err := tokenPutRTT(context.Background(), s.URL, false, 5*time.Second, &rtt); err != nil {
+	rtt, err := tokenPutRTT(context.Background(), s.URL, false, 5*time.Second)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if rtt <= 0 || rtt > time.Second {
