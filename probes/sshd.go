@@ -253,21 +253,58 @@ func sshdKeywordName(kw string) string {
 // findSSHListeners returns the TCP listeners that belong to SSH: held by an sshd process, or
 // by systemd on a port of an enabled ssh.socket, or (when some processes' sockets cannot be
 // read) unattributed on a port sshd_config names. unreadable counts those processes.
+//
+// Walking every process's fds is the costliest read of a scan, so the processes that can make
+// a listener SSH's (named sshd; systemd and pid 1 when an ssh.socket is enabled) are walked
+// first. Their answer stands when it finds SSH on a non-loopback address and leaves no
+// listener on sshd's configured ports unexplained; otherwise (a PASS to be, an owner to be
+// found, an sshd whose name was changed) every process is walked, as the answer must then
+// speak for all of them. What the first answer leaves out is other processes that share an
+// SSH listener, which would only be named in its evidence.
 func findSSHListeners(ctx context.Context, env *Env, cfg *sshdconfig.Config) (found []sshListener, unreadable int, err error) {
-	procs := env.procTable()
-	p := procs.FS()
-	socks, err := procs.Sockets(ctx)
+	table := env.procTable()
+	socketPorts := sshSocketPorts(env)
+	configPorts := sshdConfigPorts(cfg)
+	procs, perr := table.Procs()
+	if perr == nil {
+		cands := []int{} // not nil, which would mean every process
+		for _, pr := range procs {
+			if pr.Comm == "sshd" || len(socketPorts) > 0 && (pr.Comm == "systemd" || pr.PID == 1) {
+				cands = append(cands, pr.PID)
+			}
+		}
+		socks, err := table.Sockets(ctx, cands)
+		if err != nil {
+			return nil, 0, err
+		}
+		found = attributeSSH(table, procs, socks, socketPorts, configPorts, false)
+		if sshSettled(socks.Listeners, found, configPorts) {
+			return found, socks.Unreadable, nil
+		}
+	}
+	socks, err := table.Sockets(ctx, nil)
 	if err != nil {
 		return nil, 0, err
 	}
-	ls, owners, unreadable := socks.Listeners, socks.Owners, socks.Unreadable
-	socketPorts := sshSocketPorts(env)
-	configPorts := sshdConfigPorts(cfg)
-	for _, l := range ls {
-		s := sshListener{l: l, pids: owners[l.Inode]}
+	return attributeSSH(table, procs, socks, socketPorts, configPorts, true), socks.Unreadable, nil
+}
+
+// attributeSSH picks the listeners of socks that are SSH's (see findSSHListeners). everyone
+// says socks covers every process: only then does a listener without owner have a hidden one.
+func attributeSSH(table *procfs.Table, procs []procfs.Proc, socks *procfs.Sockets, socketPorts, configPorts []int, everyone bool) []sshListener {
+	p := table.FS()
+	var found []sshListener
+	for _, l := range socks.Listeners {
+		s := sshListener{l: l, pids: socks.Owners[l.Inode]}
 		isSSH := false
 		for _, pid := range s.pids {
-			comm, _ := p.Comm(pid)
+			comm, ok := "", false
+			if i, hit := slices.BinarySearchFunc(procs, pid, func(pr procfs.Proc, pid int) int { return pr.PID - pid }); hit {
+				comm, ok = procs[i].Comm, procs[i].Comm != ""
+			}
+			if !ok {
+				comm, _ = p.Comm(pid)
+			}
 			exe := strings.TrimSuffix(p.Exe(pid), " (deleted)")
 			desc := fmt.Sprintf("%d %s", pid, comm)
 			if exe != "" {
@@ -281,7 +318,7 @@ func findSSHListeners(ctx context.Context, env *Env, cfg *sshdconfig.Config) (fo
 				isSSH, s.activation = true, "systemd socket (ssh.socket)"
 			}
 		}
-		if len(s.pids) == 0 && unreadable > 0 && slices.Contains(configPorts, int(l.Addr.Port())) {
+		if everyone && len(s.pids) == 0 && socks.Unreadable > 0 && slices.Contains(configPorts, int(l.Addr.Port())) {
 			// Without privilege the owner is hidden; sshd's own port is evidence enough.
 			isSSH, s.activation = true, "unknown owner on sshd's configured port"
 		}
@@ -289,7 +326,28 @@ func findSSHListeners(ctx context.Context, env *Env, cfg *sshdconfig.Config) (fo
 			found = append(found, s)
 		}
 	}
-	return found, unreadable, nil
+	return found
+}
+
+// sshSettled says whether the listeners found among the likely owners' sockets are the whole
+// answer: SSH found on a non-loopback address, and every listener on a port sshd_config
+// names is SSH's (any other might be an sshd's that only the walk of every process shows,
+// or an unattributed one that the count of unreadable processes decides).
+func sshSettled(ls []procfs.Listener, found []sshListener, configPorts []int) bool {
+	public := false
+	for _, s := range found {
+		public = public || !s.l.Loopback()
+	}
+	if !public {
+		return false
+	}
+	for _, l := range ls {
+		if slices.Contains(configPorts, int(l.Addr.Port())) &&
+			!slices.ContainsFunc(found, func(s sshListener) bool { return s.l.Inode == l.Inode }) {
+			return false
+		}
+	}
+	return true
 }
 
 // sshListener is a listening socket attributed to SSH.

@@ -146,6 +146,9 @@ func TestSSHDListeners(t *testing.T) {
 		{"systemd socket that is not ssh", ssh, []procfstest.Proc{systemd(1001)}, Passed, nil, ""},
 		{"owner hidden on sshd's port", ssh, []procfstest.Proc{{PID: 700, Comm: "sshd", NoFD: true}}, Failed, []string{"tcp://0.0.0.0:22", "tcp://[::]:22"}, "unknown owner on sshd's configured port"},
 		{"another daemon on a public port", ssh, []procfstest.Proc{{PID: 900, Comm: "mysqld", Exe: "/usr/sbin/mysqld", Sockets: []uint64{1003}}}, Passed, nil, ""},
+		// Found only by the walk of every process, after the walk of the likely owners finds none.
+		{"sshd under another name", ssh, []procfstest.Proc{{PID: 812, Comm: "ssh-server", Exe: "/usr/sbin/sshd", Sockets: []uint64{1001, 1004}}}, Failed, []string{"tcp://0.0.0.0:22", "tcp://[::]:22"}, "sshd"},
+		{"another daemon on sshd's port, sshd's sockets hidden", ssh, []procfstest.Proc{{PID: 700, Comm: "sshd", NoFD: true}, {PID: 900, Comm: "inetd", Exe: "/usr/sbin/inetd", Sockets: []uint64{1001, 1004}}}, Passed, nil, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -271,5 +274,32 @@ func TestSSHDWindowsLayout(t *testing.T) {
 	rs := sshdSetting(lay, cfg, nil, nil, "ssh-password-auth", "passwordauthentication", "yes", []string{"yes"})
 	if rs[0].Status != Passed || rs[0].Evidence["source"] != "/ProgramData/ssh/sshd_config.d/ec2.conf:1" || rs[0].Resource != "/ProgramData/ssh/sshd_config" {
 		t.Errorf("%s %s %v", rs[0].Status, rs[0].Resource, rs[0].Evidence)
+	}
+}
+
+// TestSSHListenersLikelyOwnersFirst: when sshd's own sockets settle the answer, no other
+// process's fds are read (a process whose fds cannot be listed is not even counted); when
+// they do not (nothing public), every process is, and the unreadable one is counted.
+func TestSSHListenersLikelyOwnersFirst(t *testing.T) {
+	hidden := procfstest.Proc{PID: 900, Comm: "postgres", NoFD: true}
+	cases := []struct {
+		name       string
+		sshd       procfstest.Proc
+		found      int
+		unreadable int
+	}{
+		{"public sshd settles it", procfstest.Proc{PID: 812, Comm: "sshd", Sockets: []uint64{1001, 1004}}, 2, 0},
+		{"loopback sshd does not", procfstest.Proc{PID: 812, Comm: "sshd", Sockets: []uint64{1002}}, 3, 1}, // 22 unattributed: an unknown owner,
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			proc := procfstest.Build(t, t.TempDir(), []procfstest.Proc{c.sshd, hidden}, procnet(t))
+			env := mgmtEnv(t, mgmtRoot(t, ubuntuSSH(t)), proc)
+			cfg, _ := loadSSHDConfig(env, sshdLayoutFor("linux"))
+			found, unreadable, err := findSSHListeners(context.Background(), env, cfg)
+			if err != nil || len(found) != c.found || unreadable != c.unreadable {
+				t.Errorf("found %d, unreadable %d, err %v; want %d, %d", len(found), unreadable, err, c.found, c.unreadable)
+			}
+		})
 	}
 }

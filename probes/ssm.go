@@ -142,11 +142,19 @@ func ssmLocal(env *Env) ssmState {
 		p := table.FS()
 		if procs, err := table.Procs(); err == nil {
 			for _, pr := range procs {
-				pid, comm := pr.PID, pr.Comm
-				exe := strings.TrimSuffix(p.Exe(pid), " (deleted)")
 				// comm is cut to 15 characters: "amazon-ssm-agen".
-				if comm == "amazon-ssm-agen" || comm == "amazon-ssm-agent" || path.Base(exe) == "amazon-ssm-agent" {
-					st.pids = append(st.pids, pid)
+				if pr.Comm == "amazon-ssm-agen" || pr.Comm == "amazon-ssm-agent" {
+					st.pids = append(st.pids, pr.PID)
+				}
+			}
+			if len(st.pids) == 0 {
+				// Not by name: an agent started through a link of another name, or renamed, is
+				// known by its executable. Only now, as reading every exe link costs a system
+				// call per process.
+				for _, pr := range procs {
+					if path.Base(strings.TrimSuffix(p.Exe(pr.PID), " (deleted)")) == "amazon-ssm-agent" {
+						st.pids = append(st.pids, pr.PID)
+					}
 				}
 			}
 			running := len(st.pids) > 0

@@ -176,27 +176,43 @@ func (p FS) socketOwners(ctx context.Context, pids []int, wanted map[uint64]bool
 		if err := ctx.Err(); err != nil {
 			return nil, 0, fmt.Errorf("reading process sockets: %w", err)
 		}
-		if len(wanted) == 0 {
-			// Nothing to attribute: only count what could not be seen, without reading links.
-			if err := p.fdReadable(pid); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				unreadable++
-			}
-			continue
+		e := p.fdSockets(pid, wanted)
+		if e.unreadable {
+			unreadable++
 		}
-		inodes, err := p.socketInodes(pid)
-		if err != nil {
-			if !errors.Is(err, fs.ErrNotExist) {
-				unreadable++
-			}
-			continue
-		}
-		for _, ino := range inodes {
-			if wanted[ino] {
-				owners[ino] = append(owners[ino], pid)
-			}
+		for _, ino := range e.inodes {
+			owners[ino] = append(owners[ino], pid)
 		}
 	}
 	return owners, unreadable, nil
+}
+
+// fdEntry is what one process's fd directory says: the wanted socket inodes it holds, or
+// that it could not be listed.
+type fdEntry struct {
+	inodes     []uint64
+	unreadable bool
+}
+
+// fdSockets reads the process's fds for the wanted socket inodes. A process that is gone is
+// neither an owner nor unreadable.
+func (p FS) fdSockets(pid int, wanted map[uint64]bool) fdEntry {
+	if len(wanted) == 0 {
+		// Nothing to attribute: only count what could not be seen, without reading links.
+		err := p.fdReadable(pid)
+		return fdEntry{unreadable: err != nil && !errors.Is(err, fs.ErrNotExist)}
+	}
+	inodes, err := p.socketInodes(pid)
+	if err != nil {
+		return fdEntry{unreadable: !errors.Is(err, fs.ErrNotExist)}
+	}
+	var e fdEntry
+	for _, ino := range inodes {
+		if wanted[ino] {
+			e.inodes = append(e.inodes, ino)
+		}
+	}
+	return e
 }
 
 // SocketInode parses an fd link target "socket:[12345]".

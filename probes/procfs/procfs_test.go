@@ -58,16 +58,30 @@ func TestTableSocketsReadOnce(t *testing.T) {
 	row := "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n" +
 		"   0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0\n"
 	os.WriteFile(filepath.Join(dir, "net", "tcp"), []byte(row), 0o644)
-	os.MkdirAll(filepath.Join(dir, "7", "fd"), 0o755)
-	os.Symlink("socket:[4242]", filepath.Join(dir, "7", "fd", "3"))
-	tb := NewTable(dir)
-	s1, err := tb.Sockets(context.Background())
-	if err != nil || len(s1.Listeners) != 1 || !slices.Equal(s1.Owners[4242], []int{7}) {
-		t.Fatalf("sockets %+v, err %v", s1, err)
+	for _, pid := range []string{"7", "8"} {
+		os.MkdirAll(filepath.Join(dir, pid, "fd"), 0o755)
+		os.Symlink("socket:[4242]", filepath.Join(dir, pid, "fd", "3"))
 	}
-	// A second caller gets the same answer without a second walk: remove the process and ask.
+	os.MkdirAll(filepath.Join(dir, "9"), 0o755)
+	os.WriteFile(filepath.Join(dir, "9", "fd"), nil, 0o600) // a plain file: its fds cannot be listed
+	tb := NewTable(dir)
+	ctx := context.Background()
+	// Asked about 7 only, the walk reads 7 only.
+	s, err := tb.Sockets(ctx, []int{7})
+	if err != nil || len(s.Listeners) != 1 || !slices.Equal(s.Owners[4242], []int{7}) || s.Unreadable != 0 {
+		t.Fatalf("sockets of 7: %+v, err %v", s, err)
+	}
+	if s, _ := tb.Sockets(ctx, []int{}); len(s.Owners) != 0 || len(s.Listeners) != 1 {
+		t.Errorf("sockets of no process: %+v", s)
+	}
+	s, err = tb.Sockets(ctx, nil)
+	if err != nil || !slices.Equal(s.Owners[4242], []int{7, 8}) || s.Unreadable != 1 {
+		t.Fatalf("sockets of all: %+v, err %v", s, err)
+	}
+	// A second caller gets the same answer without a second walk: remove the processes and ask.
 	os.RemoveAll(filepath.Join(dir, "7"))
-	if s2, _ := tb.Sockets(context.Background()); s2 != s1 {
-		t.Error("the fd walk ran twice for one table")
+	os.RemoveAll(filepath.Join(dir, "8"))
+	if s2, _ := tb.Sockets(ctx, nil); !slices.Equal(s2.Owners[4242], []int{7, 8}) || s2.Unreadable != 1 {
+		t.Errorf("the fd walk ran twice for one table: %+v", s2)
 	}
 }

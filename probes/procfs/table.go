@@ -24,8 +24,11 @@ type Table struct {
 	procs    []Proc
 	err      error
 
-	sockMu  sync.Mutex
-	sockets *Sockets
+	sockMu    sync.Mutex
+	lsRead    bool
+	listeners []Listener
+	wanted    map[uint64]bool // the listeners' inodes
+	fds       map[int]fdEntry // each process's fds, walked at most once per table
 }
 
 // pidList lists the processes once, for Procs and Sockets alike.
@@ -61,42 +64,61 @@ func (t *Table) Procs() ([]Proc, error) {
 	return t.procs, t.err
 }
 
-// Sockets is the TCP listeners of a procfs and the processes that hold each (by socket inode).
+// Sockets is the TCP listeners of a procfs and which of the processes asked about hold each
+// (by socket inode).
 type Sockets struct {
 	Listeners  []Listener
-	Owners     map[uint64][]int
-	Unreadable int // processes whose fds could not be listed
+	Owners     map[uint64][]int // ascending pids, among those asked about
+	Unreadable int              // processes asked about whose fds could not be listed
 }
 
-// Sockets reads the LISTEN rows and walks every process's fds for their owners, once per
-// table: the walk over thousands of fd directories is the costliest read of a scan, and
-// several probes want its answer. A failed or cancelled walk is not kept, so a later caller
-// with time left tries again.
-func (t *Table) Sockets(ctx context.Context) (*Sockets, error) {
+// Sockets reads the LISTEN rows (once per table) and which of the processes pids (ascending;
+// nil: every process) hold each. The fd walk is the costliest read of a scan, over thousands
+// of fd directories, so a caller that knows which processes can matter names them, and each
+// process's fds are read at most once per table, for every caller. A failed or cancelled
+// walk keeps what it read, so a later caller with time left reads only the rest.
+func (t *Table) Sockets(ctx context.Context, pids []int) (*Sockets, error) {
 	t.sockMu.Lock()
 	defer t.sockMu.Unlock()
-	if t.sockets != nil {
-		return t.sockets, nil
+	if !t.lsRead {
+		ls, err := t.fs.Listeners()
+		if err != nil {
+			return nil, fmt.Errorf("cannot read the TCP socket tables: %w", err)
+		}
+		t.lsRead, t.listeners = true, ls
+		t.wanted = make(map[uint64]bool, len(ls))
+		for _, l := range ls {
+			t.wanted[l.Inode] = true
+		}
+		t.fds = map[int]fdEntry{}
 	}
-	ls, err := t.fs.Listeners()
-	if err != nil {
-		return nil, fmt.Errorf("cannot read the TCP socket tables: %w", err)
+	if pids == nil {
+		all, err := t.pidList()
+		if err != nil {
+			all, err = t.fs.PIDs() // a failure is not kept: list again
+		}
+		if err != nil {
+			return nil, fmt.Errorf("cannot map sockets to processes: %w", err)
+		}
+		pids = all
 	}
-	wanted := make(map[uint64]bool, len(ls))
-	for _, l := range ls {
-		wanted[l.Inode] = true
+	s := &Sockets{Listeners: t.listeners, Owners: map[uint64][]int{}}
+	for _, pid := range pids {
+		e, ok := t.fds[pid]
+		if !ok {
+			// A host with very many processes and descriptors takes a while: stop at the deadline.
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("cannot map sockets to processes: reading process sockets: %w", err)
+			}
+			e = t.fs.fdSockets(pid, t.wanted)
+			t.fds[pid] = e
+		}
+		if e.unreadable {
+			s.Unreadable++
+		}
+		for _, ino := range e.inodes {
+			s.Owners[ino] = append(s.Owners[ino], pid)
+		}
 	}
-	pids, err := t.pidList()
-	if err != nil {
-		pids, err = t.fs.PIDs() // a failure is not kept: list again
-	}
-	if err != nil {
-		return nil, fmt.Errorf("cannot map sockets to processes: %w", err)
-	}
-	owners, unreadable, err := t.fs.socketOwners(ctx, pids, wanted)
-	if err != nil {
-		return nil, fmt.Errorf("cannot map sockets to processes: %w", err)
-	}
-	t.sockets = &Sockets{Listeners: ls, Owners: owners, Unreadable: unreadable}
-	return t.sockets, nil
+	return s, nil
 }
