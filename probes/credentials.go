@@ -11,9 +11,12 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/ec2sec/ec2sec/probes/hostfs"
 	"github.com/ec2sec/ec2sec/probes/secrets"
@@ -139,13 +142,54 @@ type credState struct {
 	permsRan int
 	seen     map[string]bool
 	queue    []credFile
-	dir      *hostfs.Dir // the directory of the last file looked at: most come a few per home
-	dirName  string
 	// memo holds the findings of every distinct content scanned in this scan: skeleton files
 	// (.bashrc, .profile, .aws/config from /etc/skel) are the same in most homes, and the
 	// same bytes always give the same findings. Findings hold no secret.
-	memo map[[sha256.Size]byte][]secrets.Finding
+	memoMu sync.Mutex
+	memo   map[[sha256.Size]byte][]secrets.Finding
 }
+
+// fileScan is what looking at one file found. Files are looked at by several readers at once
+// and their scans added up in queue order (merge), so what a scan reports does not depend on
+// which reader looked at which file, or when.
+type fileScan struct {
+	// Before the content is reached: why not.
+	missing error // lstat failed for want of permission, or the scan's deadline passed
+	link    bool  // a link that loops or leads nowhere
+	special bool  // a FIFO, socket or device: never opened
+	skipped bool  // a link in a home to another user's file: not read
+	// Reached: resolved is where the file really is. The same file reached by two paths
+	// counts once, for the first in queue order, which alone adds what follows.
+	resolved string
+	partial  bool  // bigger than maxSecretFile: read in part
+	readErr  error // could not be read
+	results  []Result
+	perms    bool // the permission check ran
+	permsOK  bool // and the platform told the owner
+	envFiles []credFile
+}
+
+// credReader is one reader's state: the directory of the last file it looked at (most
+// files come a few per home).
+type credReader struct {
+	st      *credState
+	dir     *hostfs.Dir
+	dirName string
+}
+
+func (r *credReader) close() {
+	if r.dir != nil {
+		r.dir.Close()
+	}
+}
+
+// Credential files are read by at most maxCredReaders readers (no more than GOMAXPROCS),
+// each taking credChunk files of the queue at a time: consecutive files share a home, whose
+// directory a reader keeps open.
+const (
+	maxCredReaders = 2
+	credChunk      = 16
+)
 
 // Run implements Probe.
 func (CredentialsProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
@@ -159,16 +203,12 @@ func (CredentialsProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 	procs := make(chan []Result, 1)
 	go func() { procs <- processEnvironments(ctx, env, users) }()
 	st.queue = st.credFiles(users)
-	for i := 0; i < len(st.queue); i++ { // scanFile appends units' EnvironmentFile= targets
-		f := st.queue[i]
-		if ctx.Err() != nil {
-			st.bad.add(f.path, ctx.Err())
-			continue
+	for done := 0; done < len(st.queue); { // a unit's EnvironmentFile= targets come next
+		batch := st.queue[done:]
+		done = len(st.queue)
+		for i, sc := range st.scanFiles(ctx, batch) {
+			st.merge(batch[i], &sc)
 		}
-		st.scanFile(f)
-	}
-	if st.dir != nil {
-		st.dir.Close()
 	}
 	out := st.results
 	fileChecks := []string{"cred-long-lived-key", "cred-session-key", "secret-in-local-file"}
@@ -287,31 +327,116 @@ func (st *credState) credFiles(users []passwdUser) []credFile {
 	return out
 }
 
+// scanFiles looks at files with up to maxCredReaders readers, and returns what each found,
+// in the order of files.
+func (st *credState) scanFiles(ctx context.Context, files []credFile) []fileScan {
+	scans := make([]fileScan, len(files))
+	var next atomic.Int64
+	read := func() {
+		r := &credReader{st: st}
+		defer r.close()
+		for {
+			i := int(next.Add(credChunk)) - credChunk
+			if i >= len(files) {
+				return
+			}
+			for j := i; j < min(i+credChunk, len(files)); j++ {
+				if err := ctx.Err(); err != nil {
+					scans[j].missing = err
+					continue
+				}
+				r.scanFile(files[j], &scans[j])
+			}
+		}
+	}
+	n := min(runtime.GOMAXPROCS(0), maxCredReaders)
+	if len(files) <= credChunk {
+		n = 1
+	}
+	var wg sync.WaitGroup
+	for range n - 1 {
+		wg.Go(read)
+	}
+	read()
+	wg.Wait()
+	return scans
+}
+
+// merge adds what looking at file f found to the probe's tally, in queue order.
+func (st *credState) merge(f credFile, sc *fileScan) {
+	switch {
+	case sc.missing != nil:
+		st.bad.add(f.path, sc.missing)
+	case sc.link:
+		st.odd.links = append(st.odd.links, f.path)
+	case sc.special:
+		st.odd.special = append(st.odd.special, f.path)
+	case sc.skipped:
+		st.skipped = append(st.skipped, f.path)
+	}
+	if sc.resolved == "" || st.seen[sc.resolved] {
+		return
+	}
+	st.seen[sc.resolved] = true
+	if sc.partial {
+		st.odd.partial = append(st.odd.partial, f.path)
+	}
+	if sc.readErr != nil {
+		st.bad.add(f.path, sc.readErr)
+		return
+	}
+	st.scanned++
+	st.results = append(st.results, sc.results...)
+	if sc.perms {
+		st.permsRan++
+		st.permsOK = st.permsOK || sc.permsOK
+	}
+	for _, e := range sc.envFiles {
+		if len(st.queue) < maxDirEntries*4 {
+			st.queue = append(st.queue, e)
+		}
+	}
+}
+
+// findings returns the findings of data, scanned once per distinct content in a scan.
+func (st *credState) findings(data []byte) []secrets.Finding {
+	sum := sha256.Sum256(data)
+	st.memoMu.Lock()
+	findings, ok := st.memo[sum]
+	st.memoMu.Unlock()
+	if ok {
+		return findings
+	}
+	// Two readers may scan the same content at once; both get the same findings.
+	findings = st.env.Secrets.Scan(string(data), "plain", st.env.FingerprintKey)
+	st.memoMu.Lock()
+	st.memo[sum] = findings
+	st.memoMu.Unlock()
+	return findings
+}
+
 // scanFile reads one file (regular, bounded, never through a home's link to another user's
-// file) and turns what it holds into results.
-func (st *credState) scanFile(f credFile) {
-	env := st.env
+// file) and records in out what it holds.
+func (r *credReader) scanFile(f credFile, out *fileScan) {
+	env := r.st.env
 	// The entry keeps what the look found ready for the read below: one resolution, not two
 	// (and files of the same directory share its resolution).
-	if dir := path.Dir(f.path); st.dir == nil || dir != st.dirName {
-		if st.dir != nil {
-			st.dir.Close()
+	if dir := path.Dir(f.path); r.dir == nil || dir != r.dirName {
+		if r.dir != nil {
+			r.dir.Close()
 		}
-		st.dir, st.dirName = env.FS.OpenDir(dir), dir
+		r.dir, r.dirName = env.FS.OpenDir(dir), dir
 	}
-	entry, err := st.dir.LstatEntry(path.Base(f.path))
+	entry, err := r.dir.LstatEntry(path.Base(f.path))
 	if err != nil {
 		if errors.Is(err, hostfs.ErrTooManyLinks) {
-			st.odd.links = append(st.odd.links, f.path)
+			out.link = true
 			return
 		}
-		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission) {
-			return // a path component that is not a directory: nothing there
-		}
 		if errors.Is(err, fs.ErrPermission) {
-			st.bad.add(f.path, err)
+			out.missing = err
 		}
-		return
+		return // missing, or a path component that is not a directory: nothing there
 	}
 	defer entry.Close()
 	lfi, parents := entry.Info, entry.Resolved
@@ -324,35 +449,30 @@ func (st *credState) scanFile(f credFile) {
 		resolved = parents
 		if lfi.Mode()&fs.ModeSymlink != 0 {
 			if resolved, err = env.FS.Resolve(f.path); err != nil {
-				st.odd.link(f.path, err) // dangling, or a loop
+				out.link = linkNotFollowed(err) // dangling, or a loop
 				return
 			}
 		}
 		if resolved != path.Clean(f.path) {
 			if fi, err = env.FS.Stat(f.path); err != nil {
-				st.odd.link(f.path, err)
+				out.link = linkNotFollowed(err)
 				return
 			}
 			if uid, ok := fileOwner(fi); ok && f.inHome && uid != f.owner {
-				st.skipped = append(st.skipped, f.path)
+				out.skipped = true
 				env.Log.Info("not reading through a link in a home to another user's file", "path", f.path, "owner_uid", uid, "user", f.user)
 				return
 			}
 		}
 	}
 	if !fi.Mode().IsRegular() {
-		if !fi.IsDir() {
-			st.odd.special = append(st.odd.special, f.path) // a FIFO, socket or device is never opened
-		}
+		out.special = !fi.IsDir() // a FIFO, socket or device is never opened
 		return
 	}
-	if st.seen[resolved] {
-		return
-	}
-	st.seen[resolved] = true
+	out.resolved = resolved
 	partly := ""
 	if fi.Size() > maxSecretFile {
-		st.odd.partial = append(st.odd.partial, f.path)
+		out.partial = true
 		partly = fmt.Sprintf(" (only %d MiB of the file was read)", maxSecretFile>>20)
 	}
 	var data []byte
@@ -362,19 +482,13 @@ func (st *credState) scanFile(f credFile) {
 		data, _, err = entry.ReadFile(maxSecretFile)
 	}
 	if err != nil {
-		st.bad.add(f.path, err)
+		out.readErr = err
 		return
 	}
-	st.scanned++
 	if strings.HasPrefix(f.path, "/etc/systemd/") {
-		st.queueEnvironmentFiles(data)
+		out.envFiles = environmentFiles(data)
 	}
-	sum := sha256.Sum256(data)
-	findings, ok := st.memo[sum]
-	if !ok {
-		findings = env.Secrets.Scan(string(data), "plain", env.FingerprintKey)
-		st.memo[sum] = findings
-	}
+	findings := r.st.findings(data)
 	data = nil
 	if len(findings) == 0 {
 		return
@@ -392,14 +506,16 @@ func (st *credState) scanFile(f credFile) {
 			check = "cred-session-key"
 		}
 		reason := fmt.Sprintf("%s %s holds %s at %s%s", whose, f.path, kindWords(fd), describe(fd), partly)
-		st.results = append(st.results, secretResult(check, fd, sourceFile, f.path, f.path, reason))
+		out.results = append(out.results, secretResult(check, fd, sourceFile, f.path, f.path, reason))
 	}
-	st.checkPerms(f, fi)
+	out.perms = true
+	out.permsOK, out.results = checkPerms(f, fi, out.results)
 }
 
-// queueEnvironmentFiles adds the files a systemd unit loads with EnvironmentFile= to the
-// files to scan (system files: root's). Specifiers (%h, ...) cannot be resolved and are skipped.
-func (st *credState) queueEnvironmentFiles(unit []byte) {
+// environmentFiles returns the files a systemd unit loads with EnvironmentFile=, to scan
+// next (system files: root's). Specifiers (%h, ...) cannot be resolved and are skipped.
+func environmentFiles(unit []byte) []credFile {
+	var out []credFile
 	for line := range bytes.Lines(unit) {
 		k, v, ok := strings.Cut(strings.TrimSpace(string(line)), "=")
 		if !ok || strings.TrimSpace(k) != "EnvironmentFile" {
@@ -407,22 +523,21 @@ func (st *credState) queueEnvironmentFiles(unit []byte) {
 		}
 		for _, p := range strings.Fields(v) {
 			p = strings.TrimPrefix(strings.Trim(p, `"'`), "-")
-			if strings.HasPrefix(p, "/") && !strings.Contains(p, "%") && len(st.queue) < maxDirEntries*4 {
-				st.queue = append(st.queue, credFile{path: path.Clean(p), owner: 0})
+			if strings.HasPrefix(p, "/") && !strings.Contains(p, "%") && len(out) < maxDirEntries*4 {
+				out = append(out, credFile{path: path.Clean(p), owner: 0})
 			}
 		}
 	}
+	return out
 }
 
 // checkPerms reports a file holding credentials that group or other can read, or that
-// another user owns.
-func (st *credState) checkPerms(f credFile, fi fs.FileInfo) {
-	st.permsRan++
+// another user owns, appended to rs. ok says whether the platform told the file's owner.
+func checkPerms(f credFile, fi fs.FileInfo, rs []Result) (ok bool, _ []Result) {
 	uid, ok := fileOwner(fi)
 	if !ok {
-		return
+		return false, rs
 	}
-	st.permsOK = true
 	mode := fi.Mode().Perm()
 	var problems []string
 	if mode&0o044 != 0 {
@@ -432,11 +547,11 @@ func (st *credState) checkPerms(f credFile, fi fs.FileInfo) {
 		problems = append(problems, fmt.Sprintf("owned by uid %d, not %s (uid %d)", uid, cmpOr(f.user, "root"), f.owner))
 	}
 	if len(problems) == 0 {
-		return
+		return true, rs
 	}
 	r := NewResult("cred-file-permissions", Failed, f.path, fmt.Sprintf("%s holds credentials and is %s", f.path, strings.Join(problems, " and ")))
 	r.Evidence = map[string]any{"path": f.path, "mode": fmt.Sprintf("%04o", mode), "owner_uid": uid, "expected_uid": f.owner}
-	st.results = append(st.results, r)
+	return true, append(rs, r)
 }
 
 func groupOther(mode fs.FileMode) string {

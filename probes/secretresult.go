@@ -103,9 +103,15 @@ type skips struct {
 
 // link records a link that could not be followed; a plain missing file is not worth saying.
 func (s *skips) link(p string, err error) {
-	if errors.Is(err, hostfs.ErrTooManyLinks) || errors.Is(err, fs.ErrNotExist) {
+	if linkNotFollowed(err) {
 		s.links = append(s.links, p)
 	}
+}
+
+// linkNotFollowed says whether a link's failure is worth saying: it loops, or leads nowhere
+// inside the root.
+func linkNotFollowed(err error) bool {
+	return errors.Is(err, hostfs.ErrTooManyLinks) || errors.Is(err, fs.ErrNotExist)
 }
 
 // String is "" or a clause starting with "; " for a reason sentence.
