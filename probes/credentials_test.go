@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -192,6 +193,48 @@ func BenchmarkSecretProbes(b *testing.B) {
 		}
 		if _, err := (UserDataProbe{}).Run(context.Background(), env); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestCredentialsReadersAgree: with files enough for both readers, the same file reached by
+// two paths counts once, for the first path in queue order, however the readers were timed;
+// and every run reports the same results.
+func TestCredentialsReadersAgree(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	root := t.TempDir()
+	id, secret := testenv.FakeAWSKey(t, "AKIA")
+	entries := []entry{{path: "/etc/passwd", content: passwdFixture}}
+	// a00.sh holds the key; 3*credChunk files later (other readers' chunks) z.sh links to it.
+	entries = append(entries, entry{path: "/etc/profile.d/a00.sh", content: "export AWS_ACCESS_KEY_ID=" + id + "\nexport AWS_SECRET_ACCESS_KEY=" + secret + "\n"})
+	for i := 1; i < 3*credChunk; i++ {
+		entries = append(entries, entry{path: fmt.Sprintf("/etc/profile.d/a%02d.sh", i), content: fmt.Sprintf("export N=%d\n", i)})
+	}
+	entries = append(entries, entry{path: "/etc/profile.d/z.sh", link: "a00.sh"})
+	buildTree(t, root, entries)
+	env := secretsEnv(t, root, "", testenv.Closed)
+	var first string
+	for run := range 20 {
+		rs, err := CredentialsProbe{}.Run(context.Background(), env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys := byCheck(rs, "cred-long-lived-key")
+		if len(keys) != 1 || keys[0].Resource != "/etc/profile.d/a00.sh" {
+			t.Fatalf("run %d: key results %+v, want one, at a00.sh", run, keys)
+		}
+		pass := byCheck(rs, "cred-session-key")
+		if len(pass) != 1 || pass[0].Evidence["files"] != 3*credChunk {
+			t.Fatalf("run %d: %+v, want %d files read (z.sh is a00.sh)", run, pass, 3*credChunk)
+		}
+		var b strings.Builder
+		for _, r := range rs {
+			fmt.Fprintf(&b, "%s %s %s %s\n", r.Check, r.Status, r.Resource, r.Reason)
+		}
+		if run == 0 {
+			first = b.String()
+		} else if b.String() != first {
+			t.Fatalf("run %d differs:\n%s\nfirst:\n%s", run, b.String(), first)
 		}
 	}
 }
