@@ -116,7 +116,7 @@ func imdsV1(ctx context.Context, endpoint string, timeout time.Duration) Result 
 
 func noRedirectClient() *http.Client {
 	return &http.Client{
-		Transport:     &http.Transport{Proxy: nil, DisableKeepAlives: true},
+		Transport:     &http.Transport{Proxy: nil, DisableKeepAlives: true, DialContext: (&metadata.Dialer{}).DialContext},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }

@@ -7,58 +7,23 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/ec2sec/ec2sec/internal/fakeimds"
 )
 
-func TestParseMinTTLDrops(t *testing.T) {
-	good := "TcpExt: SyncookiesSent PFMemallocDrop TCPMinTTLDrop TCPDeferAcceptDrop\nTcpExt: 1 2 345 6\nIpExt: InNoRoutes\nIpExt: 0\n"
-	if n, ok := parseMinTTLDrops([]byte(good)); !ok || n != 345 {
-		t.Errorf("got %d %v, want 345 true", n, ok)
-	}
-	for _, bad := range []string{
-		"TcpExt: SyncookiesSent PFMemallocDrop\nTcpExt: 1 2\n", // kernel before 5.16
-		"TcpExt: TCPMinTTLDrop\n",                              // no values
-		"TcpExt: A TCPMinTTLDrop\nTcpExt: 1\n",                 // short line
-		"TcpExt: TCPMinTTLDrop\nTcpExt: x\n",
-		"",
-	} {
-		if _, ok := parseMinTTLDrops([]byte(bad)); ok {
-			t.Errorf("%q: counter reported", bad)
-		}
-	}
-}
-
-// TestHopLimitDropCounter: with the kernel's drop counter the search is decided by drops it
-// sees, not by timeouts, and gives the same answers; without it (an older kernel), and with
-// a counter that other sockets' drops keep raising, the answers stay right.
-func TestHopLimitDropCounter(t *testing.T) {
-	if _, ok := minTTLDrops(); !ok {
-		t.Skip("this kernel does not count TCPMinTTLDrop (Linux 5.16+)")
-	}
-	var saw atomic.Int64
-	real := func() (uint64, bool) {
-		n, ok := minTTLDrops()
-		saw.Add(1)
-		return n, ok
-	}
-	var busy atomic.Uint64 // a BGP daemon's drops: up on every read
-	noisy := func() (uint64, bool) {
-		n, ok := minTTLDrops()
-		return n + busy.Add(1), ok
-	}
-	for _, tc := range []struct {
-		name  string
-		drops func() (uint64, bool)
-	}{{"kernel counter", real}, {"no counter", nil}, {"other sockets dropping", noisy}} {
+// TestHopLimitMeasured: with the socket's drop count the search is decided by drops as the
+// answers arrive, not by timeouts; without it (an older kernel) by timeouts. Both give the
+// right answers.
+func TestHopLimitMeasured(t *testing.T) {
+	for _, drops := range []bool{true, false} {
 		for _, n := range []int{1, 2, 5} {
-			t.Run(fmt.Sprintf("%s/%d", tc.name, n), func(t *testing.T) {
+			t.Run(fmt.Sprintf("drops=%v/%d", drops, n), func(t *testing.T) {
 				s := fakeimds.New(t)
 				s.HopLimit = n
-				got, err := measureHopLimitWith(context.Background(), s.URL, 5*time.Second, tc.drops)
+				got, err := measureHopLimitWith(context.Background(), s.URL, 5*time.Second, drops)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -68,114 +33,84 @@ func TestHopLimitDropCounter(t *testing.T) {
 			})
 		}
 	}
-	if saw.Load() == 0 {
-		t.Error("the kernel counter was never read")
-	}
 }
 
-// readyMeter is a hopMeter whose baseline is done: attempts wait attempt, answers may
-// trail a drop by grace.
-func readyMeter(url string, drops func() (uint64, bool), attempt, grace time.Duration) *hopMeter {
-	m := &hopMeter{endpoint: url, timeout: time.Hour, drops: drops, ready: make(chan struct{}),
-		attempt: attempt, grace: grace}
+// readyMeter is a hopMeter for url whose baseline is done: attempts wait attempt.
+func readyMeter(url string, attempt time.Duration, ignoreDrops bool) *hopMeter {
+	m := &hopMeter{endpoint: url, addr: strings.TrimPrefix(url, "http://"), timeout: time.Hour,
+		ignoreDrops: ignoreDrops, ready: make(chan struct{}), attempt: attempt}
 	close(m.ready)
 	return m
 }
 
-// TestRoundEndsOnDrops: a round whose answers are dropped ends on the counter, long before
-// its timeout (far beyond any test's patience), for one attempt and for a pair.
-func TestRoundEndsOnDrops(t *testing.T) {
-	if _, ok := minTTLDrops(); !ok {
-		t.Skip("this kernel does not count TCPMinTTLDrop (Linux 5.16+)")
-	}
+// TestTryEndsOnDrop: an attempt whose answer is dropped for its TTL ends with the drop, long
+// before its timeout (far beyond any test's patience), and says it is certain; without the
+// drop count it waits for its timeout.
+func TestTryEndsOnDrop(t *testing.T) {
 	s := fakeimds.New(t)
 	s.HopLimit = 1
-	for _, n := range []int{1, 2} {
-		m := readyMeter(s.URL, minTTLDrops, 10*time.Minute, 10*time.Millisecond)
-		done := make(chan error, 1)
-		go func() {
-			got, err := m.round(context.Background(), 2, n, 3)
-			if err == nil && got {
-				err = fmt.Errorf("answered")
-			}
-			done <- err
-		}()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("%d attempts: %v, want unanswered", n, err)
-			}
-		case <-time.After(time.Minute):
-			t.Fatalf("%d attempts: the drop counter did not end the round", n)
+	done := make(chan error, 1)
+	go func() {
+		got, certain, err := readyMeter(s.URL, 10*time.Minute, false).try(context.Background(), 2, 1)
+		if err == nil && (got || !certain) {
+			err = fmt.Errorf("answered %v, certain %v", got, certain)
 		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("%v, want dropped for certain", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the socket's drop did not end the attempt")
 	}
-}
 
-// TestRoundNeedsItsDrops: one drop counted (another socket's, say) does not end a round of
-// two attempts: it waits for a second drop, here never counted, until its deadline.
-func TestRoundNeedsItsDrops(t *testing.T) {
-	s := fakeimds.New(t)
-	s.HopLimit = 1
-	var reads atomic.Int64
-	oneForeign := func() (uint64, bool) { // 100, then 101 for ever
-		if reads.Add(1) == 1 {
-			return 100, true
-		}
-		return 101, true
-	}
 	const attempt = 200 * time.Millisecond
-	m := readyMeter(s.URL, oneForeign, attempt, 10*time.Millisecond)
 	start := time.Now()
-	got, err := m.round(context.Background(), 2, 2, 1)
-	if err != nil || got {
-		t.Fatalf("got %v %v, want unanswered", got, err)
+	got, certain, err := readyMeter(s.URL, attempt, true).try(context.Background(), 2, 1)
+	if err != nil || got || certain {
+		t.Errorf("ignoring drops: got %v certain %v err %v, want an uncertain timeout", got, certain, err)
 	}
 	if el := time.Since(start); el < attempt {
-		t.Errorf("round ended after %s on one drop; want its deadline (%s)", el, attempt)
-	}
-	if reads.Load() < 3 {
-		t.Errorf("counter read %d times; want polling", reads.Load())
+		t.Errorf("ignoring drops, the attempt ended after %s, before its timeout (%s)", el, attempt)
 	}
 }
 
-// TestRoundAnswered: answers that come after drops were counted (another socket's), but
-// within the grace, decide the round: it is answered, not taken for dropped.
-func TestRoundAnswered(t *testing.T) {
+// TestTrySlowAnswer: an answer that takes its time, while other sockets keep dropping
+// segments for their minimum TTL, is an answer: drops are counted per socket.
+func TestTrySlowAnswer(t *testing.T) {
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(10 * time.Millisecond) // after the first poll of the counter (2 ms)
+		time.Sleep(30 * time.Millisecond)
 		io.WriteString(w, "token")
 	}))
 	defer slow.Close()
-	var n atomic.Uint64
-	noisy := func() (uint64, bool) { return n.Add(5), true } // drops on every read
-	m := readyMeter(slow.URL, noisy, time.Minute, 500*time.Millisecond)
-	if got, err := m.round(context.Background(), 2, 2, 3); err != nil || !got {
-		t.Errorf("got %v %v, want answered", got, err)
+	low := fakeimds.New(t)
+	low.HopLimit = 1
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { // another socket's answers dropped, over and over
+		for ctx.Err() == nil {
+			readyMeter(low.URL, time.Second, false).put(ctx, 2)
+		}
+	})
+	got, certain, err := readyMeter(slow.URL, time.Minute, false).try(context.Background(), 2, 1)
+	cancel()
+	wg.Wait()
+	if err != nil || !got || certain {
+		t.Errorf("got %v certain %v err %v, want answered", got, certain, err)
 	}
 }
 
 // TestHopLimitBaselineFails: a PUT refused outright is an error naming the token request,
-// whether or not the first attempts were already out.
+// whether or not the first attempt was already out.
 func TestHopLimitBaselineFails(t *testing.T) {
 	s := fakeimds.New(t)
 	s.Off = true
-	for _, drops := range []func() (uint64, bool){nil, minTTLDrops} {
+	for _, drops := range []bool{true, false} {
 		_, err := measureHopLimitWith(context.Background(), s.URL, 5*time.Second, drops)
 		if err == nil || !strings.Contains(err.Error(), "token request failed") {
-			t.Errorf("got %v, want the token request's failure", err)
+			t.Errorf("drops=%v: got %v, want the token request's failure", drops, err)
 		}
-	}
-}
-
-// TestBaselineKernelRTT: the baseline PUT reports the kernel's RTT of its connection, which a
-// busy scan's scheduling waits do not inflate (the grace after a drop is sized from it).
-func TestBaselineKernelRTT(t *testing.T) {
-	s := fakeimds.New(t)
-	rtt, err := tokenPutRTT(context.Background(), s.URL, false, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rtt <= 0 || rtt > time.Second {
-		t.Errorf("kernel RTT %s on loopback; want a positive sub-second value", rtt)
 	}
 }

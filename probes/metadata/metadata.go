@@ -99,8 +99,25 @@ func New(o Options) *Client {
 			o.MaxBackoff = 50 * time.Millisecond
 		}),
 		DisableDefaultMaxBackoff: true,
+		HTTPClient:               httpClient(),
 	})
 	return c
+}
+
+// httpClient is the SDK client's HTTP client with the SDK's timeouts for IMDS (a quick
+// dial, a quick answer), dialling through Dialer: answered within a millisecond even while a
+// scan keeps every core busy. Connections are not kept: one idle in a pool would be polled
+// until closed, and a new one to a local IMDS costs microseconds.
+func httpClient() *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment, // as the SDK's own client
+			DialContext:           (&Dialer{Timeout: 250 * time.Millisecond}).DialContext,
+			ResponseHeaderTimeout: 500 * time.Millisecond,
+			DisableKeepAlives:     true,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 }
 
 // Endpoint returns the IMDS base URL, without a trailing slash.
