@@ -6,13 +6,13 @@ import (
 )
 
 // Dialer dials IMDS for ec2sec's own requests (the SDK client's, the imds probe's raw ones).
-// On Linux, for an IP endpoint, its connections wait for the network by polling their socket
-// on a short timer instead of on Go's network poller. A scan keeps every core busy, and Go
-// then looks at the poller only when a core runs out of work or every 10 ms (sysmon), while
-// timers are served at every scheduling point: IMDS answers within a millisecond, but each
-// round trip to it waited 10-20 ms for the poller, and the imds probe makes several in a
-// row. A poll costs a few microseconds, and the wait between polls grows with the time
-// waited (at most 1/8 of it, 10 ms), so a slow or absent IMDS costs few wake-ups.
+// On Linux, for an IP endpoint, its connections wait on Go's network poller and on a short
+// timer both. A scan keeps every core busy, and Go then looks at the poller only when a core
+// runs out of work or every 10 ms (sysmon), while timers are served at every scheduling
+// point: IMDS answers within a millisecond, but each round trip to it waited 10-20 ms for the
+// poller, and the imds probe makes several in a row. When the timer ends a wait, the socket
+// is simply tried again; the timer grows with the time waited (1/8 of it, at most 10 ms), so
+// a slow or absent IMDS costs few wake-ups, and an idle process is woken by the poller.
 //
 // The zero Dialer is ready to use. Elsewhere, or for a host name, it is a net.Dialer.
 type Dialer struct {
@@ -33,8 +33,8 @@ type Dialer struct {
 // below the Dialer's MinTTL.
 var ErrBelowMinTTL = errors.New("the answer's TTL is below the minimum: dropped by the kernel")
 
-// pollStep is how long a connection waits before polling its socket again, having waited
-// waited: short at first (IMDS answers within a millisecond), then at most 1/8 of the wait.
+// pollStep is how long a connection waits before trying its socket again, having waited
+// waited: short at first (IMDS answers within a millisecond), then 1/8 of the wait.
 func pollStep(waited time.Duration) time.Duration {
 	return min(max(waited/8, 50*time.Microsecond), 10*time.Millisecond)
 }

@@ -2,12 +2,12 @@ package metadata
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -42,7 +42,6 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	if err != nil {
 		return nil, opErr(os.NewSyscallError("socket", err))
 	}
-	c := &pollConn{fd: fd, raddr: net.TCPAddrFromAddrPort(ap), drops: d.MinTTL > 0 && !d.IgnoreDrops}
 	if d.MinTTL > 0 {
 		if v6 {
 			err = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MINHOPCOUNT, d.MinTTL)
@@ -50,14 +49,22 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 			err = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MINTTL, d.MinTTL)
 		}
 		if err != nil {
-			c.Close()
+			unix.Close(fd)
 			return nil, opErr(os.NewSyscallError("set minimum TTL", err))
 		}
 	}
 	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS && err != unix.EINTR {
-		c.Close()
+		unix.Close(fd)
 		return nil, opErr(os.NewSyscallError("connect", err))
 	}
+	// A non-blocking descriptor makes a File that waits on Go's poller (and its deadlines).
+	f := os.NewFile(uintptr(fd), "tcp "+addr)
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, opErr(err)
+	}
+	c := &pollConn{f: f, rc: rc, raddr: net.TCPAddrFromAddrPort(ap), drops: d.MinTTL > 0 && !d.IgnoreDrops}
 	var deadline time.Time
 	if d.Timeout > 0 {
 		deadline = time.Now().Add(d.Timeout)
@@ -67,35 +74,56 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	}
 	start := time.Now()
 	for {
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-		if n, err := unix.Poll(pfd, 0); err == nil && n > 0 {
-			if serr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); err != nil || serr != 0 {
-				c.Close()
-				if err == nil {
-					err = unix.Errno(serr)
-				}
-				return nil, opErr(os.NewSyscallError("connect", err))
+		f.SetWriteDeadline(nextPoll(start, deadline))
+		var done bool
+		var cerr error
+		err := rc.Write(func(fd uintptr) bool {
+			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+			if n, err := unix.Poll(pfd, 0); err != nil || n == 0 {
+				return false // connecting still: wait for the socket to turn writable
 			}
-			break
-		}
-		if c.dropped() {
-			c.Close()
-			return nil, opErr(ErrBelowMinTTL)
-		}
-		if err := ctx.Err(); err != nil {
-			c.Close()
+			done = true
+			if serr, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR); err != nil {
+				cerr = err
+			} else if serr != 0 {
+				cerr = unix.Errno(serr)
+			}
+			return true
+		})
+		switch {
+		case done && cerr != nil:
+			f.Close()
+			return nil, opErr(os.NewSyscallError("connect", cerr))
+		case done:
+			f.SetWriteDeadline(time.Time{})
+			if lsa, err := unix.Getsockname(fd); err == nil {
+				c.laddr = sockaddrTCP(lsa)
+			}
+			return c, nil
+		case !errors.Is(err, os.ErrDeadlineExceeded):
+			f.Close()
 			return nil, opErr(err)
-		}
-		if !deadline.IsZero() && !time.Now().Before(deadline) {
-			c.Close()
+		case c.dropped():
+			f.Close()
+			return nil, opErr(ErrBelowMinTTL)
+		case ctx.Err() != nil:
+			f.Close()
+			return nil, opErr(ctx.Err())
+		case !deadline.IsZero() && !time.Now().Before(deadline):
+			f.Close()
 			return nil, opErr(os.ErrDeadlineExceeded)
 		}
-		time.Sleep(pollStep(time.Since(start)))
 	}
-	if lsa, err := unix.Getsockname(fd); err == nil {
-		c.laddr = sockaddrTCP(lsa)
+}
+
+// nextPoll is the deadline of one wait on Go's poller, started at start and bounded by
+// deadline (zero: none): when it passes, the socket is looked at again (see Dialer).
+func nextPoll(start, deadline time.Time) time.Time {
+	t := time.Now().Add(pollStep(time.Since(start)))
+	if !deadline.IsZero() && deadline.Before(t) {
+		return deadline
 	}
-	return c, nil
+	return t
 }
 
 func zoneID(zone string) uint32 {
@@ -118,27 +146,17 @@ func sockaddrTCP(sa unix.Sockaddr) *net.TCPAddr {
 	return nil
 }
 
-// pollConn is a connected TCP socket that waits by polling (see Dialer). It is safe for the
-// concurrent use net/http makes of a connection (a read, a write and a Close at once).
+// pollConn is a connected TCP socket, a File on Go's poller whose waits end on a short timer
+// as well (see Dialer). Like a net.Conn, it allows a read, a write and a Close at once.
 type pollConn struct {
-	mu    sync.RWMutex // held to use fd; Close takes it to close fd
-	fd    int          // -1 once closed
+	f     *os.File
+	rc    syscall.RawConn
 	laddr net.Addr
 	raddr net.Addr
 	drops bool         // reads fail with ErrBelowMinTTL on a drop counted before any data
 	got   atomic.Int64 // bytes read
-	rdl   atomic.Int64 // read deadline, UnixNano; 0 = none
-	wdl   atomic.Int64 // write deadline
-}
-
-// syscall runs f on the open socket.
-func (c *pollConn) syscall(f func(fd int) (int, error)) (int, error) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if c.fd < 0 {
-		return 0, net.ErrClosed
-	}
-	return f(c.fd)
+	rdl   atomic.Int64 // the caller's read deadline, UnixNano; 0 = none
+	wdl   atomic.Int64 // and write deadline
 }
 
 // dropped says whether the socket dropped a segment for its minimum TTL before receiving any
@@ -147,54 +165,50 @@ func (c *pollConn) dropped() bool {
 	if !c.drops || c.got.Load() > 0 {
 		return false
 	}
-	n, _ := c.syscall(func(fd int) (int, error) {
+	var n uint32
+	c.rc.Control(func(fd uintptr) {
 		var mi [skMeminfoVars]uint32
 		l := uint32(unsafe.Sizeof(mi))
-		_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_MEMINFO,
+		_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
 			uintptr(unsafe.Pointer(&mi[0])), uintptr(unsafe.Pointer(&l)), 0)
-		if e != 0 || l <= skMeminfoDrops*4 {
-			return 0, e
+		if e == 0 && l > skMeminfoDrops*4 {
+			n = mi[skMeminfoDrops]
 		}
-		return int(mi[skMeminfoDrops]), nil
 	})
 	return n > 0
 }
 
-// wait sleeps before the next poll, or says why not to: the deadline passed, or (reading)
-// the answer was dropped.
-func (c *pollConn) wait(start time.Time, deadline *atomic.Int64, reading bool) error {
-	if reading && c.dropped() {
-		return ErrBelowMinTTL
+// SO_MEMINFO's array (linux/sock_diag.h): SK_MEMINFO_DROPS is its last entry, since 4.7.
+const (
+	skMeminfoDrops = 8
+	skMeminfoVars  = 9
+)
+
+func deadlineOf(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
 	}
-	if dl := deadline.Load(); dl != 0 && time.Now().UnixNano() >= dl {
-		return os.ErrDeadlineExceeded
-	}
-	time.Sleep(pollStep(time.Since(start)))
-	return nil
+	return time.Unix(0, ns)
 }
 
 func (c *pollConn) Read(b []byte) (int, error) {
-	if len(b) == 0 {
-		return 0, nil
-	}
 	start := time.Now()
 	for {
-		// syscall's Read and Write, not unix's: they tell the race detector that what one
-		// goroutine writes to a socket happens before another reads it.
-		n, err := c.syscall(func(fd int) (int, error) { return syscall.Read(fd, b) })
+		user := deadlineOf(c.rdl.Load())
+		c.f.SetReadDeadline(nextPoll(start, user))
+		n, err := c.f.Read(b)
 		switch {
-		case err == nil && n == 0:
-			return 0, io.EOF
-		case err == nil:
+		case n > 0:
 			c.got.Add(int64(n))
 			return n, nil
-		case err == syscall.EINTR:
-			continue
-		case err != syscall.EAGAIN:
+		case err == io.EOF:
+			return 0, io.EOF
+		case !errors.Is(err, os.ErrDeadlineExceeded):
 			return 0, c.opErr("read", err)
-		}
-		if err := c.wait(start, &c.rdl, true); err != nil {
-			return 0, c.opErr("read", err)
+		case !user.IsZero() && !time.Now().Before(user):
+			return 0, c.opErr("read", os.ErrDeadlineExceeded)
+		case c.dropped():
+			return 0, c.opErr("read", ErrBelowMinTTL)
 		}
 	}
 }
@@ -202,41 +216,39 @@ func (c *pollConn) Read(b []byte) (int, error) {
 func (c *pollConn) Write(b []byte) (int, error) {
 	start := time.Now()
 	done := 0
-	for done < len(b) {
-		n, err := c.syscall(func(fd int) (int, error) { return syscall.Write(fd, b[done:]) })
-		if n > 0 {
-			done += n
-		}
+	for {
+		user := deadlineOf(c.wdl.Load())
+		c.f.SetWriteDeadline(nextPoll(start, user))
+		n, err := c.f.Write(b[done:])
+		done += n
 		switch {
-		case err == nil || err == syscall.EINTR:
-			continue
-		case err != syscall.EAGAIN:
+		case err == nil:
+			return done, nil
+		case !errors.Is(err, os.ErrDeadlineExceeded):
 			return done, c.opErr("write", err)
-		}
-		if err := c.wait(start, &c.wdl, false); err != nil {
-			return done, c.opErr("write", err)
+		case !user.IsZero() && !time.Now().Before(user):
+			return done, c.opErr("write", os.ErrDeadlineExceeded)
 		}
 	}
-	return done, nil
 }
 
 func (c *pollConn) opErr(op string, err error) error {
-	if errno, ok := err.(syscall.Errno); ok {
-		err = os.NewSyscallError(op, errno)
+	if errors.Is(err, os.ErrClosed) {
+		err = net.ErrClosed
+	}
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
 	}
 	return &net.OpError{Op: op, Net: "tcp", Source: c.laddr, Addr: c.raddr, Err: err}
 }
 
-// Close closes the socket; a Read or Write polling it returns net.ErrClosed.
+// Close closes the socket; a Read or Write waiting on it returns net.ErrClosed.
 func (c *pollConn) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.fd < 0 {
+	if err := c.f.Close(); err != nil {
 		return net.ErrClosed
 	}
-	err := unix.Close(c.fd)
-	c.fd = -1
-	return err
+	return nil
 }
 
 func (c *pollConn) LocalAddr() net.Addr  { return c.laddr }
@@ -263,20 +275,3 @@ func unixNano(t time.Time) int64 {
 	}
 	return t.UnixNano()
 }
-
-// TCPInfo returns the kernel's TCP_INFO of the connection.
-func (c *pollConn) TCPInfo() (*unix.TCPInfo, error) {
-	var info *unix.TCPInfo
-	_, err := c.syscall(func(fd int) (int, error) {
-		var err error
-		info, err = unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
-		return 0, err
-	})
-	return info, err
-}
-
-// SO_MEMINFO's array (linux/sock_diag.h): SK_MEMINFO_DROPS is its last entry, since 4.7.
-const (
-	skMeminfoDrops = 8
-	skMeminfoVars  = 9
-)
