@@ -23,7 +23,8 @@ import (
 // finds all they would find:
 //   - generic-api-key: [\w.-]{0,50}? before the keyword (same line), then at most
 //     [\s'"]{0,3} and [\x60'"\s=]{0,5} whitespace before the value: 8 newlines, and 1 after;
-//     so the lines [keyword line, +10].
+//     so the lines [keyword line, +10]. And only around a keyword the match can hold: one
+//     that [ \t\w.-]{0,20}[\s'"]{0,3} leads to an assignment's first character (assigned).
 //   - curl-auth-header, curl-auth-user: "curl" starts the match, then at most 5 continuation
 //     lines of [\r\n]{1,2} each and one [ \t\n\r] before the flag: 11 newlines, so the lines
 //     [curl line, +12], and only windows that hold what the match must (a header named
@@ -33,7 +34,7 @@ import (
 //     newline but, at most, the last character (which the end of the line's window matches
 //     as $ instead, and gitleaks trims from the match anyway); so the keyword's line alone.
 var narrowGitleaks = map[string]narrowing{
-	"generic-api-key":     {after: 10},
+	"generic-api-key":     {after: 10, assigned: true},
 	"curl-auth-header":    {after: 12, also: []string{"authorization", "key", "token"}},
 	"curl-auth-user":      {after: 12, also: []string{"-u", "--user"}},
 	"jwt":                 {need: []string{".ey"}},
@@ -47,6 +48,8 @@ type narrowing struct {
 	after int
 	also  []string
 	need  []string
+	// assigned: only keywords followed as generic-api-key's must be (see assignedAfter).
+	assigned bool
 }
 
 // ruleSet is one narrowed gitleaks rule in its own detector, built on first use.
@@ -78,7 +81,11 @@ func (s *ruleSet) windows(t *text) [][2]int {
 		}
 		return [][2]int{wholeText}
 	}
-	ws := t.windows(s.keywords, s.narrow.after)
+	var follow func(string, int) bool
+	if s.narrow.assigned {
+		follow = assignedAfter
+	}
+	ws := t.around(t.hitLinesWhere(s.keywords, follow), 0, s.narrow.after)
 	if len(s.narrow.also) == 0 {
 		return ws
 	}
@@ -198,7 +205,11 @@ func (t *text) spanHasAny(start, end int, ws []string) bool {
 
 // hitLines returns the 0-based lines holding any of kws (lowercase) in the lowercased text,
 // ascending, each once.
-func (t *text) hitLines(kws []string) []int {
+func (t *text) hitLines(kws []string) []int { return t.hitLinesWhere(kws, nil) }
+
+// hitLinesWhere is hitLines counting only the keywords for which follow (when not nil), given
+// the lowercased text and the offset just past the keyword, is true.
+func (t *text) hitLinesWhere(kws []string, follow func(lower string, end int) bool) []int {
 	var lines []int
 	var ids []int
 	for _, kw := range kws {
@@ -213,6 +224,10 @@ func (t *text) hitLines(kws []string) []int {
 			if i < 0 {
 				break
 			}
+			if follow != nil && !follow(t.lower, from+i+len(kw)) {
+				from += i + 1
+				continue
+			}
 			n := t.lowerLI.line(from+i) - 1
 			lines = append(lines, n)
 			// Skip to the next line: one hit per line is enough.
@@ -226,6 +241,9 @@ func (t *text) hitLines(kws []string) []int {
 		last := -1
 		for _, o := range t.hits().occ {
 			if slices.Contains(ids, o.word) {
+				if follow != nil && !follow(t.lower, o.off+len(t.idx.words[o.word])) {
+					continue
+				}
 				// A keyword holds no newline: the line it starts on holds it.
 				if n := t.lowerLI.line(o.off) - 1; n != last {
 					lines = append(lines, n)
@@ -236,6 +254,32 @@ func (t *text) hitLines(kws []string) []int {
 	}
 	slices.Sort(lines)
 	return slices.Compact(lines)
+}
+
+// assignedAfter says whether generic-api-key's regex can go on from a keyword ending at end:
+// (?:[ \t\w.-]{0,20})[\s'"]{0,3} and then an assignment, which starts with one of =>:|?,
+// (=, >, :{1,3}=, ||, :, =>, ?=, ","). Its classes are ASCII, which lowercasing keeps.
+func assignedAfter(lower string, end int) bool {
+	for p := end; p <= end+20 && p <= len(lower); p++ {
+		for q := p; q <= p+3 && q < len(lower); q++ {
+			switch c := lower[q]; {
+			case strings.IndexByte("=>:|?,", c) >= 0:
+				return true
+			case c != ' ' && c != '\t' && c != '\n' && c != '\f' && c != '\r' && c != '\'' && c != '"':
+				q = p + 3 // not [\s'"]: no further from p
+			}
+		}
+		if p == len(lower) || !wordy(lower[p]) {
+			break // [ \t\w.-] ends here
+		}
+	}
+	return false
+}
+
+// wordy reports whether c is in [ \t\w.-].
+func wordy(c byte) bool {
+	return c == ' ' || c == '\t' || c == '.' || c == '-' || c == '_' ||
+		'0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
 }
 
 // span returns the byte range of lines first..last (0-based, inclusive) in the original

@@ -2,9 +2,11 @@ package secrets
 
 import (
 	"cmp"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -137,4 +139,62 @@ func sortedCands(cs []candidate) []candidate {
 		return cmp.Or(cmp.Compare(a.line, b.line), strings.Compare(a.rule, b.rule), strings.Compare(a.value, b.value))
 	})
 	return cs
+}
+
+// TestAssignedAfter: every match of gitleaks' generic-api-key regex holds a keyword that
+// assignedAfter accepts, over random lines made of the regex's own pieces; and a keyword
+// followed by no assignment is refused.
+func TestAssignedAfter(t *testing.T) {
+	re := regexp.MustCompile(`(?i)[\w.-]{0,50}?(?:access|auth|(?-i:[Aa]pi|API)|credential|creds|key|passw(?:or)?d|secret|token)(?:[ \t\w.-]{0,20})[\s'"]{0,3}(?:=|>|:{1,3}=|\|\||:|=>|\?=|,)[\x60'"\s=]{0,5}([\w.=-]{10,150}|[a-z0-9][a-z0-9+/]{11,}={0,3})(?:[\x60'"\s;]|\\[nr]|$)`)
+	keywords := []string{"access", "api", "auth", "key", "credential", "creds", "passwd", "password", "secret", "token"}
+	pieces := []string{"KEY", "Api", "token", "secret_", "passwd", " ", "\t", "\n", "'", `"`, "=", ":", ":=", "=>", "||", "?=", ",", ">", "-", ".", "_", "x", "Q9", "aB3dE5gH7jK9mN1pQ", "abcdefghijklmnop==", ";", "`", "/", "+", "é", "K"}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	matched := 0
+	for range 60000 {
+		var b strings.Builder
+		for range 1 + rnd.IntN(14) {
+			b.WriteString(pieces[rnd.IntN(len(pieces))])
+		}
+		s := b.String()
+		lower := strings.ToLower(s)
+		for _, m := range re.FindAllStringIndex(s, -1) {
+			matched++
+			ok := false
+			for _, kw := range keywords {
+				for from := m[0]; !ok; {
+					i := strings.Index(lower[from:m[1]], kw)
+					if i < 0 {
+						break
+					}
+					ok = assignedAfter(lower, from+i+len(kw))
+					from += i + 1
+				}
+			}
+			if !ok {
+				t.Fatalf("%q: match %q holds no keyword assignedAfter accepts", s, s[m[0]:m[1]])
+			}
+		}
+	}
+	if matched < 1000 {
+		t.Fatalf("only %d matches: the generator misses the regex", matched)
+	}
+	for _, s := range []string{"ssh-keygen -t ed25519", "apt-key adv --recv-keys", "token\n\n\n\n=x", "secret is out"} {
+		lower := strings.ToLower(s)
+		for _, kw := range keywords {
+			if i := strings.Index(lower, kw); i >= 0 && assignedAfter(lower, i+len(kw)) {
+				t.Errorf("%q: %s taken for assigned", s, kw)
+			}
+		}
+	}
+	for _, s := range []string{"API_KEY=x", "token: x", "secret \t'\n= x", "password => x", "key ?= x", "auth||x", "creds,x", "key" + strings.Repeat("a", 20) + "=x"} {
+		lower := strings.ToLower(s)
+		for _, kw := range keywords {
+			if j := strings.Index(lower, kw); j >= 0 {
+				if !assignedAfter(lower, j+len(kw)) {
+					t.Errorf("%q: %s not taken for assigned", s, kw)
+				}
+				break
+			}
+		}
+	}
 }
