@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/ec2sec/ec2sec/probes/hostfs"
 	"github.com/ec2sec/ec2sec/probes/secrets"
@@ -175,6 +176,7 @@ type credReader struct {
 	st      *credState
 	dir     *hostfs.Dir
 	dirName string
+	buf     []byte // every file is read into it, scanned, and done with before the next
 }
 
 func (r *credReader) close() {
@@ -407,8 +409,10 @@ func (st *credState) findings(data []byte) []secrets.Finding {
 	if ok {
 		return findings
 	}
-	// Two readers may scan the same content at once; both get the same findings.
-	findings = st.env.Secrets.Scan(string(data), "plain", st.env.FingerprintKey)
+	// Two readers may scan the same content at once; both get the same findings. The text
+	// is data's memory, not a copy: Scan keeps nothing of it, and data is not written before
+	// Scan returns.
+	findings = st.env.Secrets.Scan(unsafe.String(unsafe.SliceData(data), len(data)), "plain", st.env.FingerprintKey)
 	st.memoMu.Lock()
 	st.memo[sum] = findings
 	st.memoMu.Unlock()
@@ -475,16 +479,12 @@ func (r *credReader) scanFile(f credFile, out *fileScan) {
 		out.partial = true
 		partly = fmt.Sprintf(" (only %d MiB of the file was read)", maxSecretFile>>20)
 	}
-	var data []byte
-	if strings.HasSuffix(f.path, "_history") {
-		data, _, err = entry.ReadTail(maxSecretFile)
-	} else {
-		data, _, err = entry.ReadFile(maxSecretFile)
-	}
+	data, _, err := entry.ReadInto(r.buf, maxSecretFile, strings.HasSuffix(f.path, "_history"))
 	if err != nil {
 		out.readErr = err
 		return
 	}
+	r.buf = data[:0]
 	if strings.HasPrefix(f.path, "/etc/systemd/") {
 		out.envFiles = environmentFiles(data)
 	}

@@ -274,7 +274,7 @@ func (d *Dir) fastLstatEntry(base, full string) (*Entry, bool, error) {
 // fastRead reads a regular entry through its held parent: opened with O_NOFOLLOW relative
 // to it and compared with what was looked at. Anything else (a link, the file replaced
 // meanwhile) is not handled: FS.ReadFile looks again, as a fresh call would.
-func (e *Entry) fastRead(limit int64, tail bool) (data []byte, more, handled bool, err error) {
+func (e *Entry) fastRead(buf []byte, limit int64, tail bool) (data []byte, more, handled bool, err error) {
 	st, ok := e.Info.Sys().(*syscall.Stat_t)
 	if e.dfd < 0 || !ok || !e.Info.Mode().IsRegular() {
 		return nil, false, false, nil
@@ -295,7 +295,7 @@ func (e *Entry) fastRead(limit int64, tail bool) (data []byte, more, handled boo
 	if fstat(fd, &after) != nil || after.Mode&syscall.S_IFMT != syscall.S_IFREG || after.Dev != st.Dev || after.Ino != st.Ino {
 		return nil, false, false, nil
 	}
-	return readRegular(fd, &after, e.f.HostPath(e.Resolved), e.name, limit, tail)
+	return readRegular(fd, &after, e.f.HostPath(e.Resolved), e.name, buf, limit, tail)
 }
 
 // fastStat is Stat by the kernel: an O_PATH open (which never opens the file itself, so a
@@ -498,14 +498,18 @@ func (f *FS) fastOpenFile(name string) (*File, bool, error) {
 }
 
 // readFD reads at most limit bytes of the open regular file fd of the given size, from off,
-// with raw reads into one buffer sized from the stat. A read that returns less than asked
-// once the stat's size is in ends it: for a regular file that is the end (the 0-byte read
-// that os would make to see it costs a system call per file).
-func readFD(fd int, off, size, limit int64) ([]byte, bool, error) {
+// with raw reads into one buffer sized from the stat (buf, when it is big enough). A read that
+// returns less than asked once the stat's size is in ends it: for a regular file that is the
+// end (the 0-byte read that os would make to see it costs a system call per file).
+func readFD(fd int, off, size int64, buf []byte, limit int64) ([]byte, bool, error) {
 	if size > limit {
 		size = limit
 	}
-	buf := make([]byte, 0, max(size, 0)+1)
+	if int64(cap(buf)) > max(size, 0) {
+		buf = buf[:0]
+	} else {
+		buf = make([]byte, 0, max(size, 0)+1)
+	}
 	for int64(len(buf)) <= limit {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
@@ -548,16 +552,16 @@ func (f *FS) fastRead(name string, limit int64, tail bool) (data []byte, more, h
 		return nil, false, handled, err
 	}
 	defer unix.Close(fd)
-	return readRegular(fd, st, f.HostPath(name), name, limit, tail)
+	return readRegular(fd, st, f.HostPath(name), name, nil, limit, tail)
 }
 
 // readRegular reads the open regular file fd (of stat st) for fastRead.
-func readRegular(fd int, st *syscall.Stat_t, hostPath, name string, limit int64, tail bool) (data []byte, more, handled bool, err error) {
+func readRegular(fd int, st *syscall.Stat_t, hostPath, name string, buf []byte, limit int64, tail bool) (data []byte, more, handled bool, err error) {
 	var off int64
 	if tail && st.Size > limit {
 		off = st.Size - limit
 	}
-	data, more, err = readFD(fd, off, st.Size-off, limit)
+	data, more, err = readFD(fd, off, st.Size-off, buf, limit)
 	if err != nil {
 		return nil, false, true, fmt.Errorf("read %s: %w", name, &os.PathError{Op: "read", Path: hostPath, Err: err})
 	}

@@ -258,3 +258,47 @@ func TestDirMatchesWalk(t *testing.T) {
 		t.Errorf("descriptors %d before, %d after every Dir and Entry was closed", before, after)
 	}
 }
+
+// TestReadIntoReuses: files read one after another into one buffer come out whole, the
+// buffer's memory is used when it is big enough, and nothing of the previous file is left.
+func TestReadIntoReuses(t *testing.T) {
+	root := t.TempDir()
+	os.Mkdir(filepath.Join(root, "d"), 0o755)
+	os.WriteFile(filepath.Join(root, "d", "big"), []byte(strings.Repeat("a", 1000)), 0o644)
+	os.WriteFile(filepath.Join(root, "d", "small"), []byte("bbb"), 0o644)
+	os.WriteFile(filepath.Join(root, "d", "tail"), []byte("0123456789"), 0o644)
+	f, err := New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if f.rfd == nil {
+		t.Skip("no openat2 here: the walk reads, into memory of its own")
+	}
+	d := f.OpenDir("/d")
+	defer d.Close()
+	read := func(name string, buf []byte, limit int64, tail bool) []byte {
+		t.Helper()
+		e, err := d.LstatEntry(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close()
+		data, _, err := e.ReadInto(buf, limit, tail)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	big := read("big", nil, 1<<20, false)
+	if len(big) != 1000 {
+		t.Fatalf("big: %d bytes", len(big))
+	}
+	small := read("small", big[:0], 1<<20, false)
+	if string(small) != "bbb" || &small[0] != &big[0] {
+		t.Errorf("small: %q, in the buffer's memory: %v", small, &small[0] == &big[0])
+	}
+	if tail := read("tail", small[:0], 4, true); string(tail) != "6789" {
+		t.Errorf("tail: %q", tail)
+	}
+}

@@ -249,18 +249,24 @@ func (f *FS) LstatEntry(name string) (*Entry, error) {
 
 // ReadFile is FS.ReadFile of the entry's name.
 func (e *Entry) ReadFile(limit int64) (data []byte, truncated bool, err error) {
-	if data, truncated, ok, err := e.fastRead(limit, false); ok {
-		return data, truncated, err
-	}
-	return e.f.ReadFile(e.name, limit)
+	return e.ReadInto(nil, limit, false)
 }
 
 // ReadTail is FS.ReadTail of the entry's name.
 func (e *Entry) ReadTail(limit int64) (data []byte, cut bool, err error) {
-	if data, cut, ok, err := e.fastRead(limit, true); ok {
-		return data, cut, err
+	return e.ReadInto(nil, limit, true)
+}
+
+// ReadInto is ReadFile (or, with tail, ReadTail) that may read into buf, for a caller reading
+// many files one after another: data then shares buf's memory.
+func (e *Entry) ReadInto(buf []byte, limit int64, tail bool) (data []byte, more bool, err error) {
+	if data, more, ok, err := e.fastRead(buf, limit, tail); ok {
+		return data, more, err
 	}
-	return e.f.ReadTail(e.name, limit)
+	if tail {
+		return e.f.ReadTail(e.name, limit)
+	}
+	return e.f.ReadFile(e.name, limit)
 }
 
 // Stat describes what name refers to, following symlinks inside the tree.

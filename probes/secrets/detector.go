@@ -135,12 +135,14 @@ func (d *Detector) ScanData(raw []byte, key []byte) (findings []Finding, truncat
 }
 
 // Scan finds the secrets in text, a part reached through the decoding chain part ("plain"
-// for a file as it is). Findings come sorted by line, then rule.
+// for a file as it is). Findings come sorted by line, then rule. Nothing of text is kept once
+// Scan returns (the findings hold no part of it): the caller may then reuse its memory.
 func (d *Detector) Scan(text, part string, key []byte) []Finding {
 	if strings.TrimSpace(text) == "" {
 		return nil
 	}
 	t := newText(text, d.idx)
+	defer t.release()
 	cands := awsKeys(t, d.whole)
 	cands = append(cands, ownRules(t, d.whole)...)
 	cands = append(cands, d.gitleaks(t)...)
@@ -151,6 +153,7 @@ func (d *Detector) Scan(text, part string, key []byte) []Finding {
 // Scan for places where nothing else is looked for.
 func (d *Detector) ScanAWS(text, part string, key []byte) []Finding {
 	t := newText(text, d.awsIdx)
+	defer t.release()
 	return finish(awsKeys(t, d.whole), t, part, key)
 }
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/ec2sec/ec2sec/internal/testenv"
 )
@@ -196,5 +197,56 @@ func TestScanDataSameSecretTwice(t *testing.T) {
 	fs, _ := d.ScanData([]byte(mime), []byte("k"))
 	if len(fs) != 1 || fs[0].Part != "mime:1" {
 		t.Fatalf("want the secret once, where first seen: %+v", fs)
+	}
+}
+
+// TestScanKeepsNoText: Scan and ScanAWS keep nothing of their text, so a caller may read the
+// next file into the same memory (as the credentials probe does): findings made from a text
+// are unchanged once its memory is overwritten, for every kind of finding.
+func TestScanKeepsNoText(t *testing.T) {
+	d, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, secret := testenv.FakeAWSKey(t, "AKIA")
+	ghp := "ghp_" + testenv.RandString(t, 36, testenv.Alnum)
+	texts := []string{
+		"[default]\naws_access_key_id = " + id + "\naws_secret_access_key = " + secret + "\n",
+		"<powershell>\n$env:GITHUB_TOKEN = \"" + ghp + "\"\n</powershell>\n",
+		"export DB_PASSWORD=" + testenv.RandString(t, 16, testenv.Alnum) + "%q\n",
+		"api_key: " + testenv.RandString(t, 32, testenv.Alnum) + "\n",
+	}
+	clone := func(fs []Finding) []Finding {
+		if fs == nil {
+			return nil
+		}
+		out := make([]Finding, len(fs))
+		for i, f := range fs {
+			out[i] = Finding{Rule: strings.Clone(f.Rule), Kind: f.Kind, Line: f.Line, Part: strings.Clone(f.Part),
+				Redacted: strings.Clone(f.Redacted), Fingerprint: strings.Clone(f.Fingerprint)}
+		}
+		return out
+	}
+	for _, s := range texts {
+		for _, aws := range []bool{false, true} {
+			mem := []byte(s)
+			text := unsafe.String(unsafe.SliceData(mem), len(mem))
+			var got []Finding
+			if aws {
+				got = d.ScanAWS(text, "environ", []byte("k"))
+			} else {
+				got = d.Scan(text, "plain", []byte("k"))
+			}
+			if len(got) == 0 && (!aws || strings.Contains(s, id)) {
+				t.Fatalf("no finding in %q (aws %v)", s, aws)
+			}
+			want := clone(got)
+			for i := range mem {
+				mem[i] = 'x'
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("findings of %q changed with its memory:\n%+v\nwas\n%+v", s, got, want)
+			}
+		}
 	}
 }

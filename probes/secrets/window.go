@@ -103,12 +103,18 @@ type text struct {
 	li, lowerLI *lineIndex
 	idx         *keywordIndex
 	kw          *hits
+	buf         *[]byte // lower's memory, from lowerBufs, until release
 }
+
+// lowerBufs are the memory of lowercased texts, used again once a scan of one is done: a
+// scan lowercases every file it reads, and fresh memory costs a page fault per 4 KiB.
+var lowerBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 func newText(s string, idx *keywordIndex) *text {
 	t := &text{s: s, li: newLineIndex(s), idx: idx}
 	t.lowerLI = t.li
-	lower, ascii := lowerASCII(s)
+	t.buf = lowerBufs.Get().(*[]byte)
+	lower, ascii := lowerASCII(s, t.buf)
 	if !ascii {
 		lower = strings.ToLower(s)
 		t.lowerLI = newLineIndex(lower)
@@ -117,14 +123,27 @@ func newText(s string, idx *keywordIndex) *text {
 	return t
 }
 
+// release gives the lowercased text's memory back for another text; t is not used after.
+func (t *text) release() {
+	if t.buf != nil {
+		t.lower = ""
+		lowerBufs.Put(t.buf)
+		t.buf = nil
+	}
+}
+
 // lowerASCII lowercases s when it is all ASCII (ok false otherwise), in one pass that also
 // checks: strings.ToLower writes byte by byte through a Builder after a pass of its own, and
-// was a third of the time a shell history took to scan.
-func lowerASCII(s string) (string, bool) {
+// was a third of the time a shell history took to scan. The result is *into's memory (grown
+// when short), good until *into is written again.
+func lowerASCII(s string, into *[]byte) (string, bool) {
 	if s == "" {
 		return "", true
 	}
-	buf := make([]byte, len(s))
+	if cap(*into) < len(s) {
+		*into = make([]byte, len(s))
+	}
+	buf := (*into)[:len(s)]
 	// Eight bytes at a time: all ASCII when no high bit is set; then a byte is upper case
 	// when adding 0x3f sets its high bit (>= 'A') and adding 0x25 does not (<= 'Z'), and
 	// neither sum carries into the next byte.
@@ -149,7 +168,7 @@ func lowerASCII(s string) (string, bool) {
 		}
 		buf[i] = c
 	}
-	return unsafe.String(unsafe.SliceData(buf), len(buf)), true // buf is never written again
+	return unsafe.String(unsafe.SliceData(buf), len(buf)), true
 }
 
 // hits returns the keywords of the detector's index found in the lowercased text.
