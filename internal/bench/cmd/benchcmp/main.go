@@ -127,7 +127,7 @@ func run(out string, runs int, quick bool) error {
 	defer stop()
 	denyEC2 := bench.DenyEC2()
 	defer denyEC2.Close()
-	env := testenv.Environ("AWS_EC2_METADATA_SERVICE_ENDPOINT="+imds.URL, "AWS_ENDPOINT_URL_EC2="+denyEC2.URL, "HOME="+tmp)
+	env := serviceEnv(testenv.Environ("AWS_EC2_METADATA_SERVICE_ENDPOINT="+imds.URL, "AWS_ENDPOINT_URL_EC2="+denyEC2.URL, "HOME="+tmp))
 
 	gitleaks := findTool(repo, "gitleaks")
 	if gitleaks == "" {
@@ -698,7 +698,7 @@ func (r *report) markdown() string {
 	}
 
 	b.WriteString("\n## Whole process: ec2sec against the gitleaks CLI\n\n")
-	fmt.Fprintf(&b, "- ec2sec: `%s`, all probes, IMDS a fake on loopback (IMDSv2, hop limit 1), the EC2 API a loopback stand-in refusing every call (UnauthorizedOperation, as for a role without the optional EC2 statement), the other AWS endpoints a closed loopback port.\n", r.ec2secCmd)
+	fmt.Fprintf(&b, "- ec2sec: `%s`, all probes, IMDS a fake on loopback (IMDSv2, hop limit 1), the EC2 API a loopback stand-in refusing every call (UnauthorizedOperation, as for a role without the optional EC2 statement), the other AWS endpoints a closed loopback port. Both commands run without the build shell's AWS_CA_BUNDLE (the system CA bundle, which the SDK would parse for about 2 ms of CPU a scan, for TLS no loopback peer uses); the agent's systemd unit has no such variable either.\n", r.ec2secCmd)
 	fmt.Fprintf(&b, "- gitleaks: `%s`, gitleaks v8.30.1 (`make tools`).\n", r.gitleaksCmd)
 	b.WriteString("- the imds probe measures the hop limit with token requests whose answers a hop limit of 1 drops: the kernel's TCPMinTTLDrop counter (Linux 5.16+) tells a drop within ~10 ms, an older kernel only after a 0.6 s timeout. The scan is also timed without it and the ec2api probe, which need a live instance (`--probes` all but imds and ec2api).\n")
 	fmt.Fprintf(&b, "- wall clock: %s, %d runs each after warm-up. CPU: user + system time from wait4's rusage of each of %d runs (microseconds; `/usr/bin/time -v` rounds to 10 ms), median. Peak RSS: the largest maximum resident set size of those runs and of one more under `/usr/bin/time -v`.\n\n", r.ec2sec.tool, r.ec2sec.runs, r.ec2sec.runs)
@@ -813,3 +813,11 @@ less wall with every probe, same CPU, but ~3 ms more without the live-instance p
 a probe waiting on a shared process table holds its turn; tokens would have to wrap each
 CPU-bound section instead); GOGC 100-800 (no clear change).
 `
+
+// serviceEnv is env without what a shell of this build machine exports and the agent's
+// systemd unit does not give it: AWS_CA_BUNDLE, here the system's whole CA bundle, which the
+// SDK parses when it loads its config (about 2 ms of CPU a scan) for TLS that the loopback
+// peers never use.
+func serviceEnv(env []string) []string {
+	return slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "AWS_CA_BUNDLE=") })
+}
