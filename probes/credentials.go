@@ -20,6 +20,7 @@ import (
 	"unsafe"
 
 	"github.com/ec2sec/ec2sec/probes/hostfs"
+	"github.com/ec2sec/ec2sec/probes/procfs"
 	"github.com/ec2sec/ec2sec/probes/secrets"
 )
 
@@ -177,6 +178,7 @@ type credReader struct {
 	dir     *hostfs.Dir
 	dirName string
 	buf     []byte // every file is read into it, scanned, and done with before the next
+	envBuf  []byte // and every process environment into this one
 }
 
 func (r *credReader) close() {
@@ -200,16 +202,25 @@ func (CredentialsProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 	}
 	st := &credState{env: env, seen: map[string]bool{}, memo: map[[sha256.Size]byte][]secrets.Finding{}}
 	users, passwdErr := readPasswd(env)
-	// Process environments are independent of the files: read them alongside (on a host
-	// with thousands of processes they are half of this probe's time).
-	procs := make(chan []Result, 1)
-	go func() { procs <- processEnvironments(ctx, env, users) }()
+	// Process environments are read by the same readers as the files, after them (on a host
+	// with thousands of processes they are half of this probe's time): whichever reader is
+	// free takes the next processes, so both finish together.
+	pe, procOut := newProcEnvs(env, users)
 	st.queue = st.credFiles(users)
-	for done := 0; done < len(st.queue); { // a unit's EnvironmentFile= targets come next
+	pids := pe.pids()
+	if pe != nil && pids == nil {
+		procOut = pe.results(nil, nil) // no process to read
+	}
+	for done := 0; done < len(st.queue) || pids != nil; { // a unit's EnvironmentFile= targets come next
 		batch := st.queue[done:]
 		done = len(st.queue)
-		for i, sc := range st.scanFiles(ctx, batch) {
+		files, procs := st.scanFiles(ctx, batch, pe, pids)
+		for i, sc := range files {
 			st.merge(batch[i], &sc)
+		}
+		if pids != nil {
+			procOut = pe.results(pids, procs)
+			pids = nil
 		}
 	}
 	out := st.results
@@ -248,7 +259,7 @@ func (CredentialsProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 			out = append(out, NewResult("cred-file-permissions", Passed, "", fmt.Sprintf("%s with credentials, none readable by group or other or owned by another user", plural(st.permsRan, "file", "files"))))
 		}
 	}
-	return append(out, <-procs...), nil
+	return append(out, procOut...), nil
 }
 
 // readPasswd parses <root>/etc/passwd: name, uid and home of every entry.
@@ -329,30 +340,44 @@ func (st *credState) credFiles(users []passwdUser) []credFile {
 	return out
 }
 
-// scanFiles looks at files with up to maxCredReaders readers, and returns what each found,
-// in the order of files.
-func (st *credState) scanFiles(ctx context.Context, files []credFile) []fileScan {
+// scanFiles looks at files, then the environments of the processes pids (through pe), with
+// up to maxCredReaders readers, and returns what each found, in the order of files and pids.
+func (st *credState) scanFiles(ctx context.Context, files []credFile, pe *procEnvs, pids []int) ([]fileScan, []procScan) {
 	scans := make([]fileScan, len(files))
+	var procs []procScan
+	if len(pids) > 0 {
+		procs = make([]procScan, len(pids))
+	}
+	total := len(files) + len(pids)
 	var next atomic.Int64
 	read := func() {
 		r := &credReader{st: st}
 		defer r.close()
 		for {
 			i := int(next.Add(credChunk)) - credChunk
-			if i >= len(files) {
+			if i >= total {
 				return
 			}
-			for j := i; j < min(i+credChunk, len(files)); j++ {
-				if err := ctx.Err(); err != nil {
+			for j := i; j < min(i+credChunk, total); j++ {
+				err := ctx.Err()
+				switch {
+				case j >= len(files):
+					k := j - len(files)
+					if err != nil {
+						procs[k].stopped = err
+						continue
+					}
+					pe.scan(r, pids[k], &procs[k])
+				case err != nil:
 					scans[j].missing = err
-					continue
+				default:
+					r.scanFile(files[j], &scans[j])
 				}
-				r.scanFile(files[j], &scans[j])
 			}
 		}
 	}
 	n := min(runtime.GOMAXPROCS(0), maxCredReaders)
-	if len(files) <= credChunk {
+	if total <= credChunk {
 		n = 1
 	}
 	var wg sync.WaitGroup
@@ -361,7 +386,7 @@ func (st *credState) scanFiles(ctx context.Context, files []credFile) []fileScan
 	}
 	read()
 	wg.Wait()
-	return scans
+	return scans, procs
 }
 
 // merge adds what looking at file f found to the probe's tally, in queue order.
@@ -572,79 +597,122 @@ func cmpOr(s, def string) string {
 	return s
 }
 
-// processEnvironments looks for AWS secret keys in <proc>/*/environ, one process at a time.
-func processEnvironments(ctx context.Context, env *Env, users []passwdUser) []Result {
-	const check = "cred-process-env"
+// procEnvs looks for AWS secret keys in <proc>/*/environ, a process at a time.
+type procEnvs struct {
+	env   *Env
+	p     procfs.FS
+	all   []int
+	self  int            // our own pid, when the procfs is the live one
+	names map[int]string // user names by uid
+}
+
+const envCheck = "cred-process-env"
+
+// newProcEnvs prepares the reading of process environments; without a procfs, or without
+// the list of processes, it returns nil and the check's result.
+func newProcEnvs(env *Env, users []passwdUser) (*procEnvs, []Result) {
 	if env.Proc == "" {
-		return []Result{NewResult(check, NotAvailable, "", "no procfs to read process environments from (an offline image, or --proc not given)")}
+		return nil, []Result{NewResult(envCheck, NotAvailable, "", "no procfs to read process environments from (an offline image, or --proc not given)")}
 	}
-	procs := env.procTable()
-	p := procs.FS()
-	pids, err := procs.PIDs()
+	table := env.procTable()
+	pids, err := table.PIDs()
 	if err != nil {
-		return []Result{NewResult(check, NotAvailable, "", fmt.Sprintf("could not list processes: %v", err))}
+		return nil, []Result{NewResult(envCheck, NotAvailable, "", fmt.Sprintf("could not list processes: %v", err))}
 	}
+	pe := &procEnvs{env: env, p: table.FS(), all: pids, self: -1, names: map[int]string{}}
 	// Our own environment is the caller's business (and holds what the SDK was given); skip
 	// it only when this procfs is the live one, where the pid is really us.
-	self := -1
-	if t, err := os.Readlink(filepath.Join(p.Dir, "self")); err == nil && t == strconv.Itoa(os.Getpid()) {
-		self = os.Getpid()
+	if t, err := os.Readlink(filepath.Join(pe.p.Dir, "self")); err == nil && t == strconv.Itoa(os.Getpid()) {
+		pe.self = os.Getpid()
 	}
-	names := map[int]string{}
 	for _, u := range users {
-		if _, ok := names[u.uid]; !ok {
-			names[u.uid] = u.name
+		if _, ok := pe.names[u.uid]; !ok {
+			pe.names[u.uid] = u.name
 		}
 	}
+	return pe, nil
+}
+
+// pids are the processes to read (nil for none).
+func (pe *procEnvs) pids() []int {
+	if pe == nil || len(pe.all) == 0 {
+		return nil
+	}
+	return pe.all
+}
+
+// procScan is what reading one process's environment found.
+type procScan struct {
+	read    bool  // its environment was read
+	denied  bool  // permission denied
+	stopped error // not looked at: the probe's time was up
+	results []Result
+}
+
+// scan reads the environment of pid into r's buffer and records its AWS secret keys in out.
+func (pe *procEnvs) scan(r *credReader, pid int, out *procScan) {
+	if pid == pe.self {
+		return
+	}
+	p := pe.p
+	data, _, err := p.Environ(pid, maxEnvironSize, r.envBuf)
+	if err != nil {
+		out.denied = errors.Is(err, fs.ErrPermission)
+		return // exited meanwhile, or a kernel thread
+	}
+	out.read = true
+	r.envBuf = data // one buffer for all environments: nothing below keeps data
+	if !bytes.Contains(data, []byte("SECRET_ACCESS_KEY")) && !bytes.Contains(data, []byte("secret_access_key")) {
+		return
+	}
+	text := string(bytes.ReplaceAll(data, []byte{0}, []byte{'\n'}))
+	findings := pe.env.Secrets.ScanAWS(text, "environ", pe.env.FingerprintKey)
+	for _, f := range findings {
+		if f.Rule != "aws-access-key-pair" && f.Rule != "aws-secret-access-key" {
+			continue // a key id alone is not a secret
+		}
+		resource := fmt.Sprintf("/proc/%d/environ", pid)
+		exe := p.Exe(pid)
+		comm, _ := p.Comm(pid)
+		user := ""
+		uid := -1
+		if s, err := p.ReadStatus(pid); err == nil {
+			uid = s.UID
+			user = pe.names[uid]
+		}
+		reason := fmt.Sprintf("process %d (%s, user %s) holds %s in its environment", pid, cmpOr(exe, comm), cmpOr(user, strconv.Itoa(uid)), kindWords(f))
+		r := secretResult(envCheck, f, sourceProcess, resource, resource, reason)
+		r.Evidence["pid"] = pid
+		r.Evidence["exe"] = exe
+		r.Evidence["comm"] = comm
+		r.Evidence["user"] = user
+		r.Evidence["uid"] = uid
+		out.results = append(out.results, r)
+	}
+}
+
+// results adds up what reading the environments of pids found, in pid order.
+func (pe *procEnvs) results(pids []int, scans []procScan) []Result {
+	const check = envCheck
 	var out []Result
 	var denied []int
-	var buf []byte
 	read := 0
-	for _, pid := range pids {
-		if ctx.Err() != nil {
-			return append(out, NewResult(check, NotAvailable, "", fmt.Sprintf("stopped after %d of %d processes: %v", read, len(pids), ctx.Err())))
-		}
-		if pid == self {
+	var stopped error
+	for i, sc := range scans {
+		if sc.stopped != nil {
+			stopped = sc.stopped
 			continue
 		}
-		data, _, err := p.Environ(pid, maxEnvironSize, buf)
-		if err != nil {
-			if errors.Is(err, fs.ErrPermission) {
-				denied = append(denied, pid)
-			}
-			continue // exited meanwhile, or a kernel thread
+		if sc.denied {
+			denied = append(denied, pids[i])
 		}
-		read++
-		buf = data // one buffer for all environments: nothing below keeps data
-		if !bytes.Contains(data, []byte("SECRET_ACCESS_KEY")) && !bytes.Contains(data, []byte("secret_access_key")) {
-			continue
+		if sc.read {
+			read++
 		}
-		text := string(bytes.ReplaceAll(data, []byte{0}, []byte{'\n'}))
-		data = nil
-		findings := env.Secrets.ScanAWS(text, "environ", env.FingerprintKey)
-		text = ""
-		for _, f := range findings {
-			if f.Rule != "aws-access-key-pair" && f.Rule != "aws-secret-access-key" {
-				continue // a key id alone is not a secret
-			}
-			resource := fmt.Sprintf("/proc/%d/environ", pid)
-			exe := p.Exe(pid)
-			comm, _ := p.Comm(pid)
-			user := ""
-			uid := -1
-			if s, err := p.ReadStatus(pid); err == nil {
-				uid = s.UID
-				user = names[uid]
-			}
-			reason := fmt.Sprintf("process %d (%s, user %s) holds %s in its environment", pid, cmpOr(exe, comm), cmpOr(user, strconv.Itoa(uid)), kindWords(f))
-			r := secretResult(check, f, sourceProcess, resource, resource, reason)
-			r.Evidence["pid"] = pid
-			r.Evidence["exe"] = exe
-			r.Evidence["comm"] = comm
-			r.Evidence["user"] = user
-			r.Evidence["uid"] = uid
-			out = append(out, r)
-		}
+		out = append(out, sc.results...)
+	}
+	if stopped != nil {
+		return append(out, NewResult(check, NotAvailable, "", fmt.Sprintf("stopped after %d of %d processes: %v", read, len(pids), stopped)))
 	}
 	// Without CAP_SYS_PTRACE a refusal means we lack the privilege to look: say so. With it,
 	// a few processes may still be out of reach (an LSM, another user namespace, as for pid 1

@@ -238,3 +238,53 @@ func TestCredentialsReadersAgree(t *testing.T) {
 		}
 	}
 }
+
+// TestCredentialsProcessesShared: with processes enough for both readers (which take them
+// after the files, whoever is free), every environment is read once, the findings come in
+// pid order, and a probe stopped by its deadline says how far it got.
+func TestCredentialsProcessesShared(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	proc := t.TempDir()
+	var want []string
+	for pid := 1; pid <= 5*credChunk; pid++ {
+		d := filepath.Join(proc, strconv.Itoa(pid))
+		os.MkdirAll(d, 0o755)
+		environ := "HOME=/root\x00"
+		if pid%13 == 0 {
+			id, secret := testenv.FakeAWSKey(t, "AKIA")
+			environ += "AWS_ACCESS_KEY_ID=" + id + "\x00AWS_SECRET_ACCESS_KEY=" + secret + "\x00"
+			want = append(want, fmt.Sprintf("/proc/%d/environ", pid))
+		}
+		os.WriteFile(filepath.Join(d, "environ"), []byte(environ), 0o400)
+		os.WriteFile(filepath.Join(d, "comm"), []byte("app\n"), 0o444)
+	}
+	root := t.TempDir()
+	buildTree(t, root, []entry{{path: "/etc/passwd", content: passwdFixture}})
+	env := secretsEnv(t, root, proc, testenv.Closed)
+	for range 10 {
+		rs, err := CredentialsProbe{}.Run(context.Background(), env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, r := range byCheck(rs, "cred-process-env") {
+			got = append(got, r.Resource)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("process findings %v, want %v", got, want)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rs, _ := CredentialsProbe{}.Run(ctx, env)
+	pe := byCheck(rs, "cred-process-env")
+	if len(pe) != 1 || pe[0].Status != NotAvailable || !strings.Contains(pe[0].Reason, fmt.Sprintf("stopped after 0 of %d processes: context canceled", 5*credChunk)) {
+		t.Errorf("cancelled: %+v", pe)
+	}
+	// A procfs without processes is read, and found clean.
+	env = secretsEnv(t, root, t.TempDir(), testenv.Closed)
+	rs, _ = CredentialsProbe{}.Run(context.Background(), env)
+	if pe := byCheck(rs, "cred-process-env"); len(pe) != 1 || pe[0].Status != Passed || !strings.Contains(pe[0].Reason, "of 0 processes") {
+		t.Errorf("no process: %+v", pe)
+	}
+}
