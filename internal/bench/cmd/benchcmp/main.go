@@ -700,7 +700,7 @@ func (r *report) markdown() string {
 	b.WriteString("\n## Whole process: ec2sec against the gitleaks CLI\n\n")
 	fmt.Fprintf(&b, "- ec2sec: `%s`, all probes, IMDS a fake on loopback (IMDSv2, hop limit 1), the EC2 API a loopback stand-in refusing every call (UnauthorizedOperation, as for a role without the optional EC2 statement), the other AWS endpoints a closed loopback port. Both commands run without the build shell's AWS_CA_BUNDLE (the system CA bundle, which the SDK would parse for about 2 ms of CPU a scan, for TLS no loopback peer uses); the agent's systemd unit has no such variable either.\n", r.ec2secCmd)
 	fmt.Fprintf(&b, "- gitleaks: `%s`, gitleaks v8.30.1 (`make tools`).\n", r.gitleaksCmd)
-	b.WriteString("- the imds probe measures the hop limit with token requests whose answers a hop limit of 1 drops: the kernel's TCPMinTTLDrop counter (Linux 5.16+) tells a drop within ~10 ms, an older kernel only after a 0.6 s timeout. The scan is also timed without it and the ec2api probe, which need a live instance (`--probes` all but imds and ec2api).\n")
+	b.WriteString("- the imds probe measures the hop limit with token requests whose answers a hop limit of 1 drops: the socket's own drop count (SO_MEMINFO, Linux 4.7+) tells a drop as the answer arrives, an older kernel only after a timeout (20 round trips, at least 150 ms, confirmed once). The scan is also timed without it and the ec2api probe, which need a live instance (`--probes` all but imds and ec2api).\n")
 	fmt.Fprintf(&b, "- wall clock: %s, %d runs each after warm-up. CPU: user + system time from wait4's rusage of each of %d runs (microseconds; `/usr/bin/time -v` rounds to 10 ms), median. Peak RSS: the largest maximum resident set size of those runs and of one more under `/usr/bin/time -v`.\n\n", r.ec2sec.tool, r.ec2sec.runs, r.ec2sec.runs)
 	b.WriteString("| command | median wall | mean wall | median CPU | peak RSS |\n|---|---|---|---|---|\n")
 	for _, m := range []measure{r.ec2sec, r.hostOnly, r.gitleaks} {
@@ -802,16 +802,45 @@ Then, to about 80 ms of CPU and 50 ms of wall time:
   scheduler looks at the network only every 10 ms when no core is free: the identity took
   20-50 ms instead of about 2.
 
-What is left is mostly the kernel's: about 11 system calls per process (comm, environ, the fd
-directory and its links, exe) for 2,000 processes, each needed by a check, and about 5,000
-page faults (~10 ms of CPU on this VM). The scan's CPU (~85 ms) over two cores is already
-more than the gitleaks CLI's wall time. Measured (before the kernel-RTT grace) and not done:
-GOMAXPROCS 3 (the network
-round trips then find a free P: ~9 ms less wall, ~7 ms more CPU); at most two host probes at
-a time (fewer runnable goroutines, so the scheduler polls the network more often: ~11 ms
-less wall with every probe, same CPU, but ~3 ms more without the live-instance probes, since
-a probe waiting on a shared process table holds its turn; tokens would have to wrap each
-CPU-bound section instead); GOGC 100-800 (no clear change).
+Then, to about 68 ms of CPU and 40 ms of wall time (with every probe):
+
+- **Sockets: the likely owners first** (probes/procfs/table.go, probes/sshd.go): the fd walk
+  over every process was the costliest read of a scan (four system calls a process). The
+  processes that can make a listener SSH's (named sshd; systemd and pid 1 when an ssh.socket
+  is enabled) are walked first; every process only when their answer is not settled (nothing
+  public, or a listener on sshd's configured port unexplained), so a PASS still speaks for
+  all. The ssm probe reads exe links only when no process is named amazon-ssm-agent.
+  System calls per scan: 31,000 -> 20,800; CPU 97 -> 76 ms.
+- **Two readers in the credentials probe**: the files, then the process environments, are
+  shared by two readers (GOMAXPROCS at most) taking 16 at a time; what each gave is added up
+  in queue order, so results and the dedupe by resolved path are those of one reader. A
+  goroutine of its own for the environments started late behind busy cores and finished
+  last.
+- **IMDS round trips that do not wait for Go's network poller** (probes/metadata/dialer.go):
+  with every core busy, Go looks at the poller only when a core runs out of work or every
+  10 ms (sysmon), and the imds probe's round trips queued there: the hop limit took 17-35 ms
+  in a scan for 13 ms alone. IMDS connections wait on the poller and on a short timer both
+  (timers are served at every scheduling point), and each hop-limit attempt reads its own
+  socket's drop count (SO_MEMINFO: a segment dropped for its minimum TTL, Linux 4.7+) instead
+  of the namespace-wide TCPMinTTLDrop counter, so a dropped answer is known as it arrives,
+  with no second attempt and no grace: the imds probe went from 13 ms to under 1 ms, and
+  ends long before the host probes.
+- **generic-api-key only around keywords it can match**: a keyword counts only when
+  [ \t\w.-]{0,20}[\s'"]{0,3} leads from it to an assignment's first character (a test
+  holds this to every match of the regex over 60,000 random lines).
+- **Memory used again**: each reader reads every file into one buffer and scans it in place;
+  the detector lowercases into pooled memory (a scan touched ~20 MiB of fresh pages, a page
+  fault per 4 KiB).
+- **AWS_CA_BUNDLE**: this machine's shell points it at the whole system bundle, which the SDK
+  parses (about 2 ms of CPU) when the ec2api probe loads its config; benchcmp runs both
+  commands without it, as the agent's unit does.
+
+What is left is mostly the kernel's: two files a process (comm, environ: three system calls
+each) for 2,000 processes, a thousand home files, and about 5,000 page faults, plus package
+initialisation (about 3 ms, most of it gitleaks' dependencies). Measured and not done (before
+the changes above): GOMAXPROCS 3 (~9 ms less wall then, ~7 ms more CPU; no gain now); at most
+two host probes at a time (tokens per probe held across waits); GOGC 100-800 (100 and 200
+cost more CPU; 400 and up alike).
 `
 
 // serviceEnv is env without what a shell of this build machine exports and the agent's
