@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -277,18 +278,28 @@ func (c *Client) Identity(ctx context.Context) Identity {
 		return id
 	}
 	id.InstanceID, id.AccountID, id.Region, id.AMIID = d.InstanceID, d.AccountID, d.Region, d.ImageID
-	var missing []string
-	get := func(path string, dst *string) {
-		v, err := c.Get(ctx, path)
-		if err != nil {
-			missing = append(missing, path)
-			return
-		}
-		*dst = strings.TrimSpace(v)
+	// The rest at once: the scan waits for the identity before most probes start.
+	items := []struct {
+		path string
+		dst  *string
+		err  error
+	}{{"hostname", &id.Hostname, nil}, {"services/domain", &id.Domain, nil}, {"services/partition", &id.Partition, nil}}
+	var wg sync.WaitGroup
+	for i := range items {
+		wg.Go(func() {
+			v, err := c.Get(ctx, items[i].path)
+			if items[i].err = err; err == nil {
+				*items[i].dst = strings.TrimSpace(v)
+			}
+		})
 	}
-	get("hostname", &id.Hostname)
-	get("services/domain", &id.Domain)
-	get("services/partition", &id.Partition)
+	wg.Wait()
+	var missing []string
+	for _, it := range items {
+		if it.err != nil {
+			missing = append(missing, it.path)
+		}
+	}
 	if id.Partition == "" {
 		id.Partition = PartitionOf(id.Region)
 	}
