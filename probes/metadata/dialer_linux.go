@@ -192,6 +192,9 @@ func deadlineOf(ns int64) time.Time {
 }
 
 func (c *pollConn) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
 	start := time.Now()
 	for {
 		user := deadlineOf(c.rdl.Load())

@@ -144,3 +144,20 @@ func TestDialerRefused(t *testing.T) {
 		t.Errorf("got %v, want connection refused", err)
 	}
 }
+
+// TestDialerEmptyRead: a read into nothing reads nothing, and is no error.
+func TestDialerEmptyRead(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c, err := (&Dialer{}).DialContext(context.Background(), "tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if n, err := c.Read(nil); n != 0 || err != nil {
+		t.Errorf("read into nothing: %d, %v", n, err)
+	}
+}
