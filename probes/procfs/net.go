@@ -2,7 +2,6 @@ package procfs
 
 import (
 	"bufio"
-	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -153,38 +152,6 @@ func parseHexAddr(s string) (netip.AddrPort, error) {
 		a = netip.AddrFrom16(b).Unmap()
 	}
 	return netip.AddrPortFrom(a, uint16(port)), nil
-}
-
-// SocketOwners maps each wanted socket inode to the processes holding it open, by reading
-// the <pid>/fd links ("socket:[12345]"). Every process is read, since several may share a
-// listener (systemd and a socket-activated daemon). unreadable counts the
-// processes whose fd directory could not be read (another user's, without privilege): an
-// inode without owner may belong to one of them.
-func (p FS) SocketOwners(ctx context.Context, wanted map[uint64]bool) (owners map[uint64][]int, unreadable int, err error) {
-	pids, err := p.PIDs()
-	if err != nil {
-		return nil, 0, err
-	}
-	return p.socketOwners(ctx, pids, wanted)
-}
-
-// socketOwners is SocketOwners over the processes pids.
-func (p FS) socketOwners(ctx context.Context, pids []int, wanted map[uint64]bool) (owners map[uint64][]int, unreadable int, err error) {
-	owners = map[uint64][]int{}
-	for _, pid := range pids {
-		// A host with very many processes and descriptors takes a while: stop at the deadline.
-		if err := ctx.Err(); err != nil {
-			return nil, 0, fmt.Errorf("reading process sockets: %w", err)
-		}
-		e := p.fdSockets(pid, wanted)
-		if e.unreadable {
-			unreadable++
-		}
-		for _, ino := range e.inodes {
-			owners[ino] = append(owners[ino], pid)
-		}
-	}
-	return owners, unreadable, nil
 }
 
 // fdEntry is what one process's fd directory says: the wanted socket inodes it holds, or

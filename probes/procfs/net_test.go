@@ -2,6 +2,7 @@ package procfs_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -76,15 +77,16 @@ func TestSocketOwnersFromFixture(t *testing.T) {
 		{PID: 812, Comm: "sshd", Exe: "/usr/sbin/sshd", Sockets: []uint64{1001, 1004}, Files: []string{"/dev/null", "pipe:[5]"}},
 		{PID: 900, Comm: "mysqld", NoFD: true},
 	}, fixtureTables(t))
-	owners, unreadable, err := procfs.FS{Dir: dir}.SocketOwners(context.Background(), map[uint64]bool{1001: true, 1004: true, 1002: true})
+	s, err := procfs.NewTable(dir).Sockets(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	owners := s.Owners
 	if !slices.Equal(owners[1001], []int{812}) || !slices.Equal(owners[1004], []int{1, 812}) || len(owners[1002]) != 0 || len(owners[77]) != 0 {
-		t.Errorf("owners %v", owners)
+		t.Errorf("owners %v", owners) // 77 is no listener
 	}
-	if unreadable != 1 {
-		t.Errorf("unreadable = %d, want 1", unreadable)
+	if s.Unreadable != 1 {
+		t.Errorf("unreadable = %d, want 1", s.Unreadable)
 	}
 }
 
@@ -109,12 +111,12 @@ func TestListenersRealProc(t *testing.T) {
 	if i < 0 {
 		t.Fatalf("listener %s not in /proc/net/tcp", want)
 	}
-	owners, _, err := p.SocketOwners(context.Background(), map[uint64]bool{ls[i].Inode: true})
+	s, err := procfs.NewTable("/proc").Sockets(context.Background(), []int{os.Getpid()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Contains(owners[ls[i].Inode], os.Getpid()) {
-		t.Errorf("owners of %s = %v, want this process %d", want, owners[ls[i].Inode], os.Getpid())
+	if !slices.Contains(s.Owners[ls[i].Inode], os.Getpid()) {
+		t.Errorf("owners of %s = %v, want this process %d", want, s.Owners[ls[i].Inode], os.Getpid())
 	}
 	if !ls[i].Loopback() || ls[i].String() != "tcp://"+want.String() {
 		t.Errorf("listener %+v", ls[i])
@@ -154,10 +156,10 @@ func BenchmarkParseListeners(b *testing.B) {
 }
 
 func TestSocketOwnersStopsAtDeadline(t *testing.T) {
-	dir := procfstest.Build(t, t.TempDir(), []procfstest.Proc{{PID: 1, Comm: "systemd", Sockets: []uint64{1}}}, nil)
+	dir := procfstest.Build(t, t.TempDir(), []procfstest.Proc{{PID: 1, Comm: "systemd", Sockets: []uint64{1001}}}, fixtureTables(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, _, err := (procfs.FS{Dir: dir}).SocketOwners(ctx, map[uint64]bool{1: true}); err == nil {
-		t.Error("a cancelled context must stop the walk")
+	if _, err := procfs.NewTable(dir).Sockets(ctx, nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: %v, want the walk stopped", err)
 	}
 }

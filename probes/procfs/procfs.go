@@ -22,16 +22,13 @@ type FS struct {
 	// kernel: Dir is a mounted procfs, whose files are the kernel's and all regular, so not
 	// even an empty read needs an fstat to tell it from a FIFO.
 	kernel bool
-	// fills: Dir's filesystem fills a directory read until the buffer or the directory ends,
-	// so a read that leaves room for another entry was the last.
-	fills bool
 }
 
 // New returns the procfs directory dir, having asked its filesystem (once, for the many
 // reads to come) what the reads may skip.
 func New(dir string) FS {
 	p := FS{Dir: dir}
-	p.kernel, p.fills = fsKind(dir)
+	p.kernel = isProcfs(dir)
 	return p
 }
 

@@ -78,31 +78,17 @@ func readFile(name string, limit int64, buf []byte, shortIsEOF, kernel bool) ([]
 	return buf, false, nil
 }
 
-// fsKind says whether dir is a mounted procfs, and whether its filesystem fills directory
-// reads until the buffer or the directory ends (procfs and the local disk filesystems do;
-// FUSE, for one, may return one page of a directory at a time).
-func fsKind(dir string) (kernel, fills bool) {
+// isProcfs says whether dir is a mounted procfs.
+func isProcfs(dir string) bool {
 	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		return false, false
-	}
-	switch uint32(st.Type) {
-	case unix.PROC_SUPER_MAGIC:
-		return true, true
-	case unix.TMPFS_MAGIC, unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC:
-		return false, true
-	}
-	return false, false
+	return unix.Statfs(dir, &st) == nil && uint32(st.Type) == unix.PROC_SUPER_MAGIC
 }
 
-// maxDirent is the most one directory entry takes in a getdents buffer (a 255-byte name).
-const maxDirent = 280
-
 // readDirFD lists at most n names of the open directory fd with raw system calls (os.Open
-// of a directory costs fcntl calls and a poller registration attempt, and the fd walk lists
-// the fd directory of every process). With fills, a read that left room for another entry
-// ends it: the 0-byte read os would make to see the end costs a system call per process.
-func readDirFD(fd int, dir string, n int, fills bool) ([]string, error) {
+// of a directory costs fcntl calls and a poller registration attempt). It reads until the
+// directory says it has no more: a read that leaves room in the buffer is not the last, as a
+// signal (Go preempts goroutines with one) ends a directory read after its first entry.
+func readDirFD(fd int, dir string, n int) ([]string, error) {
 	var names []string
 	buf := make([]byte, 8192)
 	for len(names) < n {
@@ -117,9 +103,6 @@ func readDirFD(fd int, dir string, n int, fills bool) ([]string, error) {
 			break
 		}
 		_, _, names = unix.ParseDirent(buf[:got], n-len(names), names)
-		if fills && got < len(buf)-maxDirent {
-			break
-		}
 	}
 	return names, nil
 }
@@ -133,7 +116,7 @@ func (p FS) socketInodes(pid int) ([]uint64, error) {
 		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
 	}
 	defer unix.Close(fd)
-	names, err := readDirFD(fd, dir, maxFDsPerPID, p.fills)
+	names, err := readDirFD(fd, dir, maxFDsPerPID)
 	if err != nil {
 		return nil, err
 	}

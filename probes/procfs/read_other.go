@@ -34,11 +34,11 @@ func readFile(name string, limit int64, _ []byte, _, _ bool) ([]byte, bool, erro
 	return data, false, nil
 }
 
-// fsKind: elsewhere nothing is skipped.
-func fsKind(string) (kernel, fills bool) { return false, false }
+// isProcfs: elsewhere there is no procfs to skip checks for.
+func isProcfs(string) bool { return false }
 
 // readDirNames lists at most n names of a directory.
-func readDirNames(dir string, n int, _ bool) ([]string, error) {
+func readDirNames(dir string, n int) ([]string, error) {
 	d, err := os.Open(dir)
 	if err != nil {
 		return nil, err
@@ -54,7 +54,7 @@ func readDirNames(dir string, n int, _ bool) ([]string, error) {
 // socketInodes returns the socket inodes among a process's open files.
 func (p FS) socketInodes(pid int) ([]uint64, error) {
 	dir := p.Path(pid, "fd")
-	names, err := readDirNames(dir, maxFDsPerPID, false)
+	names, err := readDirNames(dir, maxFDsPerPID)
 	if err != nil {
 		return nil, err
 	}
