@@ -187,9 +187,9 @@ func (r *credReader) close() {
 	}
 }
 
-// Credential files are read by at most maxCredReaders readers (no more than GOMAXPROCS),
-// each taking credChunk files of the queue at a time: consecutive files share a home, whose
-// directory a reader keeps open.
+// Credential files, then process environments, are read by at most maxCredReaders readers
+// (no more than GOMAXPROCS), each taking credChunk of them at a time: consecutive files
+// share a home, whose directory a reader keeps open.
 const (
 	maxCredReaders = 2
 	credChunk      = 16
@@ -205,22 +205,23 @@ func (CredentialsProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 	// Process environments are read by the same readers as the files, after them (on a host
 	// with thousands of processes they are half of this probe's time): whichever reader is
 	// free takes the next processes, so both finish together.
-	pe, procOut := newProcEnvs(env, users)
+	pe, procOut := newProcEnvs(env, users) // without a procfs, procOut says so
 	st.queue = st.credFiles(users)
-	pids := pe.pids()
-	if pe != nil && pids == nil {
-		procOut = pe.results(nil, nil) // no process to read
-	}
-	for done := 0; done < len(st.queue) || pids != nil; { // a unit's EnvironmentFile= targets come next
+	// The first round reads the files and the processes; the next ones the files that units
+	// load with EnvironmentFile=, found in the round before.
+	for first, done := true, 0; first || done < len(st.queue); first = false {
 		batch := st.queue[done:]
 		done = len(st.queue)
-		files, procs := st.scanFiles(ctx, batch, pe, pids)
+		var pids []int
+		if first && pe != nil {
+			pids = pe.all
+		}
+		files, procs := st.scan(ctx, batch, pe, pids)
 		for i, sc := range files {
 			st.merge(batch[i], &sc)
 		}
-		if pids != nil {
+		if first && pe != nil {
 			procOut = pe.results(pids, procs)
-			pids = nil
 		}
 	}
 	out := st.results
@@ -340,9 +341,9 @@ func (st *credState) credFiles(users []passwdUser) []credFile {
 	return out
 }
 
-// scanFiles looks at files, then the environments of the processes pids (through pe), with
+// scan looks at files, then the environments of the processes pids (through pe), with
 // up to maxCredReaders readers, and returns what each found, in the order of files and pids.
-func (st *credState) scanFiles(ctx context.Context, files []credFile, pe *procEnvs, pids []int) ([]fileScan, []procScan) {
+func (st *credState) scan(ctx context.Context, files []credFile, pe *procEnvs, pids []int) ([]fileScan, []procScan) {
 	scans := make([]fileScan, len(files))
 	var procs []procScan
 	if len(pids) > 0 {
@@ -631,14 +632,6 @@ func newProcEnvs(env *Env, users []passwdUser) (*procEnvs, []Result) {
 		}
 	}
 	return pe, nil
-}
-
-// pids are the processes to read (nil for none).
-func (pe *procEnvs) pids() []int {
-	if pe == nil || len(pe.all) == 0 {
-		return nil
-	}
-	return pe.all
 }
 
 // procScan is what reading one process's environment found.
