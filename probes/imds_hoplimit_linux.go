@@ -22,8 +22,10 @@ import (
 // instance the whole measurement is one round trip.
 //
 // A baseline PUT without a minimum goes out alongside the first attempt: IMDS must answer it
-// (its failure is the measurement's), and its round trip sizes the attempts' timeout. Where
-// the kernel does not count a socket's drops, a failure is that timeout, and the final one is
+// (its failure is the measurement's). Where the kernel counts a socket's drops, an attempt
+// neither answered nor dropped within the request's timeout is an error, never taken for a
+// drop: a host busy enough to answer late gets NOT_AVAILABLE, not a wrong hop limit. Where it
+// does not, a failure is a timeout sized from the baseline's round trip, and the final one is
 // confirmed with a longer timeout before it is believed.
 func measureHopLimit(ctx context.Context, endpoint string, timeout time.Duration) (int, error) {
 	return measureHopLimitWith(ctx, endpoint, timeout, true)
@@ -44,7 +46,7 @@ func measureHopLimitWith(ctx context.Context, endpoint string, timeout time.Dura
 		port = "80"
 	}
 	m := &hopMeter{endpoint: endpoint, addr: net.JoinHostPort(u.Hostname(), port), timeout: timeout,
-		ignoreDrops: !drops, ready: make(chan struct{})}
+		ignoreDrops: !drops, counted: drops && metadata.DropsCounted(), ready: make(chan struct{})}
 	go func() {
 		defer close(m.ready)
 		start := time.Now()
@@ -93,9 +95,13 @@ type hopMeter struct {
 	addr        string        // ip:port
 	timeout     time.Duration // bounds every request
 	ignoreDrops bool          // wait for answers only
-	ready       chan struct{} // closed when the baseline PUT is done; then these are set:
-	baseErr     error         // its outcome
-	attempt     time.Duration // how long an attempt waits for its answer
+	// counted: the kernel counts each socket's drops, so an attempt's answer dropped for its
+	// TTL is known when it comes, and one that comes neither answered nor dropped (the
+	// request's whole timeout) is no answer at all, not a drop.
+	counted bool
+	ready   chan struct{} // closed when the baseline PUT is done; then these are set:
+	baseErr error         // its outcome
+	attempt time.Duration // how long an attempt waits for its answer
 }
 
 // baseline waits for the baseline PUT and returns its error.
@@ -105,9 +111,10 @@ func (m *hopMeter) baseline() error {
 }
 
 // try sends one token PUT on a socket that drops segments with a TTL below minTTL. got: it
-// was answered. certain: it was not, because its socket dropped the answer; otherwise its
-// time ran out, wait times the attempt timeout, which comes from the baseline PUT, still on
-// its way perhaps.
+// was answered. certain: it was not, because its socket dropped the answer. Where drops are
+// counted, an attempt waits for one or the other for the request's whole timeout (a busy host
+// may answer late), and no answer is an error. Otherwise its time runs out after wait times
+// the attempt timeout, which comes from the baseline PUT, still on its way perhaps.
 func (m *hopMeter) try(ctx context.Context, minTTL, wait int) (got, certain bool, err error) {
 	tctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -122,6 +129,9 @@ func (m *hopMeter) try(ctx context.Context, minTTL, wait int) (got, certain bool
 		}
 		if m.baseErr != nil {
 			cancel()
+			return
+		}
+		if m.counted {
 			return
 		}
 		t := time.NewTimer(max(time.Duration(wait)*m.attempt-time.Since(start), 0))
@@ -147,6 +157,9 @@ func (m *hopMeter) try(ctx context.Context, minTTL, wait int) (got, certain bool
 				return false, false, m.baseErr
 			}
 		default:
+		}
+		if m.counted {
+			return false, false, fmt.Errorf("a token PUT with minimum TTL %d got no answer within %s, and none was dropped", minTTL, m.timeout)
 		}
 		return false, false, nil
 	}
@@ -195,7 +208,7 @@ func (m *hopMeter) put(ctx context.Context, minTTL int) error {
 	if err != nil {
 		return out(err)
 	}
-	resp.Body.Close()
+	// The body is left unread (closing it would read it all): the connection's close ends it.
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("token PUT answered HTTP %d", resp.StatusCode)
 	}

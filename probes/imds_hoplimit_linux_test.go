@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ec2sec/ec2sec/internal/fakeimds"
+	"github.com/ec2sec/ec2sec/probes/metadata"
 )
 
 // TestHopLimitMeasured: with the socket's drop count the search is decided by drops as the
@@ -35,12 +36,42 @@ func TestHopLimitMeasured(t *testing.T) {
 	}
 }
 
-// readyMeter is a hopMeter for url whose baseline is done: attempts wait attempt.
+// readyMeter is a hopMeter for url whose baseline is done: attempts wait attempt (where drops
+// are not counted) or an hour.
 func readyMeter(url string, attempt time.Duration, ignoreDrops bool) *hopMeter {
 	m := &hopMeter{endpoint: url, addr: strings.TrimPrefix(url, "http://"), timeout: time.Hour,
-		ignoreDrops: ignoreDrops, ready: make(chan struct{}), attempt: attempt}
+		ignoreDrops: ignoreDrops, counted: !ignoreDrops && metadata.DropsCounted(), ready: make(chan struct{}), attempt: attempt}
 	close(m.ready)
 	return m
+}
+
+// TestTryLateAnswer: where drops are counted, an answer later than the attempt timeout (a
+// busy host) is an answer, and an IMDS that never answers is an error; neither is taken for a
+// dropped answer, which would measure a hop limit of 1 and pass. Without the count, both are
+// timeouts, as before.
+func TestTryLateAnswer(t *testing.T) {
+	if !metadata.DropsCounted() {
+		t.Skip("this kernel does not count a socket's drops (Linux 4.7+)")
+	}
+	late := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+		io.WriteString(w, "token")
+	}))
+	defer late.Close()
+	const attempt = 50 * time.Millisecond
+	if got, certain, err := readyMeter(late.URL, attempt, false).try(context.Background(), 2, 1); err != nil || !got || certain {
+		t.Errorf("late answer, drops counted: got %v certain %v err %v, want answered", got, certain, err)
+	}
+	if got, certain, err := readyMeter(late.URL, attempt, true).try(context.Background(), 2, 1); err != nil || got || certain {
+		t.Errorf("late answer, drops not counted: got %v certain %v err %v, want an uncertain timeout", got, certain, err)
+	}
+	s := fakeimds.New(t)
+	s.Set(func(s *fakeimds.Server) { s.Fault = fakeimds.Hang })
+	m := readyMeter(s.URL, attempt, false)
+	m.timeout = time.Second
+	if got, certain, err := m.try(context.Background(), 2, 1); err == nil || got || certain {
+		t.Errorf("no answer, drops counted: got %v certain %v err %v, want an error", got, certain, err)
+	}
 }
 
 // TestTryEndsOnDrop: an attempt whose answer is dropped for its TTL ends with the drop, long

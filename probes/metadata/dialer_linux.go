@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -177,6 +178,22 @@ func (c *pollConn) dropped() bool {
 	})
 	return n > 0
 }
+
+// DropsCounted says whether this kernel counts a socket's drops (SO_MEMINFO's last entry,
+// Linux 4.7+), so that a Dialer with MinTTL knows an answer dropped for its TTL when it
+// comes: then an attempt that gets neither answer nor drop got no answer at all.
+var DropsCounted = sync.OnceValue(func() bool {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	var mi [skMeminfoVars]uint32
+	l := uint32(unsafe.Sizeof(mi))
+	_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_MEMINFO,
+		uintptr(unsafe.Pointer(&mi[0])), uintptr(unsafe.Pointer(&l)), 0)
+	return e == 0 && l > skMeminfoDrops*4
+})
 
 // SO_MEMINFO's array (linux/sock_diag.h): SK_MEMINFO_DROPS is its last entry, since 4.7.
 const (
