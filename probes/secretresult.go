@@ -101,15 +101,8 @@ type skips struct {
 	special, links, partial []string
 }
 
-// link records a link that could not be followed; a plain missing file is not worth saying.
-func (s *skips) link(p string, err error) {
-	if linkNotFollowed(err) {
-		s.links = append(s.links, p)
-	}
-}
-
-// linkNotFollowed says whether a link's failure is worth saying: it loops, or leads nowhere
-// inside the root.
+// linkNotFollowed says whether a link's failure is worth saying (in skips.links): it loops,
+// or leads nowhere inside the root; a plain missing file is not.
 func linkNotFollowed(err error) bool {
 	return errors.Is(err, hostfs.ErrTooManyLinks) || errors.Is(err, fs.ErrNotExist)
 }
