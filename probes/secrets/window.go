@@ -322,11 +322,6 @@ func (t *text) lowerSpan(first, last int) (start, end int) {
 	return start, end
 }
 
-// windows returns the merged line ranges [hit, hit+after] around the lines holding kws.
-func (t *text) windows(kws []string, after int) [][2]int {
-	return t.around(t.hitLines(kws), 0, after)
-}
-
 // around returns the merged line ranges [n-before, n+after] around the given lines
 // (ascending).
 func (t *text) around(lines []int, before, after int) [][2]int {
