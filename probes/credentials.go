@@ -686,7 +686,6 @@ func (pe *procEnvs) scan(r *credReader, pid int, out *procScan) {
 
 // results adds up what reading the environments of pids found, in pid order.
 func (pe *procEnvs) results(pids []int, scans []procScan) []Result {
-	const check = envCheck
 	var out []Result
 	var denied []int
 	read := 0
@@ -705,20 +704,20 @@ func (pe *procEnvs) results(pids []int, scans []procScan) []Result {
 		out = append(out, sc.results...)
 	}
 	if stopped != nil {
-		return append(out, NewResult(check, NotAvailable, "", fmt.Sprintf("stopped after %d of %d processes: %v", read, len(pids), stopped)))
+		return append(out, NewResult(envCheck, NotAvailable, "", fmt.Sprintf("stopped after %d of %d processes: %v", read, len(pids), stopped)))
 	}
 	// Without CAP_SYS_PTRACE a refusal means we lack the privilege to look: say so. With it,
 	// a few processes may still be out of reach (an LSM, another user namespace, as for pid 1
 	// in some sandboxes): report what was seen and name what was not.
 	if len(denied) > 0 && (!haveCapSysPtrace() || len(denied) > read) {
-		return append(out, NewResult(check, NotAvailable, "", fmt.Sprintf("could not read the environment of %d of %d processes (permission denied): run as root, or with CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH", len(denied), len(denied)+read)))
+		return append(out, NewResult(envCheck, NotAvailable, "", fmt.Sprintf("could not read the environment of %d of %d processes (permission denied): run as root, or with CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH", len(denied), len(denied)+read)))
 	}
 	var unseen string
 	if len(denied) > 0 {
 		unseen = fmt.Sprintf("; %d could not be read even with CAP_SYS_PTRACE (pids %s)", len(denied), pidList(denied, 10))
 	}
 	if len(out) == 0 {
-		r := NewResult(check, Passed, "", fmt.Sprintf("no AWS secret key in the environment of %s%s", plural(read, "process", "processes"), unseen))
+		r := NewResult(envCheck, Passed, "", fmt.Sprintf("no AWS secret key in the environment of %s%s", plural(read, "process", "processes"), unseen))
 		if len(denied) > 0 {
 			r = r.With("unreadable_pids", denied[:min(len(denied), 100)])
 		}

@@ -167,15 +167,7 @@ func (c *pollConn) dropped() bool {
 		return false
 	}
 	var n uint32
-	c.rc.Control(func(fd uintptr) {
-		var mi [skMeminfoVars]uint32
-		l := uint32(unsafe.Sizeof(mi))
-		_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
-			uintptr(unsafe.Pointer(&mi[0])), uintptr(unsafe.Pointer(&l)), 0)
-		if e == 0 && l > skMeminfoDrops*4 {
-			n = mi[skMeminfoDrops]
-		}
-	})
+	c.rc.Control(func(fd uintptr) { n, _ = socketDrops(fd) })
 	return n > 0
 }
 
@@ -188,12 +180,22 @@ var DropsCounted = sync.OnceValue(func() bool {
 		return false
 	}
 	defer unix.Close(fd)
+	_, ok := socketDrops(uintptr(fd))
+	return ok
+})
+
+// socketDrops reads the socket's drop count from SO_MEMINFO; ok is false where the kernel
+// does not report one.
+func socketDrops(fd uintptr) (n uint32, ok bool) {
 	var mi [skMeminfoVars]uint32
 	l := uint32(unsafe.Sizeof(mi))
-	_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_MEMINFO,
+	_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
 		uintptr(unsafe.Pointer(&mi[0])), uintptr(unsafe.Pointer(&l)), 0)
-	return e == 0 && l > skMeminfoDrops*4
-})
+	if e != 0 || l <= skMeminfoDrops*4 {
+		return 0, false
+	}
+	return mi[skMeminfoDrops], true
+}
 
 // SO_MEMINFO's array (linux/sock_diag.h): SK_MEMINFO_DROPS is its last entry, since 4.7.
 const (

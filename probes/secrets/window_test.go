@@ -2,6 +2,7 @@ package secrets
 
 import (
 	"cmp"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -63,17 +64,7 @@ func TestWindowsFindWhatWholeTextFinds(t *testing.T) {
 
 	vaultCands := 0
 	for name, s := range texts {
-		got, _ := d.ScanData([]byte(s), key)
-		want, _ := whole.ScanData([]byte(s), key)
-		if !reflect.DeepEqual(got, want) {
-			t.Errorf("%s: windowed scan found\n%+v\nwhole-text scan found\n%+v", name, got, want)
-		}
-		// gitleaks' own candidates, before our rules cover them up.
-		gc, wc := sortedCands(d.gitleaks(newText(s, d.idx))), sortedCands(whole.gitleaks(newText(s, whole.idx)))
-		if !reflect.DeepEqual(gc, wc) {
-			t.Errorf("%s: gitleaks candidates windowed %+v, whole %+v", name, gc, wc)
-		}
-		for _, c := range wc {
+		for _, c := range sameAsReference(t, name+" (windowed, whole text)", d, &whole, s, key) {
 			if c.rule == "vault-service-token" {
 				vaultCands++
 			}
@@ -113,24 +104,32 @@ func TestStopwordsWithoutTries(t *testing.T) {
 	key := []byte("stopword-test-key")
 	reported := 0
 	for i, s := range texts {
-		got, _ := d.ScanData([]byte(s), key)
-		want, _ := withTries.ScanData([]byte(s), key)
-		if !reflect.DeepEqual(got, want) {
-			t.Errorf("text %d: without tries\n%+v\nwith tries\n%+v", i, got, want)
-		}
-		// gitleaks' own candidates, before our rules cover them up.
-		gc, wc := sortedCands(d.gitleaks(newText(s, d.idx))), sortedCands(withTries.gitleaks(newText(s, withTries.idx)))
-		if !reflect.DeepEqual(gc, wc) {
-			t.Errorf("text %d: gitleaks candidates without tries %+v, with tries %+v", i, gc, wc)
-		}
+		cands := sameAsReference(t, fmt.Sprintf("text %d (without tries, with tries)", i), d, withTries, s, key)
 		if i < 4 {
-			reported += len(gc)
+			reported += len(cands)
 		}
 	}
 	// Some of the four must be dropped by a stop word and one reported, or this proves nothing.
 	if reported == 0 || reported == 4 {
 		t.Errorf("gitleaks reported %d of the 4 stop-word texts; want some but not all", reported)
 	}
+}
+
+// sameAsReference scans s with d and with ref, reports (under label) where their findings or
+// gitleaks' own candidates (before our rules cover them up) differ, and returns ref's
+// candidates.
+func sameAsReference(t *testing.T, label string, d, ref *Detector, s string, key []byte) []candidate {
+	t.Helper()
+	got, _ := d.ScanData([]byte(s), key)
+	want, _ := ref.ScanData([]byte(s), key)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("%s: found\n%+v\nthe reference found\n%+v", label, got, want)
+	}
+	gc, wc := sortedCands(d.gitleaks(newText(s, d.idx))), sortedCands(ref.gitleaks(newText(s, ref.idx)))
+	if !reflect.DeepEqual(gc, wc) {
+		t.Errorf("%s: gitleaks candidates %+v, the reference's %+v", label, gc, wc)
+	}
+	return wc
 }
 
 // sortedCands orders candidates (gitleaks reports rules in map order).
