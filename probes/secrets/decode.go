@@ -200,16 +200,16 @@ func (d *decoder) multipart(data []byte, chain []string, depth int) bool {
 }
 
 // multipartBody decodes the parts of a multipart body. The parser skips the preamble and the
-// epilogue, stops at a broken part header and finds no part when the boundary is missing:
-// then whole, the message the body came from, is scanned as it is too, so none of that can
-// hide a secret. (A secret also seen in a part is reported there, where it is seen first.)
+// epilogue (everything after the first close delimiter, even more parts), stops at a broken
+// part header and finds no part when the boundary is missing: then whole, the message the
+// body came from, is scanned as it is too, so none of that can hide a secret. (A secret also
+// seen in a part is reported there, where it is seen first.) Each part's header is scanned
+// as a part of its own, "mime:N>header", as written: the parser takes it apart from the body.
 func (d *decoder) multipartBody(body []byte, boundary string, whole []byte, chain []string, depth int) {
 	delim := []byte("--" + boundary)
 	pre, _, found := bytes.Cut(body, delim)
-	epilogue := []byte(nil)
-	if i := bytes.LastIndex(body, append(delim, "--"...)); i >= 0 {
-		epilogue = body[i+len(delim)+2:]
-	}
+	epilogue := afterClose(body, delim)
+	heads := partHeaders(body, delim)
 	parts := 0
 	defer func() {
 		if parts == 0 || !found || len(bytes.TrimSpace(pre)) > 0 || len(bytes.TrimSpace(epilogue)) > 0 {
@@ -228,6 +228,9 @@ func (d *decoder) multipartBody(body []byte, boundary string, whole []byte, chai
 		}
 		parts++
 		step := with(chain, "mime:"+strconv.Itoa(i))
+		if i <= len(heads) && len(bytes.TrimSpace(heads[i-1])) > 0 {
+			d.emit(heads[i-1], with(step, "header"))
+		}
 		b, err := io.ReadAll(io.LimitReader(p, int64(d.budget)+1))
 		if len(b) > d.budget {
 			b, d.truncated = b[:d.budget], true
@@ -245,6 +248,72 @@ func (d *decoder) multipartBody(body []byte, boundary string, whole []byte, chai
 		}
 		d.decode(b, step, depth+1)
 	}
+}
+
+// afterClose is what follows the first close delimiter ("--boundary--" at the start of a
+// line) in body, where the parser stops; nil when there is none.
+func afterClose(body, delim []byte) []byte {
+	closing := append(delim[:len(delim):len(delim)], "--"...)
+	for off := 0; off < len(body); {
+		i := bytes.Index(body[off:], closing)
+		if i < 0 {
+			return nil
+		}
+		at := off + i
+		if at == 0 || body[at-1] == '\n' {
+			return body[at+len(closing):]
+		}
+		off = at + 1
+	}
+	return nil
+}
+
+// partHeaders finds each part's header in body as written, in part order: the lines after a
+// delimiter line up to the empty line, as the parser reads them. The parser's own header
+// (textproto.MIMEHeader) has names case-folded and folded lines joined, so a secret could
+// differ there from the one in the message. Lines are read as mime/multipart reads them: the
+// line ending is "\r\n" unless the first delimiter line ends in "\n", and a close delimiter
+// line ends the parts.
+func partHeaders(body, delim []byte) [][]byte {
+	var heads [][]byte
+	nl := "\r\n"
+	for off := 0; off < len(body); {
+		line := nextLine(body[off:])
+		off += len(line)
+		if !bytes.HasPrefix(line, delim) {
+			continue
+		}
+		rest := string(bytes.TrimLeft(line[len(delim):], " \t"))
+		if len(heads) == 0 && rest == "\n" {
+			nl = "\n"
+		}
+		if after, ok := strings.CutPrefix(rest, "--"); ok {
+			if after = strings.TrimLeft(after, " \t"); after == "" || after == nl {
+				break
+			}
+		}
+		if rest != nl {
+			continue
+		}
+		start := off
+		for off < len(body) {
+			l := nextLine(body[off:])
+			if string(l) == "\n" || string(l) == "\r\n" {
+				break
+			}
+			off += len(l)
+		}
+		heads = append(heads, body[start:off])
+	}
+	return heads
+}
+
+// nextLine is b up to and with its first '\n', or all of b.
+func nextLine(b []byte) []byte {
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		return b[:i+1]
+	}
+	return b
 }
 
 // transferDecode undoes a part's Content-Transfer-Encoding; a part that does not decode is

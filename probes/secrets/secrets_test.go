@@ -50,6 +50,10 @@ func TestDecodeChain(t *testing.T) {
 		{"base64>gzip", []byte(b64gz), map[string]string{"base64>gzip": script}},
 		{"gzip>mime", gz(t, []byte(mime)), map[string]string{
 			"gzip>mime:1": "#cloud-config", "gzip>mime:2": script, "gzip>mime:3>mime:1": "a=b softbreak",
+			"gzip>mime:1>header":        "Content-Type: text/cloud-config",
+			"gzip>mime:2>header":        "Content-Type: text/x-shellscript\nContent-Transfer-Encoding: base64",
+			"gzip>mime:3>header":        "Content-Type: multipart/alternative; boundary=\"YY\"",
+			"gzip>mime:3>mime:1>header": "Content-Type: text/plain\nContent-Transfer-Encoding: quoted-printable",
 		}},
 		{"not base64: a word", []byte("helloworldhelloworld"), map[string]string{"plain": "helloworldhelloworld"}},
 	}
