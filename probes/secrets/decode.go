@@ -207,9 +207,9 @@ func (d *decoder) multipart(data []byte, chain []string, depth int) bool {
 // as a part of its own, "mime:N>header", as written: the parser takes it apart from the body.
 func (d *decoder) multipartBody(body []byte, boundary string, whole []byte, chain []string, depth int) {
 	delim := []byte("--" + boundary)
-	pre, _, found := bytes.Cut(body, delim)
+	pre, heads := partHeaders(body, delim)
+	found := len(heads) > 0
 	epilogue := afterClose(body, delim)
-	heads := partHeaders(body, delim)
 	parts := 0
 	defer func() {
 		if parts == 0 || !found || len(bytes.TrimSpace(pre)) > 0 || len(bytes.TrimSpace(epilogue)) > 0 {
@@ -268,17 +268,19 @@ func afterClose(body, delim []byte) []byte {
 	return nil
 }
 
-// partHeaders finds each part's header in body as written, in part order: the lines after a
-// delimiter line up to the empty line, as the parser reads them. The parser's own header
-// (textproto.MIMEHeader) has names case-folded and folded lines joined, so a secret could
-// differ there from the one in the message. Lines are read as mime/multipart reads them: the
-// line ending is "\r\n" unless the first delimiter line ends in "\n", and a close delimiter
-// line ends the parts.
-func partHeaders(body, delim []byte) [][]byte {
-	var heads [][]byte
+// partHeaders finds the preamble of body (what comes before the first delimiter line, all of
+// body when there is none) and each part's header as written, in part order: the lines after
+// a delimiter line up to the empty line. The parser's own header (textproto.MIMEHeader) has
+// names case-folded and folded lines joined, so a secret could differ there from the one in
+// the message. Lines are read as mime/multipart reads them: the line ending is "\r\n" unless
+// the first delimiter line ends in "\n", a line that merely starts like a delimiter
+// ("--boundaryX") is preamble or body, and a close delimiter line ends the parts.
+func partHeaders(body, delim []byte) (preamble []byte, heads [][]byte) {
+	preamble = body
 	nl := "\r\n"
 	for off := 0; off < len(body); {
 		line := nextLine(body[off:])
+		lineStart := off
 		off += len(line)
 		if !bytes.HasPrefix(line, delim) {
 			continue
@@ -295,6 +297,9 @@ func partHeaders(body, delim []byte) [][]byte {
 		if rest != nl {
 			continue
 		}
+		if len(heads) == 0 {
+			preamble = body[:lineStart]
+		}
 		start := off
 		for off < len(body) {
 			l := nextLine(body[off:])
@@ -305,7 +310,7 @@ func partHeaders(body, delim []byte) [][]byte {
 		}
 		heads = append(heads, body[start:off])
 	}
-	return heads
+	return preamble, heads
 }
 
 // nextLine is b up to and with its first '\n', or all of b.

@@ -305,16 +305,18 @@ func FuzzCloudConfigMIME(f *testing.F) {
 // TestDecodeBrokenMultipartScanned holds FuzzCloudConfigMIME's crashers: a part whose header
 // is not a header, a nested multipart without its boundary, and (found while fixing those) a
 // preamble made text vanish from the scan, so a secret there was never looked at. So did a
-// part's header and text after the first close delimiter (a CI run's crasher, f2c2b428...).
+// part's header, text after the first close delimiter (a CI run's crasher, f2c2b428...) and
+// a preamble that starts like a delimiter ("--b-old").
 func TestDecodeBrokenMultipartScanned(t *testing.T) {
 	const pw = "Zq8vR2mK7xW4pL9t"
 	for name, msg := range map[string]string{
-		"broken part header": "Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nfirst part\n--b\nnot a header\n\nexport DB_PASSWORD=" + pw + "\n--b--\n",
-		"no boundary":        "Content-Type: multipart/mixed; boundary=\"b\"\n\nexport DB_PASSWORD=" + pw + "\n",
-		"nested no boundary": "Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: multipart/alternative; boundary=\"c\"\n\nexport DB_PASSWORD=" + pw + "\n--b--\n",
-		"preamble":           "Content-Type: multipart/mixed; boundary=\"b\"\n\nexport DB_PASSWORD=" + pw + "\n--b\nContent-Type: text/plain\n\nhello\n--b--\n",
-		"part header":        "Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\nX-Db-Password: " + pw + "\n\nhello\n--b--\n",
-		"after first close":  "Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nhello\n--b--\nexport DB_PASSWORD=" + pw + "\n--b--\n",
+		"broken part header":        "Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nfirst part\n--b\nnot a header\n\nexport DB_PASSWORD=" + pw + "\n--b--\n",
+		"no boundary":               "Content-Type: multipart/mixed; boundary=\"b\"\n\nexport DB_PASSWORD=" + pw + "\n",
+		"nested no boundary":        "Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: multipart/alternative; boundary=\"c\"\n\nexport DB_PASSWORD=" + pw + "\n--b--\n",
+		"preamble":                  "Content-Type: multipart/mixed; boundary=\"b\"\n\nexport DB_PASSWORD=" + pw + "\n--b\nContent-Type: text/plain\n\nhello\n--b--\n",
+		"part header":               "Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\nX-Db-Password: " + pw + "\n\nhello\n--b--\n",
+		"preamble like a delimiter": "Content-Type: multipart/mixed; boundary=\"b\"\n\n--b-old\nexport DB_PASSWORD=" + pw + "\n--b\nContent-Type: text/plain\n\nhello\n--b--\n",
+		"after first close":         "Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nhello\n--b--\nexport DB_PASSWORD=" + pw + "\n--b--\n",
 	} {
 		found, _ := fuzzDetector(t).ScanData([]byte(msg), []byte("k"))
 		if len(found) != 1 {
