@@ -148,7 +148,7 @@ var (
 	hexFP    = regexp.MustCompile(`^[0-9a-f]{32}$`)
 	ruleRe   = regexp.MustCompile(`^[a-z0-9-]+$`)
 	keyIDRed = regexp.MustCompile(`^[A-Z0-9]{4}\.\.\.[A-Z2-7]{4}$`)
-	partRe   = regexp.MustCompile(`^((plain|(gzip|base64|mime:[0-9]+)(>(gzip|base64|mime:[0-9]+))*)(>(powershell|script))?|powershell|script)$`)
+	partRe   = regexp.MustCompile(`^((plain|(gzip|base64|mime:[0-9]+)(>(gzip|base64|mime:[0-9]+))*(>header)?)(>(powershell|script))?|powershell|script)$`)
 )
 
 // FuzzScanData: whatever the input, a finding's fields hold nothing taken from the text but
