@@ -208,11 +208,10 @@ func (d *decoder) multipart(data []byte, chain []string, depth int) bool {
 func (d *decoder) multipartBody(body []byte, boundary string, whole []byte, chain []string, depth int) {
 	delim := []byte("--" + boundary)
 	pre, heads := partHeaders(body, delim)
-	found := len(heads) > 0
 	epilogue := afterClose(body, delim)
 	parts := 0
 	defer func() {
-		if parts == 0 || !found || len(bytes.TrimSpace(pre)) > 0 || len(bytes.TrimSpace(epilogue)) > 0 {
+		if parts == 0 || len(heads) == 0 || len(bytes.TrimSpace(pre)) > 0 || len(bytes.TrimSpace(epilogue)) > 0 {
 			d.emit(whole, chain)
 		}
 	}()
