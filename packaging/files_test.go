@@ -142,12 +142,33 @@ func TestIAMPolicy(t *testing.T) {
 	if len(res) != 1 || !regexp.MustCompile(`^arn:aws:securityhub:\*:\$\{aws:PrincipalAccount\}:product/\$\{aws:PrincipalAccount\}/default$`).MatchString(res[0]) {
 		t.Errorf("securityhub resource %v is not the account's default product", res)
 	}
-	act, _ = get("OptionalReadOnlyEc2ForInstanceViewChecks")
-	if !reflect.DeepEqual(sorted(act), ec2Describes) {
-		t.Errorf("ec2 actions %v, want %v", sorted(act), ec2Describes)
+	if len(p.Statement) != 2 {
+		t.Errorf("%d statements, want 2 (logs, securityhub)", len(p.Statement))
 	}
-	if len(p.Statement) != 3 {
-		t.Errorf("%d statements, want 3 (logs, securityhub, optional ec2)", len(p.Statement))
+	// Describe* cannot be scoped below the account: it is never part of the base policy.
+	for _, st := range p.Statement {
+		for _, a := range st.Action {
+			if strings.HasPrefix(a, "ec2:") {
+				t.Errorf("%s: base policy grants %s; EC2 reads belong in iam/ec2-describe-policy.json (opt-in)", st.Sid, a)
+			}
+		}
+	}
+}
+
+// TestEC2DescribePolicy: the opt-in policy of the instance-view checks is a document of its
+// own, holding the read-only EC2 calls and nothing else.
+func TestEC2DescribePolicy(t *testing.T) {
+	var p iamPolicy
+	strictJSON(t, "iam/ec2-describe-policy.json", &p)
+	if p.Version != "2012-10-17" || len(p.Statement) != 1 {
+		t.Fatalf("Version %q, %d statements; want 2012-10-17 and one", p.Version, len(p.Statement))
+	}
+	s := p.Statement[0]
+	if s.Sid != "ReadOnlyEc2ForInstanceViewChecks" || s.Effect != "Allow" {
+		t.Errorf("statement %s %s", s.Sid, s.Effect)
+	}
+	if !reflect.DeepEqual(sorted(s.Action), ec2Describes) {
+		t.Errorf("ec2 actions %v, want %v", sorted(s.Action), ec2Describes)
 	}
 }
 
@@ -273,14 +294,40 @@ func TestCloudFormationTemplate(t *testing.T) {
 	if len(c.Outputs) < 3 {
 		t.Errorf("only %d outputs", len(c.Outputs))
 	}
-	// The managed policy grants what the shipped JSON policy grants, statement by statement.
+	// Each managed policy grants what its shipped JSON policy grants, statement by statement;
+	// the EC2 one exists only when asked for (AllowEc2Describe, default false).
+	if d := c.Parameters["AllowEc2Describe"].Default; d != "false" {
+		t.Errorf("AllowEc2Describe defaults to %v; the EC2 Describe policy is opt-in", d)
+	}
+	for name, file := range map[string]string{"InstancePolicy": "iam/instance-role-policy.json", "Ec2DescribePolicy": "iam/ec2-describe-policy.json"} {
+		r, ok := c.Resources[name]
+		if !ok || r.Type != "AWS::IAM::ManagedPolicy" {
+			t.Errorf("no managed policy %s", name)
+			continue
+		}
+		if cond := map[string]string{"Ec2DescribePolicy": "WithEc2Describe"}[name]; r.Condition != cond {
+			t.Errorf("%s: Condition %q, want %q", name, r.Condition, cond)
+		}
+		if got, want := cfnStatements(r.Properties["PolicyDocument"]), fileStatements(t, file); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s statements %v differ from %s %v", name, got, file, want)
+		}
+	}
+}
+
+// fileStatements maps a shipped policy's Sids to their sorted actions.
+func fileStatements(t *testing.T, file string) map[string][]string {
 	var p iamPolicy
-	strictJSON(t, "iam/instance-role-policy.json", &p)
+	strictJSON(t, file, &p)
 	want := map[string][]string{}
 	for _, s := range p.Statement {
 		want[s.Sid] = sorted(s.Action)
 	}
-	b, _ := json.Marshal(c.Resources[types["AWS::IAM::ManagedPolicy"]].Properties["PolicyDocument"])
+	return want
+}
+
+// cfnStatements maps a template policy document's Sids to their sorted actions.
+func cfnStatements(policy any) map[string][]string {
+	b, _ := json.Marshal(policy)
 	got := map[string][]string{}
 	var collect func(v any)
 	collect = func(v any) {
@@ -305,9 +352,7 @@ func TestCloudFormationTemplate(t *testing.T) {
 	var doc any
 	json.Unmarshal(b, &doc)
 	collect(doc)
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("managed policy statements %v differ from iam/instance-role-policy.json %v", got, want)
-	}
+	return got
 }
 
 type awstoe struct {

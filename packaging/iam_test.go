@@ -9,11 +9,11 @@ import (
 	"github.com/ec2sec/ec2sec/probes"
 )
 
-// The optional EC2 statement of the instance-role policy grants exactly the actions the
+// The opt-in EC2 Describe policy (its own document) grants exactly the actions the
 // ec2api probe calls: no more (least privilege), no fewer (a missing one is a NOT_AVAILABLE
 // on every instance of the fleet).
 func TestIAMPolicyCoversEC2Probe(t *testing.T) {
-	b, err := os.ReadFile("iam/instance-role-policy.json")
+	b, err := os.ReadFile("iam/ec2-describe-policy.json")
 	if err != nil {
 		t.Fatal(err)
 	}

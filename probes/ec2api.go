@@ -38,8 +38,8 @@ type EC2API interface {
 // nothing: the instance-view probe is then off (NOT_AVAILABLE), not failing.
 var ErrNoAWSCredentials = errors.New("no AWS credentials found; the probe is off")
 
-// EC2Actions are the IAM actions the ec2api probe uses, all read-only; the optional statement
-// of the agent's IAM policy grants exactly these.
+// EC2Actions are the IAM actions the ec2api probe uses, all read-only; the opt-in policy
+// packaging/iam/ec2-describe-policy.json grants exactly these.
 var EC2Actions = []string{
 	"ec2:DescribeInstances", "ec2:DescribeSecurityGroups", "ec2:DescribeVolumes",
 	"ec2:GetEbsEncryptionByDefault", "ec2:DescribeFlowLogs", "ec2:DescribeImages",
