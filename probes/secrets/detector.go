@@ -181,9 +181,9 @@ const (
 func (d *Detector) gitleaks(t *text) []candidate {
 	var out []candidate
 	if d.eager != nil {
-		out = d.gitleaksFindings(d.eager.DetectString(t.s), 0, nil)
+		out = d.gitleaksFindings(t, d.eager.DetectString(t.s), 0, nil)
 	} else if det := d.gl.detector(t.hits()); det != nil {
-		out = d.gitleaksFindings(det.DetectString(t.s), 0, nil)
+		out = d.gitleaksFindings(t, det.DetectString(t.s), 0, nil)
 	}
 	for _, set := range d.sets {
 		ws := [][2]int{wholeText}
@@ -199,11 +199,11 @@ func (d *Detector) gitleaks(t *text) []candidate {
 		}
 		for _, w := range ws {
 			if w == wholeText {
-				out = d.gitleaksFindings(det.DetectString(t.s), 0, out)
+				out = d.gitleaksFindings(t, det.DetectString(t.s), 0, out)
 				continue
 			}
 			start, end := t.span(w[0], w[1])
-			out = d.gitleaksFindings(det.DetectString(t.s[start:end]), w[0], out)
+			out = d.gitleaksFindings(t, det.DetectString(t.s[start:end]), w[0], out)
 		}
 	}
 	// gitleaks reports rules in map order; when two report the same secret on one line (the
@@ -216,9 +216,9 @@ func (d *Detector) gitleaks(t *text) []candidate {
 	return out
 }
 
-// gitleaksFindings turns gitleaks findings in a text starting at 0-based line first into
-// candidates, appended to out.
-func (d *Detector) gitleaksFindings(fs []report.Finding, first int, out []candidate) []candidate {
+// gitleaksFindings turns gitleaks findings in t, found in the part starting at 0-based line
+// first, into candidates, appended to out.
+func (d *Detector) gitleaksFindings(t *text, fs []report.Finding, first int, out []candidate) []candidate {
 	for _, f := range fs {
 		if f.RuleID == "aws-access-token" {
 			continue // awsKeys sees every key id, paired with its secret
@@ -234,10 +234,35 @@ func (d *Detector) gitleaksFindings(fs []report.Finding, first int, out []candid
 			}
 			prio = prioGitleaksGeneric
 		}
-		out = append(out, candidate{rule: f.RuleID, prio: prio, line: first + f.StartLine + 1, value: v, claims: []string{v}})
+		out = append(out, candidate{rule: f.RuleID, prio: prio, line: secretLine(t, first+f.StartLine, v), value: v, claims: []string{v}})
 	}
 	return out
 }
+
+// secretLine is the 1-based line of t holding v, a secret gitleaks found in a match that
+// starts on 0-based line start. gitleaks gives the line where the match starts, and a match
+// may span lines (curl-auth-header starts at "curl", the header is lines below): a finding
+// names the line holding the value, where a person looks for it and where another rule
+// finding the same value puts it. When the value is not in the text as written (gitleaks
+// decoded it), the match's line it is.
+func secretLine(t *text, start int, v string) int {
+	if start < 0 || start >= len(t.li.starts) {
+		return start + 1
+	}
+	off, end := t.li.starts[start], len(t.s)
+	if last := start + maxMatchLines; last < len(t.li.starts) {
+		end = t.li.starts[last]
+	}
+	if i := strings.Index(t.s[off:end], v); i >= 0 {
+		return t.li.line(off + i)
+	}
+	return start + 1
+}
+
+// maxMatchLines bounds how far below a match's first line secretLine looks for its value: no
+// narrowed rule reaches more than 13 lines (window.go), and a text full of findings must not
+// cost a search to its end for each.
+const maxMatchLines = 16
 
 // finish drops candidates that cover a secret a better candidate already covers, then turns
 // the rest into findings: fingerprint and redaction computed here, values dropped.

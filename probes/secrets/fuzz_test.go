@@ -162,6 +162,12 @@ func FuzzScanData(f *testing.F) {
 		`{"AccessKeyId":"{ID}","SecretAccessKey":"{SECRET}"}`,
 		"<powershell>\n$env:AWS_SECRET_ACCESS_KEY='{SECRET}'\n</powershell>",
 		"mysql -uroot -p{SECRET} db\ncurl -u bob:{SECRET} https://x\nhttps://u:{SECRET}@host.example\n",
+		// The command-line and SQL idioms (idioms_test.go), each with the planted secret.
+		"mariadb -u a -p{SECRET} db\nmysqladmin -u root password {SECRET}\nwget --http-password={SECRET} https://x\n",
+		"net user Administrator {SECRET}\nsshpass -p {SECRET} ssh h\nhtpasswd -nb admin {SECRET}\nhtpasswd -b f u '{SECRET}'\n",
+		"CREATE USER 'a'@'%' IDENTIFIED BY '{SECRET}';\nALTER ROLE a WITH PASSWORD '{SECRET}';\nSET PASSWORD = PASSWORD('{SECRET}');\n",
+		"redis://:{SECRET}@cache:6379\n$env:DB_PASSWORD = '{SECRET}'\n[Environment]::SetEnvironmentVariable(\"API_TOKEN\", \"{SECRET}\", \"Machine\")\n",
+		"curl -s \\\n  -H 'Authorization: Bearer {SECRET}' \\\n  https://x\n",
 	} {
 		f.Add([]byte(s))
 	}

@@ -12,7 +12,8 @@ var (
 	// An AWS access key id, as gitleaks matches it.
 	reKeyID = regexp.MustCompile(`\b((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})\b`)
 	// A secret access key named as one (INI, env, YAML, JSON, CLI arguments).
-	reSecretKeyed = regexp.MustCompile(`(?i)(?:secret[_ .-]?access[_ .-]?key|secret[_.-]?key|aws[_.-]?secret[\w.-]*|SecretAccessKey)["']?[ \t]*(?:[:=]|=>|[ \t])[ \t]*["']?([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)`)
+	// (A comma separates name and value in PowerShell's SetEnvironmentVariable("NAME", "value").)
+	reSecretKeyed = regexp.MustCompile(`(?i)(?:secret[_ .-]?access[_ .-]?key|secret[_.-]?key|aws[_.-]?secret[\w.-]*|SecretAccessKey)["']?[ \t]*(?:[:=,]|=>|[ \t])[ \t]*["']?([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)`)
 	// A bare 40-character base64 token: a secret key only when an access key id is close by.
 	reBare40 = regexp.MustCompile(`(?:^|[^A-Za-z0-9/+=])([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)`)
 	// A session token named as one; real ones are hundreds of characters.
@@ -25,18 +26,37 @@ var (
 	reEchoPasswd   = regexp.MustCompile(`echo[ \t]+(?:-e[ \t]+|-n[ \t]+)?["']?([^\s"'|]+)["']?[ \t]*\|[ \t]*(?:sudo[ \t]+)?passwd[ \t]+--stdin`)
 	// the indented "user:password" lines of a cloud-config chpasswd list
 	reChpasswdLine = regexp.MustCompile(`^[ \t]+(?:-[ \t]+)?[a-z_][a-z0-9_-]*:([^\s:][^\s]*)[ \t]*$`)
-	// mysql -pSECRET (no space: with a space mysql prompts)
-	reMySQL = regexp.MustCompile(`\bmysql(?:admin|dump|sh|import)?\b[^\n|;&]*?[ \t]-p("[^"\n]+"|'[^'\n]+'|[^\s'"-][^\s]*)`)
-	// --password=SECRET / --password SECRET on any command line
-	rePasswordFlag = regexp.MustCompile(`(?:^|[ \t])--(?:db-|admin-|root-)?password(?:=|[ \t]+)("[^"\n]+"|'[^'\n]+'|[^\s-][^\s]*)`)
+	// mysql -pSECRET, mariadb -pSECRET (no space: with a space the client prompts)
+	reMySQL = regexp.MustCompile(`\b(?:mysql|mariadb)(?:admin|dump|sh|import|-admin|-dump|-import)?\b[^\n|;&]*?[ \t]-p("[^"\n]+"|'[^'\n]+'|[^\s'"-][^\s]*)`)
+	// mysqladmin -u root password NEWSECRET (the command that sets the password)
+	reMySQLAdminPassword = regexp.MustCompile(`\b(?:mysqladmin|mariadb-admin)\b[^\n|;&]*?[ \t]password[ \t]+("[^"\n]+"|'[^'\n]+'|[^\s'"-][^\s]*)`)
+	// --password=SECRET / --password SECRET on any command line (wget's --http-password too)
+	rePasswordFlag = regexp.MustCompile(`(?:^|[ \t])--(?:db-|admin-|root-|http-|ftp-|proxy-)?password(?:=|[ \t]+)("[^"\n]+"|'[^'\n]+'|[^\s-][^\s]*)`)
+	// sshpass -p SECRET / -pSECRET (-e and -f read it from elsewhere)
+	reSSHPass = regexp.MustCompile(`\bsshpass\b[^\n|;&]*?[ \t]-p[ \t]*("[^"\n]+"|'[^'\n]+'|[^\s'"-][^\s]*)`)
+	// htpasswd -b ... (the arguments are taken apart in htpasswdBatch)
+	reHtpasswd = regexp.MustCompile(`\bhtpasswd((?:[ \t]+(?:"[^"\n]*"|'[^'\n]*'|[^\s|;&]+))+)`)
+	// SQL: CREATE/ALTER USER ... IDENTIFIED [WITH plugin] BY 'SECRET' (MySQL, MariaDB); BY
+	// PASSWORD '*hash' and AS 'hash' give a hash, not the password. The quotes may be escaped
+	// inside a shell string (mysql -e "... BY \"SECRET\"").
+	reIdentifiedBy = regexp.MustCompile(`(?i)\bidentified[ \t]+(?:with[ \t]+['"]?[\w-]+['"]?[ \t]+)?by[ \t]+(password[ \t]*)?\\?["']([^"'\n\\]+)\\?["']`)
+	// SQL: CREATE/ALTER USER|ROLE ... [ENCRYPTED] PASSWORD 'SECRET' (PostgreSQL, Oracle-like)
+	reSQLPassword = regexp.MustCompile(`(?i)\b(?:create|alter)[ \t]+(?:user|role)\b[^;\n]*?\bpassword[ \t]+\\?["']([^"'\n\\]+)\\?["']`)
+	// SQL: SET PASSWORD [FOR u] = 'SECRET' / = PASSWORD('SECRET') (MySQL)
+	reSetPassword = regexp.MustCompile(`(?i)\bset[ \t]+password\b[^;\n=]*=[ \t]*(?:password[ \t]*\([ \t]*)?\\?["']([^"'\n\\]+)\\?["']`)
+	// PowerShell: [Environment]::SetEnvironmentVariable("NAME", "value", ...) and
+	// $env:NAME = "value", for a NAME that names a secret (secretKeyName decides)
+	rePSSetEnv = regexp.MustCompile(`(?i)SetEnvironmentVariable\([ \t]*["']([\w.-]+)["'][ \t]*,[ \t]*("[^"\n]*"|'[^'\n]*')`)
+	rePSEnv    = regexp.MustCompile(`(?i)\$env:([\w.-]+)[ \t]*=[ \t]*("[^"\n]*"|'[^'\n]*'|[^\s;]+)`)
 	// docker login -p SECRET
 	reDockerLogin = regexp.MustCompile(`\b(?:docker|podman|nerdctl)[ \t]+login\b[^\n|;&]*?[ \t]-p(?:[ \t]+|=)("[^"\n]+"|'[^'\n]+'|\S+)`)
 	// curl -u user:pass
 	reCurlUser = regexp.MustCompile(`\bcurl\b[^\n|;&]*?[ \t](?:-u|--user)(?:[ \t]+|=)?["']?[^\s:"']+:([^\s"']+)`)
-	// scheme://user:pass@host
-	reURLCreds = regexp.MustCompile(`\b[a-zA-Z][a-zA-Z0-9+.-]{1,15}://[^\s:/@'"]+:([^\s@/'"]+)@[A-Za-z0-9_.-]+`)
-	// net user NAME PASS /add ; ConvertTo-SecureString "PASS" -AsPlainText
-	reNetUser = regexp.MustCompile(`(?i)\bnet[ \t]+user[ \t]+(?:"[^"\n]+"|\S+)[ \t]+("[^"\n]+"|[^\s/*]\S*)[ \t]+/add`)
+	// scheme://user:pass@host, and scheme://:pass@host (Redis, which has no user)
+	reURLCreds = regexp.MustCompile(`\b[a-zA-Z][a-zA-Z0-9+.-]{1,15}://[^\s:/@'"]*:([^\s@/'"]+)@[A-Za-z0-9_.-]+`)
+	// net user NAME PASS [/add] (sets the password of NAME) ; ConvertTo-SecureString "PASS"
+	// -AsPlainText. A second argument starting with / is an option, * asks for the password.
+	reNetUser = regexp.MustCompile(`(?i)\bnet[ \t]+user[ \t]+(?:"[^"\n]+"|[^\s"/]\S*)[ \t]+("[^"\n]+"|[^\s/*"|&<>]\S*)`)
 	// the password of a .netrc entry ("machine h login u password p", on one line or several)
 	reNetrc = regexp.MustCompile(`(?m)(?:^|[ \t])password[ \t]+(\S+)`)
 	// the base64 user:password of a registry in ~/.docker/config.json
@@ -200,20 +220,28 @@ type ownRule struct {
 	// also: a line-bound rule runs only over lines that also hold one of these (lowercase):
 	// each is in every match, so a line without any cannot match.
 	also []string
+	// notIf, when set, is a submatch that makes a match no secret: IDENTIFIED BY PASSWORD
+	// '…' gives MySQL a hash.
+	notIf int
 }
 
 var specificRules = []ownRule{
-	{"chpasswd-echo", reEchoChpasswd, 1, []string{"chpasswd"}, []string{"echo"}},
-	{"passwd-stdin", reEchoPasswd, 1, []string{"--stdin"}, []string{"echo"}},
-	{"mysql-password-argument", reMySQL, 1, []string{"mysql"}, []string{"-p"}},
-	{"password-argument", rePasswordFlag, 1, []string{"--"}, []string{"password"}},
-	{"docker-login-password", reDockerLogin, 1, []string{"login"}, []string{"-p"}},
-	{"curl-user-password", reCurlUser, 1, []string{"curl"}, []string{"-u"}},
-	{"url-credentials", reURLCreds, 1, []string{"://"}, []string{"@"}},
-	{"windows-net-user-password", reNetUser, 1, []string{"/add"}, []string{"user"}},
-	{"powershell-plaintext-password", reSecureStrng, 1, []string{"securestring"}, []string{"-asplaintext"}},
-	{"docker-config-auth", reDockerAuth, 1, []string{`"auth"`}, nil},
-	{"netrc-password", reNetrc, 1, []string{"machine "}, nil},
+	{"chpasswd-echo", reEchoChpasswd, 1, []string{"chpasswd"}, []string{"echo"}, 0},
+	{"passwd-stdin", reEchoPasswd, 1, []string{"--stdin"}, []string{"echo"}, 0},
+	{"mysql-password-argument", reMySQL, 1, []string{"mysql", "mariadb"}, []string{"-p"}, 0},
+	{"mysql-password-argument", reMySQLAdminPassword, 1, []string{"mysqladmin", "mariadb-admin"}, []string{"password"}, 0},
+	{"password-argument", rePasswordFlag, 1, []string{"--"}, []string{"password"}, 0},
+	{"sshpass-password", reSSHPass, 1, []string{"sshpass"}, []string{"-p"}, 0},
+	{"sql-password", reIdentifiedBy, 2, []string{"identified"}, []string{"by"}, 1},
+	{"sql-password", reSQLPassword, 1, []string{"password"}, []string{"create", "alter"}, 0},
+	{"sql-password", reSetPassword, 1, []string{"set password"}, nil, 0},
+	{"docker-login-password", reDockerLogin, 1, []string{"login"}, []string{"-p"}, 0},
+	{"curl-user-password", reCurlUser, 1, []string{"curl"}, []string{"-u"}, 0},
+	{"url-credentials", reURLCreds, 1, []string{"://"}, []string{"@"}, 0},
+	{"windows-net-user-password", reNetUser, 1, []string{"net user"}, nil, 0},
+	{"powershell-plaintext-password", reSecureStrng, 1, []string{"securestring"}, []string{"-asplaintext"}, 0},
+	{"docker-config-auth", reDockerAuth, 1, []string{`"auth"`}, nil, 0},
+	{"netrc-password", reNetrc, 1, []string{"machine "}, nil, 0},
 }
 
 // ownRules runs our rules over text.
@@ -249,7 +277,22 @@ func ownRules(t *text, whole bool) []candidate {
 	}
 	for _, r := range specificRules {
 		each(r.re, r.kw, r.also, r.id != "netrc-password", func(m []int) {
+			if r.notIf > 0 && m[2*r.notIf] >= 0 {
+				return
+			}
 			add(r.id, prioOwnSpecific, m[2*r.grp], text[m[2*r.grp]:m[2*r.grp+1]])
+		})
+	}
+	each(reHtpasswd, htpasswdWords, nil, true, func(m []int) {
+		if off, v, ok := htpasswdBatch(text, m[2], m[3]); ok {
+			add("htpasswd-password", prioOwnSpecific, off, v)
+		}
+	})
+	for _, re := range []*regexp.Regexp{rePSSetEnv, rePSEnv} {
+		each(re, psEnvWords, nil, true, func(m []int) {
+			if secretName(text[m[2]:m[3]]) {
+				add("powershell-env-secret", prioOwnSpecific, m[4], text[m[4]:m[5]])
+			}
 		})
 	}
 	if t.has("chpasswd:") {
@@ -268,11 +311,82 @@ var assignKeywords = []string{"pass", "pwd", "secret", "token", "key", "credenti
 // ownWords are the keywords our rules look for (awsKeys, ownRules): the keyword index
 // records where each occurs.
 func ownWords() []string {
-	words := slices.Concat(awsWords, keyIDPrefixes, []string{"secret", "token", "chpasswd:"}, assignKeywords)
+	words := slices.Concat(awsWords, keyIDPrefixes, []string{"secret", "token", "chpasswd:"}, assignKeywords, htpasswdWords, psEnvWords)
 	for _, r := range specificRules {
 		words = slices.Concat(words, r.kw, r.also)
 	}
 	return words
+}
+
+var (
+	htpasswdWords = []string{"htpasswd"}
+	psEnvWords    = []string{"setenvironmentvariable", "$env:"}
+	// reSecretName: a variable name that names a secret (secretKeyName then drops those
+	// naming something about one: DB_PASSWORD_FILE, TOKEN_URL).
+	reSecretName = regexp.MustCompile(`(?i)password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|credentials?`)
+)
+
+// secretName reports whether a variable name names a secret.
+func secretName(n string) bool { return reSecretName.MatchString(n) && secretKeyName(n) }
+
+// htpasswdBatch finds the password of an htpasswd command whose arguments are
+// text[start:end]: only in batch mode (-b), the last of its positional arguments, which are
+// "file user password", or "user password" with -n (no file). -C and -r take a value.
+// off is the password's offset in text.
+func htpasswdBatch(text string, start, end int) (off int, v string, ok bool) {
+	var batch, noFile, takesValue bool
+	var pos []int // offsets of positional arguments
+	for i := start; i < end; {
+		for i < end && (text[i] == ' ' || text[i] == '\t') {
+			i++
+		}
+		if i >= end {
+			break
+		}
+		j := i
+		if q := text[i]; q == '"' || q == '\'' {
+			j++
+			for j < end && text[j] != q {
+				j++
+			}
+			j = min(j+1, end)
+		} else {
+			for j < end && text[j] != ' ' && text[j] != '\t' {
+				j++
+			}
+		}
+		tok := text[i:j]
+		switch {
+		case takesValue:
+			takesValue = false
+		case len(tok) > 1 && tok[0] == '-' && len(pos) == 0:
+			batch = batch || strings.ContainsRune(tok[1:], 'b')
+			noFile = noFile || strings.ContainsRune(tok[1:], 'n')
+			takesValue = tok == "-C" || tok == "-r"
+		default:
+			pos = append(pos, i)
+		}
+		i = j
+	}
+	need := 3
+	if noFile {
+		need = 2
+	}
+	if !batch || len(pos) < need {
+		return 0, "", false
+	}
+	off = pos[need-1]
+	rest := text[off:end]
+	if q := rest[0]; q == '"' || q == '\'' {
+		if k := strings.IndexByte(rest[1:], q); k >= 0 {
+			return off, rest[:k+2], true
+		}
+		return off, rest, true
+	}
+	if k := strings.IndexAny(rest, " \t"); k >= 0 {
+		rest = rest[:k]
+	}
+	return off, rest, true
 }
 
 // chpasswdList finds the user:password lines of cloud-config chpasswd lists (the old
@@ -346,9 +460,26 @@ func init() {
 		expire expires expiry expiration min max lock prompt command cmd endpoint ttl header param
 		parameter region dir version count enabled enable required ref location sha sha1 sha256
 		md5 sum checksum digest fingerprint id ids rotation format ssm kms reset pwauth chpasswd
-		mode method field env variable age seconds timeout expired`) {
+		mode method field env variable age seconds timeout expired source process`) {
 		notSecretWords[w] = true
 	}
+}
+
+// sqlHash reports a password hash as SQL servers store them (PostgreSQL md5 and SCRAM): it
+// sets a password without holding it.
+func sqlHash(v string) bool {
+	if strings.HasPrefix(v, "SCRAM-SHA-256$") {
+		return true
+	}
+	if len(v) != 35 || !strings.HasPrefix(v, "md5") {
+		return false
+	}
+	for _, c := range v[3:] {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func unquote(v string) string {
@@ -378,6 +509,7 @@ func placeholder(v string) bool {
 		"get-secret-value", "dummy", "fixme", "todo", "{{", "${", "$(", "<", "ssh-rsa",
 		"ssh-ed25519", "ecdsa-sha2", "-----begin public", "-----begin certificate", "none",
 		"notasecret", "not-a-secret", "secretref", "valuefrom", "file://", "vault:",
+		"changeit", "arn:aws:ssm:", "ssm:/", "resolve:ssm", "parameter/",
 	} {
 		if strings.Contains(l, p) {
 			return true
@@ -386,6 +518,9 @@ func placeholder(v string) bool {
 	switch l {
 	case "password", "passw0rd", "secret", "token", "true", "false", "null", "test",
 		"testing", "random", "default", "string", "required", "optional", "hidden":
+		return true
+	}
+	if sqlHash(v) {
 		return true
 	}
 	allDigits, same := true, true
