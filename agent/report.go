@@ -185,6 +185,7 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 			return st, err
 		}
 	}
+	backlog, _, _ := r.spool.Size() // batches of earlier scans still waiting: delivery health
 	ok := map[string]bool{}
 	for _, p := range rep.Probes {
 		if p.Status == "ok" {
@@ -247,8 +248,16 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 		// it is larger than they are; 64 bytes more for the digits the dropped count may add
 		// to the summary. With room made here, Put drops nothing the summary would not count.
 		st.DroppedEvents = droppedByFindings
-		summary, _ := json.Marshal(sink.LogEvent{Timestamp: ts, Message: summaryEvent(rep, st)})
-		b, _ := json.Marshal(spool.Batch{Kind: spool.Logs, Items: append(items, summary)})
+		metrics := func() []json.RawMessage {
+			var out []json.RawMessage
+			for _, m := range metricEvents(rep, st, backlog) {
+				b, _ := json.Marshal(sink.LogEvent{Timestamp: ts, Message: m})
+				out = append(out, b)
+			}
+			return out
+		}
+		ms := metrics()
+		b, _ := json.Marshal(spool.Batch{Kind: spool.Logs, Items: append(items, ms...)})
 		dropped, err := r.spool.MakeRoom(int64(len(b)) + 64)
 		if err != nil {
 			return st, err
@@ -256,9 +265,9 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 		st.DroppedEvents += dropped
 		if st.DroppedEvents > 0 {
 			r.log.Warn("spool full: dropped the oldest log events", "dropped_events", st.DroppedEvents, "max_mb", r.cfg.Spool.MaxMB)
-			summary, _ = json.Marshal(sink.LogEvent{Timestamp: ts, Message: summaryEvent(rep, st)})
+			ms = metrics()
 		}
-		items = append(items, summary)
+		items = append(items, ms...)
 		more, err := r.spool.Put(spool.Logs, items)
 		st.DroppedEvents += more
 		if err != nil {
@@ -331,51 +340,6 @@ func resultEvent(rep *Report, c state.Change) string {
 		ev.Result.Reason = asff.Trunc(ev.Result.Reason, 1024)
 		b, _ = json.Marshal(ev)
 	}
-	return string(b)
-}
-
-// summaryEvent is the run summary in CloudWatch Embedded Metric Format: the root holds the
-// metric values, _aws says which are metrics, so dashboards and alarms need no PutMetricData.
-func summaryEvent(rep *Report, st SpoolStats) string {
-	m := map[string]any{
-		"type":            "run-summary",
-		"Host":            cmp.Or(rep.Host.InstanceID, rep.Host.Hostname, "unknown-host"),
-		"agent_version":   Version(),
-		"scanned_at":      rep.ScannedAt,
-		"probes":          rep.Probes,
-		"Passed":          rep.Summary.Passed,
-		"Failed":          rep.Summary.Failed,
-		"Warning":         rep.Summary.Warning,
-		"NotAvailable":    rep.Summary.NotAvailable,
-		"DurationMs":      rep.Summary.DurationMS,
-		"DroppedEvents":   st.DroppedEvents,
-		"FindingsSkipped": st.HubSkipped,
-	}
-	metrics := []map[string]string{
-		{"Name": "Passed", "Unit": "Count"}, {"Name": "Failed", "Unit": "Count"},
-		{"Name": "Warning", "Unit": "Count"}, {"Name": "NotAvailable", "Unit": "Count"},
-		{"Name": "DurationMs", "Unit": "Milliseconds"}, {"Name": "DroppedEvents", "Unit": "Count"},
-	}
-	bySev := map[probes.Severity]int{}
-	for _, res := range rep.Results {
-		if res.Status == probes.Failed {
-			bySev[res.Severity]++
-		}
-	}
-	for s := probes.Informational; s <= probes.Critical; s++ {
-		name := "Failed" + titleCase(s.String())
-		m[name] = bySev[s]
-		metrics = append(metrics, map[string]string{"Name": name, "Unit": "Count"})
-	}
-	m["_aws"] = map[string]any{
-		"Timestamp": rep.ScannedAt.UnixMilli(),
-		"CloudWatchMetrics": []any{map[string]any{
-			"Namespace":  "ec2sec",
-			"Dimensions": [][]string{{"Host"}, {}},
-			"Metrics":    metrics,
-		}},
-	}
-	b, _ := json.Marshal(m)
 	return string(b)
 }
 

@@ -49,12 +49,12 @@ func TestReporterLifecycle(t *testing.T) {
 	}
 	all := []string{"imds", "credentials"}
 	st := run(t0, all, v1, hop, sec)
-	if st.Findings != 3 || st.LogEvents != 4 {
-		t.Fatalf("first scan: %+v, want 3 findings and 4 events (3 results + summary)", st)
+	if st.Findings != 3 || st.LogEvents != 7 {
+		t.Fatalf("first scan: %+v, want 3 findings and 7 events (3 results, 3 failed checks' metrics, summary)", st)
 	}
 	st = run(t0.Add(time.Hour), all, v1, hop, sec)
-	if st.Findings != 0 || st.LogEvents != 1 {
-		t.Fatalf("unchanged rescan: %+v, want only the summary event", st)
+	if st.Findings != 0 || st.LogEvents != 4 {
+		t.Fatalf("unchanged rescan: %+v, want only the metric events (3 failed checks, summary)", st)
 	}
 	// Partial scan of imds only, where the hop limit is fixed: the secret finding of the
 	// credentials probe must not be archived.
@@ -281,8 +281,8 @@ func TestReporterOffEC2(t *testing.T) {
 	if _, err := rep.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(f.Events("/ec2sec/findings", "buildhost")); n != 3 {
-		t.Errorf("%d events in stream buildhost, want 3", n)
+	if n := len(f.Events("/ec2sec/findings", "buildhost")); n != 4 {
+		t.Errorf("%d events in stream buildhost, want 4 (2 results, the failed check's metric, summary)", n)
 	}
 	if f.Calls(awsfake.OpBatchImportFindings) != 0 {
 		t.Error("security hub called off EC2")
