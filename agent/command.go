@@ -8,7 +8,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/ec2sec/ec2sec/probes"
 )
@@ -124,31 +123,4 @@ func (c ScanCommand) Run(ctx context.Context) int {
 		return ExitFailOn
 	}
 	return ExitOK
-}
-
-// WriteChecks prints the check catalog from the code: id, probe, default severity, practices,
-// mappings and title.
-func WriteChecks(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CHECK\tPROBE\tSEVERITY\tPRACTICE\tCIS / SECURITY HUB\tTITLE")
-	for _, c := range probes.Catalog() {
-		var practices []string
-		for _, p := range c.Practices {
-			practices = append(practices, fmt.Sprint(p))
-		}
-		var maps []string
-		for _, s := range c.CIS {
-			maps = append(maps, "CIS "+s)
-		}
-		maps = append(maps, c.SecurityHub...)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Probe, c.Severity, strings.Join(practices, ","), dash(strings.Join(maps, ", ")), c.Title)
-	}
-	return tw.Flush()
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

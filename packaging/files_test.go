@@ -86,7 +86,7 @@ type iamPolicy struct {
 	}
 }
 
-// ec2Describes are the read-only calls of the instance-view checks (CHECKS.md, ec2api probe).
+// ec2Describes are the read-only calls of the instance-view checks (docs/checks.md, ec2api probe).
 var ec2Describes = []string{
 	"ec2:DescribeFlowLogs", "ec2:DescribeImages", "ec2:DescribeInstances", "ec2:DescribeSecurityGroups",
 	"ec2:DescribeVolumes", "ec2:GetEbsEncryptionByDefault", "ec2:GetSerialConsoleAccessStatus",

@@ -28,8 +28,9 @@ func (ConsoleProbe) Checks() []Check {
 	return []Check{
 		{
 			ID: "serial-console-login", Probe: "console", Severity: Medium,
-			Title:     "A getty serves the serial console and an account has a usable password",
-			Practices: []int{11},
+			Title:      "A getty serves the serial console and an account has a usable password",
+			FailedWhen: "a getty serves the serial console and an account has a usable password",
+			Practices:  []int{11},
 			Remediation: Remediation{
 				Text: "Lock the passwords of accounts that do not need one (passwd -l <user>), or stop the serial getty (systemctl mask serial-getty@ttyS0.service) where break-glass access is not wanted; keep EC2 serial console access disabled for the account (aws ec2 disable-serial-console-access).",
 				URL:  "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/ec2-serial-console.html",

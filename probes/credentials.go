@@ -46,8 +46,9 @@ func (CredentialsProbe) Checks() []Check {
 	return []Check{
 		{
 			ID: "cred-long-lived-key", Probe: "credentials", Severity: Critical,
-			Title:     "A long-term AWS access key (AKIA…) is stored in a file on the host",
-			Practices: []int{4},
+			Title:      "A long-term AWS access key (AKIA…) is stored in a file on the host",
+			FailedWhen: "a long-term access key (AKIA…) is stored in a file on disk",
+			Practices:  []int{4},
 			Remediation: Remediation{
 				Text: "Deactivate and delete the access key in IAM (aws iam update-access-key --status Inactive, then delete-access-key), remove it from the file, and give the workload an instance profile role instead.",
 				URL:  credDocs,
@@ -55,8 +56,9 @@ func (CredentialsProbe) Checks() []Check {
 		},
 		{
 			ID: "cred-session-key", Probe: "credentials", Severity: Medium,
-			Title:     "A temporary AWS access key (ASIA…) with its secret is stored on disk",
-			Practices: []int{4},
+			Title:      "A temporary AWS access key (ASIA…) with its secret is stored on disk",
+			FailedWhen: "a temporary key (ASIA…) with its secret is stored on disk",
+			Practices:  []int{4},
 			Remediation: Remediation{
 				Text: "Remove the stored session credentials; let the SDK fetch them from the instance profile, credential_process or IAM Identity Center (sso_*) when needed, and revoke the role's active sessions if they may have leaked.",
 				URL:  credDocs,
@@ -64,8 +66,9 @@ func (CredentialsProbe) Checks() []Check {
 		},
 		{
 			ID: "cred-process-env", Probe: "credentials", Severity: High,
-			Title:     "A running process holds AWS secret keys in its environment",
-			Practices: []int{4},
+			Title:      "A running process holds AWS secret keys in its environment",
+			FailedWhen: "a running process holds AWS secret keys in its environment",
+			Practices:  []int{4},
 			Remediation: Remediation{
 				Text: "Stop passing AWS_SECRET_ACCESS_KEY to the process (unit Environment=, container env, shell profile); let the SDK use the instance profile. Rotate the key, since /proc and crash dumps expose environments.",
 				URL:  credDocs,
@@ -73,8 +76,9 @@ func (CredentialsProbe) Checks() []Check {
 		},
 		{
 			ID: "cred-file-permissions", Probe: "credentials", Severity: High,
-			Title:     "A file holding credentials is readable by group or other, or owned by another user",
-			Practices: []int{4},
+			Title:      "A file holding credentials is readable by group or other, or owned by another user",
+			FailedWhen: "a file holding credentials is readable by group or other, or owned by another user",
+			Practices:  []int{4},
 			Remediation: Remediation{
 				Text: "chmod 600 the file and chown it to the user it belongs to (root for system files); better, remove the credentials from it.",
 				URL:  "https://docs.aws.amazon.com/cli/latest/userguide/cli-configure-files.html",
@@ -82,8 +86,9 @@ func (CredentialsProbe) Checks() []Check {
 		},
 		{
 			ID: "secret-in-local-file", Probe: "credentials", Severity: High,
-			Title:     "A secret (password, token, private key) is stored in a known config location",
-			Practices: []int{4, 12},
+			Title:      "A secret (password, token, private key) is stored in a known config location",
+			FailedWhen: "any other secret (gitleaks rules plus ours) in a known config location",
+			Practices:  []int{4, 12},
 			Remediation: Remediation{
 				Text: "Rotate the secret and move it to AWS Secrets Manager or SSM Parameter Store (SecureString), fetched at run time with the instance role.",
 				URL:  "https://docs.aws.amazon.com/secretsmanager/latest/userguide/intro.html",

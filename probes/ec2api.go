@@ -64,8 +64,9 @@ func (EC2APIProbe) Checks() []Check {
 	return []Check{
 		{
 			ID: "sg-world-open-admin-port", Probe: "ec2api", Severity: Critical,
-			Title:     "A security group of this instance opens an administration port (SSH, RDP or sshd's port) to the whole internet",
-			Practices: []int{2}, CIS: []string{"5.2", "5.3"}, SecurityHub: []string{"EC2.19"},
+			Title:      "A security group of this instance opens an administration port (SSH, RDP or sshd's port) to the whole internet",
+			FailedWhen: "a security group of this instance allows 0.0.0.0/0 or ::/0 to 22, 3389 or a port where sshd listens",
+			Practices:  []int{2}, CIS: []string{"5.2", "5.3"}, SecurityHub: []string{"EC2.19"},
 			Remediation: Remediation{
 				Text: "Remove the 0.0.0.0/0 and ::/0 ingress rules for the port (aws ec2 revoke-security-group-ingress); reach the instance through Session Manager, or allow only known source ranges.",
 				URL:  "https://docs.aws.amazon.com/securityhub/latest/userguide/ec2-controls.html#ec2-19",
@@ -73,8 +74,9 @@ func (EC2APIProbe) Checks() []Check {
 		},
 		{
 			ID: "ebs-unencrypted-volume", Probe: "ec2api", Severity: High,
-			Title:     "An EBS volume attached to this instance is not encrypted",
-			Practices: []int{3}, SecurityHub: []string{"EC2.3"},
+			Title:      "An EBS volume attached to this instance is not encrypted",
+			FailedWhen: "an attached EBS volume is not encrypted",
+			Practices:  []int{3}, SecurityHub: []string{"EC2.3"},
 			Remediation: Remediation{
 				Text: "Snapshot the volume, copy the snapshot with --encrypted, create a volume from the copy and swap it in; turn on EBS encryption by default so new volumes are encrypted.",
 				URL:  "https://docs.aws.amazon.com/ebs/latest/userguide/ebs-encryption.html",
@@ -82,8 +84,9 @@ func (EC2APIProbe) Checks() []Check {
 		},
 		{
 			ID: "ebs-default-encryption-off", Probe: "ec2api", Severity: Medium,
-			Title:     "EBS encryption by default is off in this region",
-			Practices: []int{3}, CIS: []string{"2.2.1"}, SecurityHub: []string{"EC2.7"},
+			Title:      "EBS encryption by default is off in this region",
+			FailedWhen: "EBS encryption by default is off in this region",
+			Practices:  []int{3}, CIS: []string{"2.2.1"}, SecurityHub: []string{"EC2.7"},
 			Remediation: Remediation{
 				Text: "Turn it on for the region: aws ec2 enable-ebs-encryption-by-default --region <region>.",
 				URL:  "https://docs.aws.amazon.com/ebs/latest/userguide/encryption-by-default.html",
@@ -91,8 +94,9 @@ func (EC2APIProbe) Checks() []Check {
 		},
 		{
 			ID: "vpc-flow-logs-off", Probe: "ec2api", Severity: Medium,
-			Title:     "This instance's VPC has no flow log",
-			Practices: []int{8}, CIS: []string{"3.9"}, SecurityHub: []string{"EC2.6"},
+			Title:      "This instance's VPC has no flow log",
+			FailedWhen: "this instance's VPC has no flow log",
+			Practices:  []int{8}, CIS: []string{"3.9"}, SecurityHub: []string{"EC2.6"},
 			Remediation: Remediation{
 				Text: "Create a flow log for the VPC (aws ec2 create-flow-logs --resource-type VPC --resource-ids <vpc-id> --traffic-type REJECT or ALL) to CloudWatch Logs or S3.",
 				URL:  "https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs.html",
@@ -100,8 +104,9 @@ func (EC2APIProbe) Checks() []Check {
 		},
 		{
 			ID: "ami-public", Probe: "ec2api", Severity: Critical,
-			Title:     "This instance's AMI is owned by this account and public",
-			Practices: []int{10},
+			Title:      "This instance's AMI is owned by this account and public",
+			FailedWhen: "this instance's AMI is owned by this account and public",
+			Practices:  []int{10},
 			Remediation: Remediation{
 				Text: "Make the AMI private (aws ec2 modify-image-attribute --image-id <ami> --launch-permission \"Remove=[{Group=all}]\") and turn on block public access for AMIs (aws ec2 enable-image-block-public-access).",
 				URL:  "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/sharingamis-intro.html",
@@ -109,8 +114,9 @@ func (EC2APIProbe) Checks() []Check {
 		},
 		{
 			ID: "serial-console-access-enabled", Probe: "ec2api", Severity: Medium,
-			Title:     "EC2 serial console access is enabled for the account in this region",
-			Practices: []int{11},
+			Title:      "EC2 serial console access is enabled for the account in this region",
+			FailedWhen: "EC2 serial console access is enabled for the account",
+			Practices:  []int{11},
 			Remediation: Remediation{
 				Text: "Disable it unless an operator needs it now (aws ec2 disable-serial-console-access), and restrict ec2-instance-connect:SendSerialConsoleSSHPublicKey.",
 				URL:  "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/ec2-serial-console.html",
@@ -118,8 +124,9 @@ func (EC2APIProbe) Checks() []Check {
 		},
 		{
 			ID: "imds-metadata-options", Probe: "ec2api", Severity: High,
-			Title:     "The instance's metadata options (HttpTokens, hop limit) are weak or disagree with what the host measured",
-			Practices: []int{1}, SecurityHub: []string{"EC2.8"},
+			Title:      "The instance's metadata options (HttpTokens, hop limit) are weak or disagree with what the host measured",
+			FailedWhen: "the instance's MetadataOptions (HttpTokens, hop limit) disagree with what the imds probe measured, or are weak",
+			Practices:  []int{1}, SecurityHub: []string{"EC2.8"},
 			Remediation: Remediation{
 				Text: "Require IMDSv2 with hop limit 1: aws ec2 modify-instance-metadata-options --instance-id <id> --http-tokens required --http-put-response-hop-limit 1; when the host measures something else, find the local proxy or redirect answering for IMDS.",
 				URL:  imdsDocs,

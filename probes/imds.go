@@ -30,8 +30,9 @@ func (IMDSProbe) Checks() []Check {
 	return []Check{
 		{
 			ID: "imds-v1-enabled", Probe: "imds", Severity: High,
-			Title:     "IMDSv1 is enabled: the metadata service answers requests without a session token",
-			Practices: []int{1}, CIS: []string{"5.6"}, SecurityHub: []string{"EC2.8"},
+			Title:      "IMDSv1 is enabled: the metadata service answers requests without a session token",
+			FailedWhen: "a GET without token is answered 200",
+			Practices:  []int{1}, CIS: []string{"5.6"}, SecurityHub: []string{"EC2.8"},
 			Remediation: Remediation{
 				Text: "Require IMDSv2: aws ec2 modify-instance-metadata-options --instance-id <id> --http-tokens required --http-endpoint enabled; set the account default with aws ec2 modify-instance-metadata-defaults --http-tokens required.",
 				URL:  imdsDocs,
@@ -39,8 +40,10 @@ func (IMDSProbe) Checks() []Check {
 		},
 		{
 			ID: "imds-hop-limit", Probe: "imds", Severity: Low,
-			Title:     "IMDS token hop limit above 1 lets containers and forwarded traffic fetch instance credentials",
-			Practices: []int{1},
+			Title:      "IMDS token hop limit above 1 lets containers and forwarded traffic fetch instance credentials",
+			FailedWhen: "the token response arrives with IP TTL (hop limit) > 1",
+			RaisedWhen: "HIGH when a container runtime (docker, containerd, podman, cri-o) is present",
+			Practices:  []int{1},
 			Remediation: Remediation{
 				Text: "Set the PUT response hop limit to 1 (2 only where containers must reach IMDS through a bridge): aws ec2 modify-instance-metadata-options --instance-id <id> --http-put-response-hop-limit 1.",
 				URL:  imdsDocs,
@@ -48,8 +51,9 @@ func (IMDSProbe) Checks() []Check {
 		},
 		{
 			ID: "imds-no-instance-profile", Probe: "imds", Severity: Medium,
-			Title:     "No IAM instance profile: software on the instance needs stored keys to call AWS",
-			Practices: []int{4},
+			Title:      "No IAM instance profile: software on the instance needs stored keys to call AWS",
+			FailedWhen: "no IAM role attached (`iam/info` 404)",
+			Practices:  []int{4},
 			Remediation: Remediation{
 				Text: "Attach an instance profile with a least-privilege role (aws ec2 associate-iam-instance-profile) and remove long-lived keys from the host.",
 				URL:  "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/iam-roles-for-amazon-ec2.html",

@@ -21,8 +21,9 @@ func (NetworkProbe) Checks() []Check {
 	return []Check{
 		{
 			ID: "public-ipv4", Probe: "network", Severity: Medium,
-			Title:     "The instance has a public IPv4 address",
-			Practices: []int{7}, SecurityHub: []string{"EC2.9"},
+			Title:      "The instance has a public IPv4 address",
+			FailedWhen: "the instance has a public IPv4 address",
+			Practices:  []int{7}, SecurityHub: []string{"EC2.9"},
 			Remediation: Remediation{
 				Text: "Move the instance to a private subnet (or launch it with AssociatePublicIpAddress false, and release any Elastic IP); reach it through Session Manager, EC2 Instance Connect Endpoint or a load balancer, with VPC endpoints for ssm, ssmmessages and ec2messages.",
 				URL:  "https://docs.aws.amazon.com/vpc/latest/userguide/vpc-ip-addressing.html",

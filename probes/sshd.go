@@ -50,8 +50,10 @@ func (SSHDProbe) Checks() []Check {
 	return []Check{
 		{
 			ID: "ssh-listening-public", Probe: "sshd", Severity: Medium,
-			Title:     "sshd (or a socket-activated ssh unit) listens on a non-loopback address",
-			Practices: []int{5, 2}, CIS: []string{"5.2", "5.3"}, SecurityHub: []string{"EC2.13", "EC2.19"},
+			Title:      "sshd (or a socket-activated ssh unit) listens on a non-loopback address",
+			FailedWhen: "sshd (or a socket-activated ssh unit) listens on a non-loopback address",
+			RaisedWhen: "HIGH with a public IPv4; CRITICAL when a security group opens that port to the world",
+			Practices:  []int{5, 2}, CIS: []string{"5.2", "5.3"}, SecurityHub: []string{"EC2.13", "EC2.19"},
 			Remediation: Remediation{
 				Text: "Use Session Manager instead of SSH: stop and disable sshd (systemctl disable --now ssh.service ssh.socket sshd.service), or bind it to loopback (ListenAddress 127.0.0.1) and reach it through Session Manager port forwarding; keep port 22 closed in security groups.",
 				URL:  "https://docs.aws.amazon.com/systems-manager/latest/userguide/session-manager.html",
@@ -59,8 +61,9 @@ func (SSHDProbe) Checks() []Check {
 		},
 		{
 			ID: "ssh-password-auth", Probe: "sshd", Severity: High,
-			Title:     "sshd accepts password authentication",
-			Practices: []int{5},
+			Title:      "sshd accepts password authentication",
+			FailedWhen: "PasswordAuthentication is effectively yes",
+			Practices:  []int{5},
 			Remediation: Remediation{
 				Text: "Set PasswordAuthentication no in /etc/ssh/sshd_config (before any Include that could set it first) and in every Match block that sets it, check with sshd -T, then reload sshd.",
 				URL:  "https://man.openbsd.org/sshd_config#PasswordAuthentication",
@@ -68,8 +71,9 @@ func (SSHDProbe) Checks() []Check {
 		},
 		{
 			ID: "ssh-root-login", Probe: "sshd", Severity: Medium,
-			Title:     "sshd permits root to log in",
-			Practices: []int{5},
+			Title:      "sshd permits root to log in",
+			FailedWhen: "PermitRootLogin is effectively yes",
+			Practices:  []int{5},
 			Remediation: Remediation{
 				Text: "Set PermitRootLogin no (or prohibit-password) in /etc/ssh/sshd_config and in every Match block that sets it, check with sshd -T, then reload sshd.",
 				URL:  "https://man.openbsd.org/sshd_config#PermitRootLogin",

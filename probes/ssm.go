@@ -47,8 +47,9 @@ func (SSMProbe) Checks() []Check {
 	return []Check{
 		{
 			ID: "ssm-agent-missing", Probe: "ssm", Severity: High,
-			Title:     "The SSM Agent is not installed",
-			Practices: []int{5, 9}, SecurityHub: []string{"SSM.1"},
+			Title:      "The SSM Agent is not installed",
+			FailedWhen: "no SSM Agent installed",
+			Practices:  []int{5, 9}, SecurityHub: []string{"SSM.1"},
 			Remediation: Remediation{
 				Text: "Install the SSM Agent (preinstalled on Amazon Linux, Ubuntu and Windows AMIs; otherwise from the regional S3 bucket or snap), enable it at boot, and attach an instance profile with AmazonSSMManagedInstanceCore.",
 				URL:  "https://docs.aws.amazon.com/systems-manager/latest/userguide/manually-install-ssm-agent-linux.html",
@@ -56,8 +57,9 @@ func (SSMProbe) Checks() []Check {
 		},
 		{
 			ID: "ssm-agent-not-running", Probe: "ssm", Severity: High,
-			Title:     "The SSM Agent is installed but not running or not enabled at boot",
-			Practices: []int{5, 9}, SecurityHub: []string{"SSM.1"},
+			Title:      "The SSM Agent is installed but not running or not enabled at boot",
+			FailedWhen: "installed but not running or not enabled at boot",
+			Practices:  []int{5, 9}, SecurityHub: []string{"SSM.1"},
 			Remediation: Remediation{
 				Text: "Enable and start the agent: systemctl enable --now amazon-ssm-agent (snap: snap start --enable amazon-ssm-agent; Windows: Set-Service AmazonSSMAgent -StartupType Automatic; Start-Service AmazonSSMAgent).",
 				URL:  ssmDocs,
@@ -65,8 +67,9 @@ func (SSMProbe) Checks() []Check {
 		},
 		{
 			ID: "ssm-endpoints-unreachable", Probe: "ssm", Severity: High,
-			Title:     "An SSM endpoint (ssm, ssmmessages, ec2messages) of the region cannot be reached",
-			Practices: []int{5, 7},
+			Title:      "An SSM endpoint (ssm, ssmmessages, ec2messages) of the region cannot be reached",
+			FailedWhen: "the ssm, ssmmessages or ec2messages endpoint of the region cannot be reached (DNS or TCP 443, time-bounded)",
+			Practices:  []int{5, 7},
 			Remediation: Remediation{
 				Text: "Give the subnet a route to the endpoints: interface VPC endpoints for ssm, ssmmessages and ec2messages (private DNS enabled, security group allowing 443 from the instance), or a NAT gateway; check DNS resolution and outbound 443 in security groups and network ACLs.",
 				URL:  "https://docs.aws.amazon.com/systems-manager/latest/userguide/setup-create-vpc.html",
@@ -74,8 +77,9 @@ func (SSMProbe) Checks() []Check {
 		},
 		{
 			ID: "ssm-agent-unhealthy", Probe: "ssm", Severity: Medium,
-			Title:     "The SSM Agent logs recent credential, access or health-ping errors, or is older than " + SSMAgentMinVersion,
-			Practices: []int{5},
+			Title:      "The SSM Agent logs recent credential, access or health-ping errors, or is older than " + SSMAgentMinVersion,
+			FailedWhen: "recent errors in the agent log (credentials, access denied, health ping failures) or an agent too old",
+			Practices:  []int{5},
 			Remediation: Remediation{
 				Text: "Check the instance profile (AmazonSSMManagedInstanceCore), IMDS reachability and the endpoints (ssm-cli get-diagnostics), read /var/log/amazon/ssm/errors.log, and update the agent (AWS-UpdateSSMAgent).",
 				URL:  "https://docs.aws.amazon.com/systems-manager/latest/userguide/troubleshooting-ssm-agent.html",

@@ -23,7 +23,7 @@ const usage = `ec2sec: EC2 host security agent
 Usage:
   ec2sec scan [flags]     run the probes once and print the results
   ec2sec run [flags]      the agent: scan on a schedule and report (SIGHUP reloads the config)
-  ec2sec checks           print the check catalog
+  ec2sec checks [flags]   print the check catalog (--format table|markdown, --output FILE)
   ec2sec service ACTION   install, uninstall, start, stop or status the OS service
   ec2sec version          print version, commit and Go version
 
@@ -48,15 +48,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "run":
 		return runAgent(ctx, args[1:], stdout, stderr)
 	case "checks":
-		if len(args) > 1 {
-			fmt.Fprintf(stderr, "ec2sec checks: unexpected argument %q\n", args[1])
-			return agent.ExitUsage
-		}
-		if err := agent.WriteChecks(stdout); err != nil {
-			fmt.Fprintf(stderr, "ec2sec checks: %v\n", err)
-			return agent.ExitNoScan
-		}
-		return agent.ExitOK
+		return checks(args[1:], stdout, stderr)
 	case "service":
 		if len(args) != 2 {
 			fmt.Fprintf(stderr, "usage: ec2sec service %s\n", strings.Join(service.Actions, "|"))
@@ -105,6 +97,44 @@ func scan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return c.Run(ctx)
+}
+
+// checks is `ec2sec checks`: the catalog as a table, or as markdown (docs/checks.md).
+func checks(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ec2sec checks", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	format := fs.String("format", "table", "output `FORMAT`: table or markdown (docs/checks.md)")
+	output := fs.String("output", "", "write the catalog to `FILE` instead of stdout")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return agent.ExitOK
+		}
+		return agent.ExitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "ec2sec checks: unexpected argument %q\n", fs.Arg(0))
+		return agent.ExitUsage
+	}
+	if *format != "table" && *format != "markdown" {
+		fmt.Fprintf(stderr, "ec2sec checks: --format %q: want table or markdown\n", *format)
+		return agent.ExitUsage
+	}
+	var b strings.Builder
+	if err := agent.WriteChecks(&b, *format); err != nil {
+		fmt.Fprintf(stderr, "ec2sec checks: %v\n", err)
+		return agent.ExitNoScan
+	}
+	if *output == "" {
+		if _, err := io.WriteString(stdout, b.String()); err != nil {
+			return agent.ExitNoScan
+		}
+		return agent.ExitOK
+	}
+	if err := os.WriteFile(*output, []byte(b.String()), 0o644); err != nil {
+		fmt.Fprintf(stderr, "ec2sec checks: %v\n", err)
+		return agent.ExitNoScan
+	}
+	return agent.ExitOK
 }
 
 // isTerminal reports whether w is a character device (a terminal), without a dependency.

@@ -113,6 +113,13 @@ func TestVersionAndChecks(t *testing.T) {
 			t.Errorf("checks does not list %s: %q", id, r.stdout)
 		}
 	}
+	r = ec2sec(t, nil, "checks", "--format", "markdown")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "# Check catalog") || !strings.Contains(r.stdout, "| imds-v1-enabled | imds |") {
+		t.Errorf("checks --format markdown: %d %q", r.code, r.stdout)
+	}
+	if r = ec2sec(t, nil, "checks", "--format", "yaml"); r.code != 2 {
+		t.Errorf("checks --format yaml: exit %d, want 2", r.code)
+	}
 }
 
 func TestOffEC2(t *testing.T) {
