@@ -67,11 +67,13 @@ func WriteTable(w io.Writer, r *Report, color bool) error {
 		return code + s + ansiReset
 	}
 	var b strings.Builder
-	host := cmp.Or(r.Host.InstanceID, r.Host.Hostname, "this host")
+	// Every field comes from the host or an endpoint (IMDS, an image's /etc/hostname, a
+	// process path): each one goes through inert (oneLine does) before it is printed.
+	host := oneLine(cmp.Or(r.Host.InstanceID, r.Host.Hostname, "this host"), 120)
 	where := []string{}
 	for _, s := range []string{r.Host.AccountID, r.Host.Region, r.Host.AMIID} {
 		if s != "" {
-			where = append(where, s)
+			where = append(where, oneLine(s, 120))
 		}
 	}
 	fmt.Fprintf(&b, "%s %s", paint(ansiBold, "ec2sec scan of"), paint(ansiBold, host))
@@ -80,7 +82,7 @@ func WriteTable(w io.Writer, r *Report, color bool) error {
 	}
 	fmt.Fprintf(&b, " at %s\n", r.ScannedAt.Format("2006-01-02 15:04:05Z07:00"))
 	if id := r.identity; !id.OnEC2() && id.Reason != "" {
-		fmt.Fprintf(&b, "%s\n", paint(ansiDim, id.Reason))
+		fmt.Fprintf(&b, "%s\n", paint(ansiDim, oneLine(id.Reason, 400)))
 	}
 
 	rs := slices.Clone(r.Results)
@@ -98,7 +100,7 @@ func WriteTable(w io.Writer, r *Report, color bool) error {
 	}
 	wCheck, wRes := 0, 0
 	for _, res := range rs {
-		wCheck = max(wCheck, len(res.Check))
+		wCheck = max(wCheck, len([]rune(oneLine(res.Check, 60))))
 		wRes = max(wRes, len([]rune(resource(res))))
 	}
 	var last probes.Status
@@ -112,7 +114,8 @@ func WriteTable(w io.Writer, r *Report, color bool) error {
 			sev = res.Severity.String()
 		}
 		// Pad before painting so escape codes do not upset the column widths.
-		fmt.Fprintf(&b, "  %s  %-*s  ", paint(severityColor[res.Severity], fmt.Sprintf("%-8s", sev)), wCheck, res.Check)
+		check := oneLine(res.Check, 60)
+		fmt.Fprintf(&b, "  %s  %s%s  ", paint(severityColor[res.Severity], fmt.Sprintf("%-8s", inert(sev))), check, strings.Repeat(" ", wCheck-len([]rune(check))))
 		if wRes > 0 {
 			fmt.Fprintf(&b, "%s%s  ", resource(res), strings.Repeat(" ", wRes-len([]rune(resource(res)))))
 		}
@@ -125,9 +128,10 @@ func WriteTable(w io.Writer, r *Report, color bool) error {
 	return err
 }
 
-// oneLine keeps a table cell on one line and at most n runes.
+// oneLine keeps a table cell on one line, inert (no control character reaches the
+// terminal) and at most n runes.
 func oneLine(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
+	s = inert(strings.Join(strings.Fields(s), " "))
 	if r := []rune(s); len(r) > n {
 		return string(r[:n-1]) + "…"
 	}

@@ -58,13 +58,24 @@ func FuzzCompareVersions(f *testing.F) {
 	})
 }
 
-// FuzzHostPort: an endpoint that parses names a host and a TCP port the dialer accepts.
+// FuzzHostPort: an endpoint that parses names a host and a TCP port the dialer accepts; a
+// message about one never quotes what stands before its "@" (user:password).
 func FuzzHostPort(f *testing.F) {
-	for _, s := range []string{"https://ssm.eu-west-1.amazonaws.com", "http://127.0.0.1:8080/path", "vpce-1.ssm.eu-west-1.vpce.amazonaws.com:443", "https://[::1]:99999", "https://h:0", "://", "[::1", "h:-1", ""} {
+	for _, s := range []string{"https://ssm.eu-west-1.amazonaws.com", "http://127.0.0.1:8080/path", "vpce-1.ssm.eu-west-1.vpce.amazonaws.com:443", "https://[::1]:99999", "https://h:0", "://", "[::1", "h:-1", "",
+		"https://admin:hunter2secret@ssm.example:99999", "https://admin:hunter2secret@[::1", "admin:hunter2secret@:443", "https://u:p%zzsecret@h"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		host, port, msg := hostPort(s)
+		if at := strings.LastIndex(s, "@"); at >= 0 {
+			userinfo := s[:at]
+			if i := strings.Index(userinfo, "://"); i >= 0 {
+				userinfo = userinfo[i+3:]
+			}
+			if len(userinfo) >= 6 && strings.Contains(msg, userinfo) {
+				t.Fatalf("%q: message %q quotes the userinfo %q", s, msg, userinfo)
+			}
+		}
 		if msg != "" {
 			if host != "" || port != "" {
 				t.Fatalf("%q: error %q with host %q port %q", s, msg, host, port)

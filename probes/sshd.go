@@ -192,9 +192,12 @@ func sshdSetting(lay sshdLayout, cfg *sshdconfig.Config, cfgErr error, common ma
 		if !slices.Contains(sshdValid[keyword], v) {
 			v, invalid = "invalid", append(invalid, d.Where())
 		}
-		overrides = append(overrides, map[string]any{"match": m.Text, "at": d.Where(), "value": v})
+		// A Match line's arguments are never quoted (a pasted secret, an escape sequence, a
+		// name the SOC need not see): where it is and which criteria it uses.
+		matchAt := fmt.Sprintf("%s:%d", m.File, m.Line)
+		overrides = append(overrides, map[string]any{"match_at": matchAt, "criteria": matchCriteria(m), "at": d.Where(), "value": v})
 		if slices.Contains(bad, v) {
-			badMatches = append(badMatches, fmt.Sprintf("Match %s (%s)", m.Text, d.Where()))
+			badMatches = append(badMatches, fmt.Sprintf("the Match block at %s (%s; set at %s)", matchAt, matchCriteria(m), d.Where()))
 		}
 	}
 	name := sshdKeywordName(keyword)
@@ -236,6 +239,24 @@ func sshdSetting(lay sshdLayout, cfg *sshdconfig.Config, cfgErr error, common ma
 		r.Reason = fmt.Sprintf("%s is effectively %s (%s), and no Match block sets it to %s", name, value, source, strings.Join(bad, " or "))
 	}
 	return []Result{r}
+}
+
+// matchCriteria names the criteria of a Match line ("user, address"; "all"), never their
+// patterns (the parser keeps only criteria sshd knows, lower case).
+func matchCriteria(m *sshdconfig.Match) string {
+	if m.All {
+		return "all"
+	}
+	var names []string
+	for _, c := range m.Criteria {
+		if !slices.Contains(names, c.Name) {
+			names = append(names, c.Name)
+		}
+	}
+	if len(names) == 0 {
+		return "no criteria"
+	}
+	return strings.Join(names, ", ")
 }
 
 // sshdValid are the values sshd accepts for the settings sshdSetting rates (after norm).

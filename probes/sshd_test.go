@@ -56,7 +56,9 @@ func TestSSHDSettings(t *testing.T) {
 		{"ubuntu cloud image", with(ubuntu, "/etc/ssh/sshd_config.d/50-cloud-init.conf", ""), Passed, Passed, "no", "prohibit-password",
 			"/etc/ssh/sshd_config.d/60-cloudimg-settings.conf:1", "effectively no", true},
 		{"match re-enables passwords", map[string]string{"/etc/ssh/sshd_config": "PasswordAuthentication no\nPermitRootLogin no\nMatch User deploy Address 10.0.0.0/8\n  PasswordAuthentication yes\n"},
-			Failed, Passed, "no", "no", "/etc/ssh/sshd_config:1", "a Match block re-enables it for some connections: Match User deploy Address 10.0.0.0/8 (/etc/ssh/sshd_config:4)", false},
+			Failed, Passed, "no", "no", "/etc/ssh/sshd_config:1", "a Match block re-enables it for some connections: the Match block at /etc/ssh/sshd_config:3 (user, address; set at /etc/ssh/sshd_config:4)", false},
+		{"match arguments are not quoted", map[string]string{"/etc/ssh/sshd_config": "PasswordAuthentication no\nMatch User s3cr3t-user,\x1b]0;t\x07 Address 10.0.0.0/8\n  PasswordAuthentication yes\n"},
+			Failed, Passed, "no", "prohibit-password", "/etc/ssh/sshd_config:1", "the Match block at /etc/ssh/sshd_config:2 (user, address; set at /etc/ssh/sshd_config:3)", false},
 		{"root login in match", map[string]string{"/etc/ssh/sshd_config": "PasswordAuthentication no\nMatch Address 192.168.0.0/16\n  PermitRootLogin yes\n"},
 			Passed, Failed, "no", "prohibit-password", "/etc/ssh/sshd_config:1", "", false},
 		{"root login yes", map[string]string{"/etc/ssh/sshd_config": "PermitRootLogin=YES\nPasswordAuthentication no\n"},
@@ -97,7 +99,12 @@ func TestSSHDSettings(t *testing.T) {
 				t.Errorf("password reason %q lacks %q", pw.Reason, c.reasonHas)
 			}
 			if strings.Contains(evidenceJSON(t, rs), "s3cr3t") {
-				t.Error("AuthorizedKeysCommand arguments leaked into evidence")
+				t.Error("AuthorizedKeysCommand or Match arguments leaked into evidence")
+			}
+			for _, r := range rs {
+				if strings.Contains(r.Reason, "s3cr3t") || strings.Contains(r.Reason, "\x1b") {
+					t.Errorf("reason quotes a Match argument: %q", r.Reason)
+				}
 			}
 			if pw.Resource != "/etc/ssh/sshd_config" {
 				t.Errorf("resource %q", pw.Resource)

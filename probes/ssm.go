@@ -1,6 +1,7 @@
 package probes
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ec2sec/ec2sec/probes/metadata"
 )
 
 // SSMProbe checks that the instance can be managed through AWS Systems Manager: the SSM
@@ -456,12 +459,18 @@ func ssmTargets(env *Env, layout ssmLayout) []ssmTarget {
 			t.host, t.port, t.err = hostPort(agentCfg[s.agentKey])
 			t.source = "amazon-ssm-agent.json " + s.agentKey + ".Endpoint"
 		case env.Identity.Region != "":
-			domain := env.Identity.Domain
-			if domain == "" {
-				domain = "amazonaws.com"
+			// Region and domain come from IMDS: checked before a name is made of them, so
+			// a hostile IMDS cannot have ssm.<region>.attacker.example resolved.
+			domain := cmp.Or(env.Identity.Domain, "amazonaws.com")
+			switch {
+			case !metadata.ValidRegion(env.Identity.Region):
+				t.err = "the region IMDS gave is not an AWS region name (such as us-east-1): no endpoint name is made of it"
+			case !metadata.KnownDomain(domain):
+				t.err = "the domain IMDS gave (services/domain) is not the DNS suffix of an AWS partition (amazonaws.com, amazonaws.com.cn, amazonaws.eu, c2s.ic.gov, sc2s.sgov.gov, cloud.adc-e.uk, csp.hci.ic.gov): no name under it is resolved"
+			default:
+				t.host, t.port = fmt.Sprintf("%s.%s.%s", s.name, env.Identity.Region, domain), "443"
+				t.source = "region " + env.Identity.Region
 			}
-			t.host, t.port = fmt.Sprintf("%s.%s.%s", s.name, env.Identity.Region, domain), "443"
-			t.source = "region " + env.Identity.Region
 		default:
 			reason := env.Identity.Reason
 			if reason == "" {
@@ -504,9 +513,11 @@ func hostPort(s string) (host, port, errMsg string) {
 	if !strings.Contains(s, "://") {
 		s = "https://" + s
 	}
+	// Messages never quote the value as given: an endpoint URL may carry user:password@
+	// (or a token in its path). What they show is the scheme and host[:port] only.
 	u, err := url.Parse(s)
 	if err != nil || u.Hostname() == "" {
-		return "", "", fmt.Sprintf("bad endpoint %q", s)
+		return "", "", "bad endpoint: not [https://]host[:port][/path] (the value is not shown: it may hold credentials)"
 	}
 	port = u.Port()
 	if port == "" {
@@ -518,7 +529,7 @@ func hostPort(s string) (host, port, errMsg string) {
 	// url.Parse takes any digits as a port; the dialer would refuse them and the endpoint
 	// would look unreachable instead of misconfigured.
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return "", "", fmt.Sprintf("bad port in endpoint %q", s)
+		return "", "", fmt.Sprintf("bad port in endpoint %s://%s", u.Scheme, u.Host)
 	}
 	return u.Hostname(), port, ""
 }

@@ -3,12 +3,14 @@ package probes
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -356,6 +358,40 @@ func TestSSMReachability(t *testing.T) {
 			"ssmmessages": {Failed, "ssmmessages.cn-north-1.amazonaws.com.cn:443", "DNS lookup failed"},
 			"ec2messages": {Failed, "ec2messages.cn-north-1.amazonaws.com.cn:443", "DNS lookup failed"},
 		})
+	})
+
+	// A hostile IMDS names the domain (or a region with dots in it): no name under it is
+	// resolved, nothing is dialled, and the check says why.
+	t.Run("domain from IMDS not an AWS partition's", func(t *testing.T) {
+		for _, id := range []metadata.Identity{
+			{Region: "eu-west-1", Domain: "attacker.example", Reachable: true},
+			{Region: "eu-west-1", Domain: "amazonaws.com.attacker.example", Reachable: true},
+			{Region: "eu-west-1.attacker.example", Domain: "amazonaws.com", Reachable: true},
+			{Region: "eu-west-1", Domain: "amazonaws.com.", Reachable: true},
+		} {
+			env := mgmtEnv(t, t.TempDir(), "")
+			env.Identity = id
+			var asked []string
+			var mu sync.Mutex
+			env.Resolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				mu.Lock()
+				asked = append(asked, addr)
+				mu.Unlock()
+				return nil, errors.New("no DNS here")
+			}}
+			env.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				t.Errorf("%+v: dialled %s", id, addr)
+				return nil, errors.New("no")
+			}
+			for svc, r := range run(t, env) {
+				if r.Status != NotAvailable || !strings.Contains(r.Reason, "AWS") {
+					t.Errorf("%+v: %s: %s (%s)", id, svc, r.Status, r.Reason)
+				}
+			}
+			if len(asked) > 0 {
+				t.Errorf("%+v: resolved %v", id, asked)
+			}
+		}
 	})
 
 	t.Run("the agent's own endpoint config", func(t *testing.T) {

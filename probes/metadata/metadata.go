@@ -343,25 +343,52 @@ func PartitionOf(region string) string {
 		return "aws-iso-e"
 	case strings.HasPrefix(region, "us-isof-"):
 		return "aws-iso-f"
+	case strings.HasPrefix(region, "eusc-"):
+		return "aws-eusc"
 	default:
 		return "aws"
 	}
 }
 
-// DomainOf returns the DNS suffix of a partition's service endpoints.
-func DomainOf(partition string) string {
-	switch partition {
-	case "aws-cn":
-		return "amazonaws.com.cn"
-	case "aws-iso":
-		return "c2s.ic.gov"
-	case "aws-iso-b":
-		return "sc2s.sgov.gov"
-	case "aws-iso-e":
-		return "cloud.adc-e.uk"
-	case "aws-iso-f":
-		return "csp.hci.ic.gov"
-	default:
-		return "amazonaws.com"
-	}
+// partitionDomains are the DNS suffixes of the AWS partitions' service endpoints, as the
+// SDK's partitions.json (aws-sdk-go-v2 internal/endpoints/awsrulesfn) lists them: aws and
+// aws-us-gov share amazonaws.com.
+var partitionDomains = map[string]string{
+	"aws":        "amazonaws.com",
+	"aws-us-gov": "amazonaws.com",
+	"aws-cn":     "amazonaws.com.cn",
+	"aws-eusc":   "amazonaws.eu",
+	"aws-iso":    "c2s.ic.gov",
+	"aws-iso-b":  "sc2s.sgov.gov",
+	"aws-iso-e":  "cloud.adc-e.uk",
+	"aws-iso-f":  "csp.hci.ic.gov",
 }
+
+// DomainOf returns the DNS suffix of a partition's service endpoints (amazonaws.com for a
+// partition it does not know).
+func DomainOf(partition string) string {
+	if d, ok := partitionDomains[partition]; ok {
+		return d
+	}
+	return "amazonaws.com"
+}
+
+// KnownDomain reports whether domain (as IMDS services/domain says it) is the DNS suffix of an
+// AWS partition. A name made of anything else (ssm.<region>.attacker.example) would send the
+// agent's DNS lookups, and its connections, wherever a hostile IMDS wants.
+func KnownDomain(domain string) bool {
+	for _, d := range partitionDomains {
+		if domain == d {
+			return true
+		}
+	}
+	return false
+}
+
+// regionName is the shape of every AWS region name: us-east-1, us-gov-west-1, cn-north-1,
+// us-isob-east-1, eu-isoe-west-1, eusc-de-east-1.
+var regionName = regexp.MustCompile(`^[a-z]{2,4}(-[a-z]{1,10}){1,3}-[0-9]{1,2}$`)
+
+// ValidRegion reports whether region has the shape of an AWS region name: one DNS label, no
+// dots, nothing a hostile identity document could use to name another host.
+func ValidRegion(region string) bool { return regionName.MatchString(region) }

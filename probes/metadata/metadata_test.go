@@ -20,10 +20,36 @@ func TestPartitions(t *testing.T) {
 		"eu-central-2":   {"aws", "amazonaws.com"},
 		"us-iso-east-1":  {"aws-iso", "c2s.ic.gov"},
 		"us-isob-east-1": {"aws-iso-b", "sc2s.sgov.gov"},
+		"eusc-de-east-1": {"aws-eusc", "amazonaws.eu"},
 	} {
 		p := PartitionOf(region)
 		if p != want[0] || DomainOf(p) != want[1] {
 			t.Errorf("%s: %s %s, want %v", region, p, DomainOf(p), want)
+		}
+	}
+}
+
+// TestKnownDomainsAndRegions: only the partitions' own DNS suffixes and region-shaped names
+// are taken from IMDS to name an endpoint.
+func TestKnownDomainsAndRegions(t *testing.T) {
+	for _, d := range []string{"amazonaws.com", "amazonaws.com.cn", "amazonaws.eu", "c2s.ic.gov", "sc2s.sgov.gov", "cloud.adc-e.uk", "csp.hci.ic.gov"} {
+		if !KnownDomain(d) {
+			t.Errorf("%s is an AWS partition's DNS suffix", d)
+		}
+	}
+	for _, d := range []string{"", "attacker.example", "amazonaws.com.", "AMAZONAWS.COM", "amazonaws.com.attacker.example", "x.amazonaws.com", "amazonaws.com\x00"} {
+		if KnownDomain(d) {
+			t.Errorf("%q is no AWS partition's DNS suffix", d)
+		}
+	}
+	for _, r := range []string{"us-east-1", "us-gov-west-1", "cn-northwest-1", "us-isob-east-1", "eu-isoe-west-1", "us-isof-south-1", "eusc-de-east-1", "ap-southeast-5"} {
+		if !ValidRegion(r) {
+			t.Errorf("%s is a region name", r)
+		}
+	}
+	for _, r := range []string{"", "us-east-1.attacker.example", "us-east-1\n", "US-EAST-1", "us", "x-1", "../1", "us-east-1/x"} {
+		if ValidRegion(r) {
+			t.Errorf("%q is no region name", r)
 		}
 	}
 }
