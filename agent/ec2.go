@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 
+	"github.com/ec2sec/ec2sec/agent/sink"
 	"github.com/ec2sec/ec2sec/probes"
 	"github.com/ec2sec/ec2sec/probes/metadata"
 )
@@ -53,6 +54,7 @@ func newEC2Client(ctx context.Context, o ScanOptions, id metadata.Identity) (pro
 		config.WithRetryMaxAttempts(2),
 		config.WithEC2IMDSEndpoint(o.IMDS.Endpoint()),
 	}
+	opts = append(opts, sink.Bounded(0)...) // bodies and headers; the probe bounds the time
 	if o.IMDS.Disabled() {
 		opts = append(opts, config.WithEC2IMDSClientEnableState(imds.ClientDisabled))
 	}

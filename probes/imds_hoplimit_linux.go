@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"time"
 
+	"github.com/ec2sec/ec2sec/internal/httplimit"
 	"github.com/ec2sec/ec2sec/probes/metadata"
 )
 
@@ -204,7 +206,8 @@ func (m *hopMeter) put(ctx context.Context, minTTL int) error {
 	if err := req.Write(conn); err != nil {
 		return out(err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReaderSize(conn, 512), req)
+	// Bounded: a hostile IMDS's endless header costs at most httplimit.IMDSHeaders.
+	resp, err := http.ReadResponse(bufio.NewReaderSize(io.LimitReader(conn, httplimit.IMDSHeaders), 512), req)
 	if err != nil {
 		return out(err)
 	}

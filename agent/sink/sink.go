@@ -20,6 +20,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go/middleware"
+
+	"github.com/ec2sec/ec2sec/internal/httplimit"
 )
 
 // Outcome is what became of one item.
@@ -81,10 +84,8 @@ func LoadAWS(ctx context.Context, o AWSOptions) (aws.Config, error) {
 				}
 			})
 		}),
-		config.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(o.HTTPTimeout).WithTransportOptions(func(t *http.Transport) {
-			t.ResponseHeaderTimeout = o.HTTPTimeout
-		})),
 	}
+	opts = append(opts, Bounded(o.HTTPTimeout)...)
 	if o.Region != "" {
 		opts = append(opts, config.WithRegion(o.Region))
 	}
@@ -93,6 +94,27 @@ func LoadAWS(ctx context.Context, o AWSOptions) (aws.Config, error) {
 		return aws.Config{}, fmt.Errorf("aws config: %w", err)
 	}
 	return cfg, nil
+}
+
+// Bounded returns the config options that bound every exchange of the clients built from
+// the config: in time (timeout; 0 = the SDK's defaults), and in size, headers and bodies
+// past a few MiB failing before the SDK reads them into memory. No endpoint (CloudWatch Logs,
+// Security Hub, STS, EC2, IMDS for credentials) can make the agent allocate without limit.
+// The client stays the SDK's buildable one, so AWS_CA_BUNDLE keeps working.
+func Bounded(timeout time.Duration) []func(*config.LoadOptions) error {
+	hc := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		t.MaxResponseHeaderBytes = httplimit.AWSHeaders
+		if timeout > 0 {
+			t.ResponseHeaderTimeout = timeout
+		}
+	})
+	if timeout > 0 {
+		hc = hc.WithTimeout(timeout)
+	}
+	return []func(*config.LoadOptions) error{
+		config.WithHTTPClient(hc),
+		config.WithAPIOptions([]func(*middleware.Stack) error{httplimit.SDKOption(httplimit.AWSAPI)}),
+	}
 }
 
 // AssumeRole returns a copy of cfg whose credentials come from assuming roleARN through STS

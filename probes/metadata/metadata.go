@@ -20,6 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+
+	"github.com/ec2sec/ec2sec/internal/httplimit"
 )
 
 // Default endpoints, as the SDK and the EC2 documentation name them.
@@ -29,10 +31,11 @@ const (
 )
 
 // Bounds on what one answer may cost us: IMDS answers are small, user data is at most 16 KB
-// raw; anything bigger is garbage or hostile and is cut off.
+// raw; anything bigger is garbage or hostile and is cut off. The HTTP client enforces them
+// on the body itself (httplimit), since the SDK reads a whole body before handing it over.
 const (
-	maxAnswer   = 64 << 10
-	maxUserData = 1 << 20
+	maxAnswer   = httplimit.IMDSAnswer
+	maxUserData = httplimit.IMDSUserData
 )
 
 // ErrNotFound is returned for a 404 answer: the item does not exist on this instance.
@@ -108,17 +111,35 @@ func New(o Options) *Client {
 // httpClient is the SDK client's HTTP client with the SDK's timeouts for IMDS (a quick
 // dial, a quick answer), dialling through Dialer: answered within a millisecond even while a
 // scan keeps every core busy. Connections are not kept: one idle in a pool would be polled
-// until closed, and a new one to a local IMDS costs microseconds.
+// until closed, and a new one to a local IMDS costs microseconds. Headers and bodies are
+// bounded (answerLimit) before the SDK reads them: a hostile IMDS costs at most a MiB.
 func httpClient() *http.Client {
 	return &http.Client{
-		Transport: &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment, // as the SDK's own client
-			DialContext:           (&Dialer{Timeout: 250 * time.Millisecond}).DialContext,
-			ResponseHeaderTimeout: 500 * time.Millisecond,
-			DisableKeepAlives:     true,
+		Transport: &httplimit.Transport{
+			Base: &http.Transport{
+				Proxy:                  http.ProxyFromEnvironment, // as the SDK's own client
+				DialContext:            (&Dialer{Timeout: 250 * time.Millisecond}).DialContext,
+				ResponseHeaderTimeout:  500 * time.Millisecond,
+				DisableKeepAlives:      true,
+				MaxResponseHeaderBytes: httplimit.IMDSHeaders,
+			},
+			Limit: answerLimit,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+}
+
+// answerLimit is the largest answer IMDS may give to req: a token, user data, or anything
+// else the agent asks for.
+func answerLimit(req *http.Request) int64 {
+	p := strings.TrimRight(req.URL.Path, "/") // the endpoint may carry a path of its own
+	switch {
+	case strings.HasSuffix(p, "/latest/api/token"):
+		return httplimit.IMDSToken
+	case strings.HasSuffix(p, "/latest/user-data"):
+		return maxUserData
+	}
+	return maxAnswer
 }
 
 // Endpoint returns the IMDS base URL, without a trailing slash.
