@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -59,14 +58,11 @@ func (p FS) Listeners() ([]Listener, error) {
 
 func (p FS) readListeners(proto string) ([]Listener, error) {
 	name := filepath.Join(p.Dir, "net", proto)
-	f, err := os.OpenFile(name, os.O_RDONLY|noFollowNonblock, 0)
+	f, err := openFile(name, p.kernel)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", name, err)
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", name)
-	}
 	ls, err := ParseListeners(proto, io.LimitReader(f, maxNetLines*maxNetLine))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", name, err)

@@ -17,28 +17,16 @@ import (
 // it saves the extra read that would return 0.
 //
 // The size a stat would give is useless (procfs says 0), so there is none before reading.
-// In a mounted procfs (kernel) every file is a regular one. Elsewhere (a fixture tree) a
-// read that finds nothing or fails is checked with fstat, so a FIFO is refused as before
-// (O_NONBLOCK: it cannot block, and gives nothing); a directory fails its read.
+// In a mounted procfs (kernel) every file is a regular one. Elsewhere (a fixture tree, a
+// --proc given by hand) the file's type is looked at before it is opened, and the opened
+// file is checked to be what was looked at: a FIFO, socket or device node is never opened
+// (opening a device runs its driver, whatever the flags).
 func readFile(name string, limit int64, buf []byte, shortIsEOF, kernel bool) ([]byte, bool, error) {
-	fd, err := unix.Open(name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	fd, err := openRegular(name, kernel)
 	if err != nil {
-		return nil, false, &os.PathError{Op: "open", Path: name, Err: err}
+		return nil, false, err
 	}
 	defer unix.Close(fd)
-	regular := func() error {
-		if kernel {
-			return nil
-		}
-		var st unix.Stat_t
-		if err := unix.Fstat(fd, &st); err != nil {
-			return &os.PathError{Op: "stat", Path: name, Err: err}
-		}
-		if st.Mode&unix.S_IFMT != unix.S_IFREG {
-			return fmt.Errorf("%s: not a regular file", name)
-		}
-		return nil
-	}
 	// procfs reports size 0; start at a page, enough for most status and environ files
 	// (or at what the caller's buffer already holds).
 	if buf = buf[:0]; cap(buf) == 0 {
@@ -54,9 +42,6 @@ func readFile(name string, limit int64, buf []byte, shortIsEOF, kernel bool) ([]
 			continue
 		}
 		if err != nil {
-			if rerr := regular(); rerr != nil {
-				return nil, false, rerr
-			}
 			return nil, false, &os.PathError{Op: "read", Path: name, Err: err}
 		}
 		if n == 0 {
@@ -67,15 +52,59 @@ func readFile(name string, limit int64, buf []byte, shortIsEOF, kernel bool) ([]
 			break
 		}
 	}
-	if len(buf) == 0 {
-		if err := regular(); err != nil {
-			return nil, false, err
-		}
-	}
 	if int64(len(buf)) > limit {
 		return buf[:limit], true, nil
 	}
 	return buf, false, nil
+}
+
+// openRegular opens name read-only, without following a link as its last component and
+// without blocking. Outside a mounted procfs (kernel false) only a regular file is opened:
+// lstat first, then fstat of the opened file compared with it (a swap in between is
+// refused).
+func openRegular(name string, kernel bool) (int, error) {
+	var before unix.Stat_t
+	if !kernel {
+		if err := unix.Lstat(name, &before); err != nil {
+			return -1, &os.PathError{Op: "lstat", Path: name, Err: err}
+		}
+		if before.Mode&unix.S_IFMT != unix.S_IFREG {
+			return -1, fmt.Errorf("%s: not a regular file", name)
+		}
+	}
+	var fd int
+	var err error
+	for {
+		fd, err = unix.Open(name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	if kernel {
+		return fd, nil
+	}
+	var after unix.Stat_t
+	if err := unix.Fstat(fd, &after); err != nil {
+		unix.Close(fd)
+		return -1, &os.PathError{Op: "stat", Path: name, Err: err}
+	}
+	if after.Mode&unix.S_IFMT != unix.S_IFREG || after.Dev != before.Dev || after.Ino != before.Ino {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s: not a regular file (replaced while it was opened)", name)
+	}
+	return fd, nil
+}
+
+// openFile is openRegular as an *os.File, for readers that want one.
+func openFile(name string, kernel bool) (*os.File, error) {
+	fd, err := openRegular(name, kernel)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), name), nil
 }
 
 // isProcfs says whether dir is a mounted procfs.

@@ -11,19 +11,12 @@ import (
 )
 
 // readFile reads at most limit bytes of a regular file and says whether there was more.
-func readFile(name string, limit int64, _ []byte, _, _ bool) ([]byte, bool, error) {
-	f, err := os.OpenFile(name, os.O_RDONLY|noFollowNonblock, 0)
+func readFile(name string, limit int64, _ []byte, _, kernel bool) ([]byte, bool, error) {
+	f, err := openFile(name, kernel)
 	if err != nil {
 		return nil, false, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, false, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, false, fmt.Errorf("%s: not a regular file", name)
-	}
 	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, false, fmt.Errorf("read %s: %w", name, err)
@@ -32,6 +25,28 @@ func readFile(name string, limit int64, _ []byte, _, _ bool) ([]byte, bool, erro
 		return data[:limit], true, nil
 	}
 	return data, false, nil
+}
+
+// openFile opens name when it is a regular file, looked at before it is opened (a device
+// node is never opened) and compared with what was opened.
+func openFile(name string, _ bool) (*os.File, error) {
+	before, err := os.Lstat(name)
+	if err != nil {
+		return nil, err
+	}
+	if !before.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", name)
+	}
+	f, err := os.OpenFile(name, os.O_RDONLY|noFollowNonblock, 0)
+	if err != nil {
+		return nil, err
+	}
+	after, err := f.Stat()
+	if err != nil || !after.Mode().IsRegular() || !os.SameFile(before, after) {
+		f.Close()
+		return nil, fmt.Errorf("%s: not a regular file", name)
+	}
+	return f, nil
 }
 
 // isProcfs: elsewhere there is no procfs to skip checks for.
