@@ -97,6 +97,9 @@ func summaryEvent(rep *Report, st SpoolStats, backlog int) string {
 		"DroppedEvents":   st.DroppedEvents,
 		"FindingsSkipped": st.HubSkipped,
 		"SpoolBacklog":    backlog,
+		// Not metrics (no cost): exposures no longer seen re-asserted, and those past the bound.
+		"ExposuresUnseen":    st.Exposures,
+		"ExposuresUntracked": st.Untracked,
 	}
 	for s := probes.Informational; s <= probes.Critical; s++ {
 		m["Failed"+titleCase(s.String())] = bySev[s]

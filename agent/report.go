@@ -44,8 +44,9 @@ type ReporterOptions struct {
 	CloudWatch, SecurityHub sink.Sink
 	// LockWait bounds the wait for another ec2sec holding the state lock (default 2m).
 	LockWait time.Duration
-	// Refresh overrides state.DefaultRefresh.
-	Refresh time.Duration
+	// Refresh overrides state.DefaultRefresh, MaxExposures state.DefaultMaxExposures.
+	Refresh      time.Duration
+	MaxExposures int
 	// pause is a test hook at the crash-sensitive points ("spooled": batches written, state
 	// not yet saved; "sent": a batch delivered, the spool not yet updated; "respooled": new
 	// versions of refused archives written, state not yet saved).
@@ -67,6 +68,10 @@ type SpoolStats struct {
 	HubSkipped    int    `json:"hub_skipped"`    // findings not sent: Security Hub unreachable from this host
 	HubIssue      string `json:"hub_issue,omitempty"`
 	Superseded    int    `json:"superseded"` // older pending findings replaced by this report's versions
+	// Exposures: findings of secrets no longer seen sent again, still FAILED and ACTIVE;
+	// Untracked: of those, the ones the state stopped refreshing (past its bound).
+	Exposures int `json:"exposures"`
+	Untracked int `json:"untracked"`
 }
 
 // FlushStats says what one flush delivered.
@@ -196,7 +201,7 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 	changes := s.Apply(state.Scan{
 		Host: cmp.Or(id.InstanceID, id.Hostname, "unknown-host"), ScannedAt: rep.ScannedAt,
 		Results: rep.Results, ProbesOK: ok,
-	}, state.Options{Refresh: r.opts.Refresh, NoImport: !r.hubOK()})
+	}, state.Options{Refresh: r.opts.Refresh, NoImport: !r.hubOK(), MaxExposures: r.opts.MaxExposures})
 
 	host := hubHost(rep)
 	var findings []json.RawMessage
@@ -204,6 +209,13 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 	var events []sink.LogEvent
 	ts := rep.ScannedAt.UnixMilli()
 	for _, c := range changes {
+		if c.Exposure {
+			st.Exposures++
+		}
+		if c.Lifecycle == state.Untracked {
+			st.Untracked++
+			r.log.Warn("too many exposures no longer seen: this one is sent a last time and no longer refreshed", "id", c.Result.ID, "check", c.Result.Check, "last_seen", c.LastObserved)
+		}
 		if c.Log && r.cfg.CloudWatchLogs.LogGroup != "" {
 			events = append(events, sink.LogEvent{Timestamp: ts, Message: resultEvent(rep, c)})
 		}
@@ -213,10 +225,8 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 		if !c.Import || !r.hubOK() {
 			continue
 		}
+		// A resolved change's result already says PASSED and why (state.ResolvedResult).
 		o := asff.Options{AgentVersion: Version(), Archived: c.Archive}
-		if c.Archive && c.Lifecycle == state.Resolved {
-			o.ArchiveReason = fmt.Sprintf("No longer found by the scan at %s: the resource is gone or fixed.", rep.ScannedAt.Format(time.RFC3339))
-		}
 		f := asff.FromResult(c.Result, host, asff.Times{
 			FirstObserved: c.FirstObserved, LastObserved: c.LastObserved,
 			Created: c.FirstObserved, Updated: rep.ScannedAt,
@@ -286,10 +296,19 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 	if len(findings) > 0 {
 		// Committed: older pending versions of these findings are superseded (imports are
 		// upserts by id), so the findings queue holds at most one version per id however long
-		// Security Hub stays unreachable.
+		// Security Hub stays unreachable; except that an exposure's oldest pending FAILED
+		// version stays too (pendingExposure), so at most two.
+		first := map[string]bool{}
 		n, err := r.spool.Filter(spool.Findings, findingsSeq, func(raw json.RawMessage) bool {
-			var f struct{ Id string }
-			return json.Unmarshal(raw, &f) != nil || !newIDs[f.Id]
+			id, exposure, ok := pendingExposure(raw)
+			switch {
+			case !ok || !newIDs[id]:
+				return true
+			case exposure && !first[id]:
+				first[id] = true
+				return true
+			}
+			return false
 		})
 		if err != nil {
 			r.log.Warn("spool: could not drop superseded findings", "err", err)
@@ -297,6 +316,22 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 		st.Superseded = n
 	}
 	return st, nil
+}
+
+// pendingExposure reads a spooled finding's id, and whether it is an exposure as seen
+// (FAILED, of a secret check). Such a version is never superseded before Security Hub has it:
+// Security Hub, and whoever follows its import events, has not had the finding as FAILED
+// yet, and a secret that existed during an outage must arrive as it was seen, first.
+func pendingExposure(raw json.RawMessage) (id string, exposure, ok bool) {
+	var f struct {
+		Id            string
+		Compliance    struct{ Status string }
+		ProductFields map[string]string
+	}
+	if json.Unmarshal(raw, &f) != nil {
+		return "", false, false
+	}
+	return f.Id, f.Compliance.Status == string(probes.Failed) && probes.IsExposure(f.ProductFields["ec2sec/check"]), true
 }
 
 func (r *Reporter) statePath() string { return filepath.Join(r.dir, "state.json") }

@@ -16,11 +16,14 @@ import (
 	"github.com/ec2sec/ec2sec/internal/awsfake"
 	"github.com/ec2sec/ec2sec/internal/testenv"
 	"github.com/ec2sec/ec2sec/probes"
+	"github.com/ec2sec/ec2sec/probes/metadata"
 )
 
 // TestReporterLifecycle drives the lifecycle through the strict fake: new findings, an
-// unchanged rescan (nothing sent), a fix (archived as PASSED), a vanished resource (archived),
-// a partial scan (nothing of other probes archived) and the daily refresh.
+// unchanged rescan (nothing sent), a fix (archived as PASSED), a vanished resource (archived,
+// its log event PASSED), a vanished secret (an exposure: still FAILED and ACTIVE, saying when
+// it was last seen, refreshed daily), a partial scan (nothing of other probes archived) and
+// the daily refresh.
 func TestReporterLifecycle(t *testing.T) {
 	f := awsfake.New(t)
 	useFake(t, f)
@@ -36,6 +39,8 @@ func TestReporterLifecycle(t *testing.T) {
 	hop := probes.NewResult("imds-hop-limit", probes.Failed, "", "hop limit 2")
 	sec := probes.NewResult("secret-in-local-file", probes.Failed, "/etc/app.conf", "a secret").With("fingerprint", "fp1")
 	sec.Probe = "credentials"
+	perm := probes.NewResult("cred-file-permissions", probes.Failed, "/root/.aws/credentials", "mode 0644")
+	perm.Probe = "credentials"
 	run := func(at time.Time, ok []string, rs ...probes.Result) SpoolStats {
 		t.Helper()
 		st, err := rep.Spool(ctx, synthetic(id, at, ok, rs...))
@@ -48,13 +53,13 @@ func TestReporterLifecycle(t *testing.T) {
 		return st
 	}
 	all := []string{"imds", "credentials"}
-	st := run(t0, all, v1, hop, sec)
-	if st.Findings != 3 || st.LogEvents != 7 {
-		t.Fatalf("first scan: %+v, want 3 findings and 7 events (3 results, 3 failed checks' metrics, summary)", st)
+	st := run(t0, all, v1, hop, sec, perm)
+	if st.Findings != 4 || st.LogEvents != 9 {
+		t.Fatalf("first scan: %+v, want 4 findings and 9 events (4 results, 4 failed checks' metrics, summary)", st)
 	}
-	st = run(t0.Add(time.Hour), all, v1, hop, sec)
-	if st.Findings != 0 || st.LogEvents != 4 {
-		t.Fatalf("unchanged rescan: %+v, want only the metric events (3 failed checks, summary)", st)
+	st = run(t0.Add(time.Hour), all, v1, hop, sec, perm)
+	if st.Findings != 0 || st.LogEvents != 5 {
+		t.Fatalf("unchanged rescan: %+v, want only the metric events (4 failed checks, summary)", st)
 	}
 	// Partial scan of imds only, where the hop limit is fixed: the secret finding of the
 	// credentials probe must not be archived.
@@ -76,11 +81,30 @@ func TestReporterLifecycle(t *testing.T) {
 	if s := field(decodeFinding(t, got[secID]), "RecordState"); s != "ACTIVE" {
 		t.Errorf("secret finding after a partial scan: RecordState = %v, want ACTIVE", s)
 	}
-	// The secret is gone in a full scan: archived.
+	// The secret and the loose file are gone in a full scan: the file's finding is archived,
+	// the secret's stays FAILED and ACTIVE (it may have been read), saying when it was last
+	// seen (the scan at 1h: the partial scan did not look) and that it must be rotated.
+	permID := resultID(id, fillLike(perm))
 	st = run(t0.Add(3*time.Hour), all, v1, hopOK)
-	if st.Archived != 1 || field(decodeFinding(t, f.Findings()[secID]), "RecordState") != "ARCHIVED" {
-		t.Fatalf("vanished secret not archived: %+v", st)
+	if st.Archived != 1 || st.Exposures != 1 || st.Findings != 2 || field(decodeFinding(t, f.Findings()[permID]), "RecordState") != "ARCHIVED" {
+		t.Fatalf("vanished file and secret: %+v", st)
 	}
+	lastSeen := t0.Add(time.Hour).UTC().Format(time.RFC3339)
+	exposure := func(when string) {
+		t.Helper()
+		sf := decodeFinding(t, f.Findings()[secID])
+		if field(sf, "RecordState") != "ACTIVE" || field(sf, "Compliance.Status") != "FAILED" || field(sf, "Workflow") != nil {
+			t.Errorf("%s: vanished secret: RecordState %v, Compliance.Status %v, Workflow %v; want ACTIVE, FAILED, none", when, field(sf, "RecordState"), field(sf, "Compliance.Status"), field(sf, "Workflow"))
+		}
+		d, _ := field(sf, "Description").(string)
+		if !strings.Contains(d, "last seen at "+lastSeen) || !strings.Contains(d, "rotate it") || !strings.Contains(d, "a secret") {
+			t.Errorf("%s: vanished secret's description %q: want when it was last seen, rotate, and what was found", when, d)
+		}
+		if l := field(sf, "LastObservedAt"); l != asff.Stamp(t0.Add(time.Hour)) {
+			t.Errorf("%s: vanished secret's LastObservedAt = %v, want when it was last seen", when, l)
+		}
+	}
+	exposure("gone")
 	// 23 h after the first import, the still-failing v1 finding is refreshed.
 	v1ID := resultID(id, fillLike(v1))
 	before := f.Imports()[v1ID]
@@ -94,9 +118,17 @@ func TestReporterLifecycle(t *testing.T) {
 	if fa := field(decodeFinding(t, f.Findings()[v1ID]), "FirstObservedAt"); fa != asff.Stamp(t0) {
 		t.Errorf("FirstObservedAt = %v, want the first scan's time", fa)
 	}
+	// A day after it was last sent, the exposure is refreshed, still FAILED and ACTIVE.
+	secBefore := f.Imports()[secID]
+	st = run(t0.Add(27*time.Hour), all, v1, hopOK)
+	if st.Findings != 1 || st.Exposures != 1 || f.Imports()[secID] != secBefore+1 {
+		t.Fatalf("exposure refresh: %+v, imports %d -> %d", st, secBefore, f.Imports()[secID])
+	}
+	exposure("refreshed")
 
 	evs := f.Events("/ec2sec/findings", "i-0aaaaaaaaaaaaaaa1")
 	var lifecycles []string
+	statusOf := map[string]any{} // lifecycle -> the status its event carries
 	summaries := 0
 	for _, e := range evs {
 		var m map[string]any
@@ -106,17 +138,25 @@ func TestReporterLifecycle(t *testing.T) {
 		switch m["type"] {
 		case "result":
 			lifecycles = append(lifecycles, m["lifecycle"].(string))
+			statusOf[m["lifecycle"].(string)] = field(m, "result.status")
 		case "run-summary":
 			summaries++
 			checkEMF(t, m)
 		}
 	}
-	if summaries != 5 {
-		t.Errorf("%d run summaries, want 5", summaries)
+	if summaries != 6 {
+		t.Errorf("%d run summaries, want 6", summaries)
 	}
-	want := []string{"new", "new", "new", "changed", "resolved"}
+	if len(lifecycles) == 7 {
+		slices.Sort(lifecycles[5:]) // one scan's changes of two results, in id order
+	}
+	want := []string{"new", "new", "new", "new", "changed", "resolved", "unseen"}
 	if !slices.Equal(lifecycles, want) {
 		t.Errorf("result events %v, want %v", lifecycles, want)
+	}
+	// The event of a resolved result carries its new status; an exposure's stays FAILED.
+	if statusOf["resolved"] != "PASSED" || statusOf["unseen"] != "FAILED" {
+		t.Errorf("event statuses: resolved %v, unseen %v; want PASSED, FAILED", statusOf["resolved"], statusOf["unseen"])
 	}
 	if v := f.Violations(); len(v) > 0 {
 		t.Errorf("limit violations: %v", v)
@@ -353,4 +393,93 @@ func TestReporterSpoolBound(t *testing.T) {
 	if reported == 0 || reported > dropped {
 		t.Errorf("summaries delivered report %d dropped events; %d were dropped", reported, dropped)
 	}
+}
+
+// TestReporterExposureOutage: Security Hub is down while a secret appears, changes and is
+// removed. Its first FAILED version is never superseded: once Security Hub is back, the
+// secret arrives as it was first seen, then its newest version (still FAILED and ACTIVE, no
+// longer seen); the version in between is superseded, so at most two per id wait. A fixed
+// configuration's older version is superseded by its archive as before.
+func TestReporterExposureOutage(t *testing.T) {
+	f := awsfake.New(t)
+	useFake(t, f)
+	cfg := testConfig(t)
+	rep, err := NewReporter(cfg, nil, ReporterOptions{AWS: fastAWS()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	id := testIdentity("i-0aaaaaaaaaaaaaaa3")
+	t0 := time.Now().Add(-3 * time.Hour).Truncate(time.Second)
+	sec := probes.NewResult("secret-in-local-file", probes.Failed, "/etc/app.conf", "a secret at line 3").With("fingerprint", "fp1")
+	sec.Probe = "credentials"
+	sec2 := sec
+	sec2.Reason = "a secret at line 4"
+	perm := probes.NewResult("cred-file-permissions", probes.Failed, "/root/.aws/credentials", "mode 0644")
+	perm.Probe = "credentials"
+	all := []string{"credentials"}
+	f.Outage(awsfake.Reset)
+	var superseded int
+	for i, rs := range [][]probes.Result{{sec, perm}, {sec2, perm}, {}} {
+		st, err := rep.Spool(ctx, synthetic(id, t0.Add(time.Duration(i)*30*time.Minute), all, rs...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		superseded += st.Superseded
+		if _, err := rep.Flush(ctx); err == nil {
+			t.Fatal("flush during the outage succeeded")
+		}
+	}
+	// sec's second version and perm's first; perm's second was unchanged, not spooled.
+	if superseded != 2 {
+		t.Errorf("superseded %d versions, want 2", superseded)
+	}
+	f.Outage(0)
+	if _, err := rep.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	secID, permID := resultID(id, fillLike2(id, sec)), resultID(id, fillLike2(id, perm))
+	var order []string
+	for _, a := range f.Accepted() {
+		if a.Id == secID {
+			order = append(order, a.UpdatedAt+" "+a.RecordState)
+		}
+	}
+	want := []string{asff.Stamp(t0) + " ACTIVE", asff.Stamp(t0.Add(time.Hour)) + " ACTIVE"}
+	if !slices.Equal(order, want) {
+		t.Fatalf("secret versions delivered %v, want %v (as first seen, then no longer seen)", order, want)
+	}
+	var first map[string]any
+	for _, b := range f.Bodies() {
+		var in struct{ Findings []map[string]any }
+		json.Unmarshal(b, &in)
+		for _, fd := range in.Findings {
+			if fd["Id"] == secID && first == nil {
+				first = fd
+			}
+		}
+	}
+	if field(first, "Compliance.Status") != "FAILED" || field(first, "Description") != "a secret at line 3" {
+		t.Errorf("first secret version delivered: %v, %v", field(first, "Compliance.Status"), field(first, "Description"))
+	}
+	last := decodeFinding(t, f.Findings()[secID])
+	if d, _ := field(last, "Description").(string); field(last, "Compliance.Status") != "FAILED" || field(last, "RecordState") != "ACTIVE" ||
+		!strings.Contains(d, "last seen at "+t0.Add(30*time.Minute).UTC().Format(time.RFC3339)) || !strings.Contains(d, "a secret at line 4") {
+		t.Errorf("secret in Security Hub: %v %v %q", field(last, "Compliance.Status"), field(last, "RecordState"), d)
+	}
+	if p := decodeFinding(t, f.Findings()[permID]); field(p, "RecordState") != "ARCHIVED" || f.Imports()[permID] != 1 {
+		t.Errorf("fixed configuration: %v, imported %d times, want ARCHIVED once", field(p, "RecordState"), f.Imports()[permID])
+	}
+	awsfake.ValidateBatchImportFindings(t, f.Bodies())
+	for _, b := range f.AllBodies() {
+		assertNoLeak(t, "request body", b)
+	}
+}
+
+// fillLike2 gives a test result the resource Scan would on host id.
+func fillLike2(id metadata.Identity, r probes.Result) probes.Result {
+	if r.Resource == "" {
+		r.Resource = hostResource(id)
+	}
+	return r
 }

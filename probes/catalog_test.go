@@ -106,3 +106,21 @@ func TestProbesOwnTheirChecks(t *testing.T) {
 		}
 	}
 }
+
+// TestExposureChecks: the secret checks, and only they, are exposures (the catalog's "Secrets
+// are exposures"): their FAILED results stay active after the secret is gone.
+func TestExposureChecks(t *testing.T) {
+	want := []string{"userdata-secret", "userdata-cached-secret", "cred-long-lived-key", "cred-session-key", "cred-process-env", "secret-in-local-file"}
+	var got []string
+	for _, c := range Catalog() {
+		if c.Exposure != IsExposure(c.ID) {
+			t.Errorf("%s: Exposure %v, IsExposure %v", c.ID, c.Exposure, IsExposure(c.ID))
+		}
+		if c.Exposure {
+			got = append(got, c.ID)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("exposure checks %v, want %v", got, want)
+	}
+}

@@ -1,6 +1,9 @@
 package probes
 
-import "fmt"
+import (
+	"fmt"
+	"sync"
+)
 
 // Check is one row of the check catalog (docs/checks.md is generated from it): a stable id
 // (never renamed once shipped), the probe that runs it, its default severity, when it fails
@@ -22,6 +25,10 @@ type Check struct {
 	CIS         []string // CIS AWS Foundations control numbers, e.g. "5.6"
 	SecurityHub []string // Security Hub control ids, e.g. "EC2.8"
 	Remediation Remediation
+	// Exposure: a FAILED result is a secret seen on the host, which may have been read while
+	// it was there. Its finding stays FAILED and ACTIVE after the secret is gone, until a
+	// person resolves it (agent/state: "Exposures").
+	Exposure bool
 }
 
 // Practice is one of the twelve EC2 security practices the checks map to (results name them
@@ -49,6 +56,20 @@ var Practices = []Practice{
 	{11, "Disable EC2 serial console access", "Medium"},
 	{12, "Never put secrets in user data", "Critical"},
 }
+
+// IsExposure reports whether check is a secret check (Check.Exposure), whose FAILED results
+// are exposures.
+func IsExposure(check string) bool { return exposureChecks()[check] }
+
+var exposureChecks = sync.OnceValue(func() map[string]bool {
+	m := map[string]bool{}
+	for _, c := range Catalog() {
+		if c.Exposure {
+			m[c.ID] = true
+		}
+	}
+	return m
+})
 
 // Compliance returns the check's mappings as the strings results carry, e.g.
 // ["CIS AWS Foundations 5.6", "Security Hub EC2.8", "practice 1"].

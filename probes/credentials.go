@@ -49,6 +49,7 @@ func (CredentialsProbe) Checks() []Check {
 			Title:      "A long-term AWS access key (AKIA…) is stored in a file on the host",
 			FailedWhen: "a long-term access key (AKIA…) is stored in a file on disk",
 			Practices:  []int{4},
+			Exposure:   true,
 			Remediation: Remediation{
 				Text: "Deactivate and delete the access key in IAM (aws iam update-access-key --status Inactive, then delete-access-key), remove it from the file, and give the workload an instance profile role instead.",
 				URL:  credDocs,
@@ -59,6 +60,7 @@ func (CredentialsProbe) Checks() []Check {
 			Title:      "A temporary AWS access key (ASIA…) with its secret is stored on disk",
 			FailedWhen: "a temporary key (ASIA…) with its secret is stored on disk",
 			Practices:  []int{4},
+			Exposure:   true,
 			Remediation: Remediation{
 				Text: "Remove the stored session credentials; let the SDK fetch them from the instance profile, credential_process or IAM Identity Center (sso_*) when needed, and revoke the role's active sessions if they may have leaked.",
 				URL:  credDocs,
@@ -69,6 +71,7 @@ func (CredentialsProbe) Checks() []Check {
 			Title:      "A running process holds AWS secret keys in its environment",
 			FailedWhen: "a running process holds AWS secret keys in its environment",
 			Practices:  []int{4},
+			Exposure:   true,
 			Remediation: Remediation{
 				Text: "Stop passing AWS_SECRET_ACCESS_KEY to the process (unit Environment=, container env, shell profile); let the SDK use the instance profile. Rotate the key, since /proc and crash dumps expose environments.",
 				URL:  credDocs,
@@ -89,6 +92,7 @@ func (CredentialsProbe) Checks() []Check {
 			Title:      "A secret (password, token, private key) is stored in a known config location",
 			FailedWhen: "any other secret (gitleaks rules plus ours) in a known config location",
 			Practices:  []int{4, 12},
+			Exposure:   true,
 			Remediation: Remediation{
 				Text: "Rotate the secret and move it to AWS Secrets Manager or SSM Parameter Store (SecureString), fetched at run time with the instance role.",
 				URL:  "https://docs.aws.amazon.com/secretsmanager/latest/userguide/intro.html",

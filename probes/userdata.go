@@ -35,6 +35,7 @@ func (UserDataProbe) Checks() []Check {
 			Title:      "A secret is in the instance's user data",
 			FailedWhen: "a secret in the live user data (IMDS), after decoding",
 			Practices:  []int{12},
+			Exposure:   true,
 			Remediation: Remediation{
 				Text: "Rotate the secret now. Fetch secrets at boot from AWS Secrets Manager or SSM Parameter Store (SecureString) with the instance role instead, and replace the user data (stop the instance, aws ec2 modify-instance-attribute --user-data, or a new launch template version).",
 				URL:  userDataDocs,
@@ -45,6 +46,7 @@ func (UserDataProbe) Checks() []Check {
 			Title:      "A secret is in user data or scripts cached on disk (cloud-init, EC2Launch)",
 			FailedWhen: "a secret in user data or scripts cached on disk (cloud-init, EC2Launch), including earlier instances' caches baked into the image",
 			Practices:  []int{12, 10},
+			Exposure:   true,
 			Remediation: Remediation{
 				Text: "Rotate the secret, delete the cached copies (/var/lib/cloud/instances/*/user-data.txt*, scripts/, EC2Launch UserScript files), and before creating an AMI run cloud-init clean --logs (Linux) or EC2Launch sysprep (Windows) so no instance's user data is baked into the image.",
 				URL:  "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/creating-an-ami-ebs.html",
