@@ -188,6 +188,7 @@ type cfnTemplate struct {
 		Condition           string         `yaml:"Condition"`
 		DeletionPolicy      string         `yaml:"DeletionPolicy"`
 		UpdateReplacePolicy string         `yaml:"UpdateReplacePolicy"`
+		DependsOn           any            `yaml:"DependsOn"`
 		Properties          map[string]any `yaml:"Properties"`
 	} `yaml:"Resources"`
 	Outputs map[string]struct {
