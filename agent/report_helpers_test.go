@@ -32,6 +32,7 @@ var plantedAll = []string{plantedKeyID, plantedSecret, plantedSigningKey, "role-
 type imdsFake struct {
 	*httptest.Server
 	profile atomic.Bool // serve iam/info: an instance profile is attached
+	clean   atomic.Bool // serve user data without secrets: someone cleaned it
 }
 
 func fakeIMDS(t *testing.T, instanceID string) *imdsFake {
@@ -58,6 +59,10 @@ func fakeIMDS(t *testing.T, instanceID string) *imdsFake {
 	mux.HandleFunc("GET /latest/meta-data/services/partition", need(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("aws")) }))
 	mux.HandleFunc("GET /latest/meta-data/services/domain", need(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("amazonaws.com")) }))
 	mux.HandleFunc("GET /latest/user-data", need(func(w http.ResponseWriter, r *http.Request) {
+		if fake.clean.Load() {
+			w.Write([]byte("#!/bin/bash\nyum -y update\n"))
+			return
+		}
 		w.Write([]byte("#!/bin/bash\nexport AWS_ACCESS_KEY_ID=" + plantedKeyID + "\nexport AWS_SECRET_ACCESS_KEY=" + plantedSecret + "\n"))
 	}))
 	mux.HandleFunc("GET /latest/meta-data/iam/info", need(func(w http.ResponseWriter, r *http.Request) {
