@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -32,6 +34,10 @@ type ScanCommand struct {
 	FailOn     string // "" or "none" = never
 	ConfigPath string
 	Report     bool // --report: also deliver to CloudWatch Logs and Security Hub
+	// OutputMode is the mode of the --output file (0 = 0600). The file is written to a temp
+	// file beside it and renamed over it: never through a symlink, never keeping the mode of
+	// a file someone planted there.
+	OutputMode fs.FileMode
 
 	Stdout, Stderr io.Writer
 	// IsTerminal tells whether w is a terminal (decides the default format and colour).
@@ -71,15 +77,15 @@ func (c ScanCommand) Run(ctx context.Context) int {
 	root, proc, offline := scanTarget(c.Root, c.Proc, c.ProcSet)
 
 	out := c.Stdout
-	var file *os.File
+	var file *outputFile
 	if c.Output != "" && c.Output != "-" {
-		file, err = os.OpenFile(c.Output, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		file, err = createOutput(c.Output, c.OutputMode)
 		if err != nil {
 			fmt.Fprintf(c.Stderr, "ec2sec scan: --output: %v\n", err)
 			return ExitNoScan
 		}
-		defer file.Close()
-		out = file
+		defer file.abort()
+		out = file.f
 	}
 	tty := c.IsTerminal != nil && c.IsTerminal(out)
 	format := c.Format
@@ -106,7 +112,7 @@ func (c ScanCommand) Run(ctx context.Context) int {
 		return ExitNoScan
 	}
 	if file != nil {
-		if err := file.Close(); err != nil {
+		if err := file.commit(); err != nil {
 			fmt.Fprintf(c.Stderr, "ec2sec scan: write %s: %v\n", c.Output, err)
 			return ExitNoScan
 		}
@@ -123,4 +129,55 @@ func (c ScanCommand) Run(ctx context.Context) int {
 		return ExitFailOn
 	}
 	return ExitOK
+}
+
+// outputFile is --output being written: a temp file (0600, O_EXCL) in the target's directory,
+// renamed over the target only when complete. A rename replaces a symlink at the target
+// rather than writing through it, and the file gets the asked mode, not a planted file's.
+type outputFile struct {
+	f      *os.File
+	path   string
+	mode   fs.FileMode
+	closed bool
+}
+
+func createOutput(path string, mode fs.FileMode) (*outputFile, error) {
+	if mode == 0 {
+		mode = 0o600
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("%s: is a directory", path)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return nil, err
+	}
+	return &outputFile{f: f, path: path, mode: mode}, nil
+}
+
+// commit gives the file its mode and puts it in place.
+func (o *outputFile) commit() error {
+	err := o.f.Chmod(o.mode) // on the descriptor: the umask does not apply
+	if err == nil {
+		err = o.f.Sync()
+	}
+	if cerr := o.f.Close(); err == nil {
+		err = cerr
+	}
+	o.closed = true
+	if err == nil {
+		err = os.Rename(o.f.Name(), o.path)
+	}
+	if err != nil {
+		os.Remove(o.f.Name())
+	}
+	return err
+}
+
+// abort removes the temp file of an output that was not committed.
+func (o *outputFile) abort() {
+	if !o.closed {
+		o.f.Close()
+		os.Remove(o.f.Name())
+	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/ec2sec/ec2sec/internal/safefile"
 	"github.com/ec2sec/ec2sec/probes"
 )
 
@@ -115,20 +116,22 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 const maxConfigSize = 1 << 20
 
 // LoadConfig reads the config file at path over the defaults. An empty path reads
-// DefaultConfigPath when it exists, else returns the defaults. A world-writable file is
-// refused: anyone could turn probes off or redirect reports.
+// DefaultConfigPath when it exists, else returns the defaults. As sshd's StrictModes, the
+// file must be owned by root or the agent's user and not group- or world-writable, and is
+// opened without following a symlink or waiting on a FIFO (safefile.Admin): whoever can
+// write it can turn probes off or redirect reports.
 func LoadConfig(path string) (Config, error) {
 	cfg := DefaultConfig()
 	explicit := path != ""
 	if !explicit {
 		path = DefaultConfigPath
 	}
-	// Looked at before it is opened: opening a FIFO would wait for a writer forever (and a
-	// device could do anything), which no config file is.
-	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+	// Looked at before it is opened: a device could do anything on open, which no config
+	// file is (a FIFO is opened non-blocking, then refused).
+	if fi, err := os.Stat(path); err == nil && fi.Mode()&fs.ModeDevice != 0 {
 		return cfg, &ConfigError{fmt.Errorf("config %s: not a regular file", path)}
 	}
-	f, err := os.Open(path)
+	f, _, err := safefile.Open(path, os.O_RDONLY, 0, safefile.Admin)
 	if err != nil {
 		if !explicit && errors.Is(err, fs.ErrNotExist) {
 			return cfg, nil
@@ -136,16 +139,6 @@ func LoadConfig(path string) (Config, error) {
 		return cfg, &ConfigError{fmt.Errorf("config: %w", err)}
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return cfg, &ConfigError{fmt.Errorf("config %s: %w", path, err)}
-	}
-	if !fi.Mode().IsRegular() {
-		return cfg, &ConfigError{fmt.Errorf("config %s: not a regular file", path)}
-	}
-	if fi.Mode().Perm()&0o002 != 0 {
-		return cfg, &ConfigError{fmt.Errorf("config %s: refusing a world-writable config file (chmod o-w)", path)}
-	}
 	b, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
 	if err != nil {
 		return cfg, &ConfigError{fmt.Errorf("config %s: %w", path, err)}

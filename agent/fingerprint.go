@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/ec2sec/ec2sec/internal/safefile"
 	"github.com/ec2sec/ec2sec/probes"
 	"github.com/ec2sec/ec2sec/probes/secrets"
 )
@@ -94,7 +95,7 @@ func LoadFingerprintKey(cfg Config, log *slog.Logger) ([]byte, error) {
 }
 
 func readFleetKey(path string) ([]byte, error) {
-	b, err := readKeyFile(path, maxFleetKeySize)
+	b, err := readKeyFile(path, maxFleetKeySize, safefile.Admin)
 	if err != nil {
 		return nil, err
 	}
@@ -109,20 +110,15 @@ func readFleetKey(path string) ([]byte, error) {
 }
 
 // readKeyFile reads at most max+1 bytes of the regular file at path, so a caller can tell an
-// oversized key from a good one without reading a huge file.
-func readKeyFile(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
+// oversized key from a good one without reading a huge file. It is opened as trust says
+// (safefile: no symlink, no FIFO, owner and mode checked on the descriptor): a key another
+// user planted would let them choose, and so brute-force, every fingerprint.
+func readKeyFile(path string, max int64, trust safefile.Trust) ([]byte, error) {
+	f, _, err := safefile.Open(path, os.O_RDONLY, 0, trust)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", path)
-	}
 	b, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
@@ -154,7 +150,7 @@ func hostKey(dir string) ([]byte, error) {
 }
 
 func readHostKey(path string) ([]byte, error) {
-	k, err := readKeyFile(path, fingerprintKeySize)
+	k, err := readKeyFile(path, fingerprintKeySize, safefile.Agent)
 	if err != nil {
 		return nil, err
 	}

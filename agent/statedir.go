@@ -2,27 +2,18 @@ package agent
 
 import (
 	"fmt"
-	"os"
+
+	"github.com/ec2sec/ec2sec/internal/safefile"
 )
 
 // privateDir creates dir 0700, or tightens an existing one to 0700: the state dir holds the
 // fingerprint key, the reported state and the spool, which no other user may read or swap.
-// A symlink or a non-directory there is refused rather than followed.
+// A symlink, a non-directory or a directory another user owns is refused rather than used
+// (safefile.PrivateDir): an attacker who made the state dir would otherwise pick the
+// fingerprint key, plant spool batches and point the lock where they like.
 func privateDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := safefile.PrivateDir(dir); err != nil {
 		return fmt.Errorf("state dir %s: %w", dir, err)
-	}
-	fi, err := os.Lstat(dir)
-	if err != nil {
-		return fmt.Errorf("state dir %s: %w", dir, err)
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("state dir %s: not a directory (a symlink is not accepted)", dir)
-	}
-	if fi.Mode().Perm() != 0o700 {
-		if err := os.Chmod(dir, 0o700); err != nil {
-			return fmt.Errorf("state dir %s: tighten to 0700: %w", dir, err)
-		}
 	}
 	return nil
 }

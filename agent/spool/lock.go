@@ -5,15 +5,19 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/ec2sec/ec2sec/internal/safefile"
 )
 
 // Lock is an exclusive lock on a file, held across processes, so a daemon and a
 // `scan --report` never send the same spool batch at once.
 type Lock struct{ f *os.File }
 
-// Acquire takes the lock on path (created 0600), waiting until ctx is done.
+// Acquire takes the lock on path (created 0600), waiting until ctx is done. The lock file is
+// never a symlink (which would create a file where its maker points), a FIFO or another
+// user's file (safefile.Agent).
 func Acquire(ctx context.Context, path string) (*Lock, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, _, err := safefile.Open(path, os.O_RDWR|os.O_CREATE, 0o600, safefile.Agent)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}

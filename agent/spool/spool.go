@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/ec2sec/ec2sec/internal/safefile"
 )
 
 // Kind is what a batch holds; each kind is its own FIFO queue.
@@ -48,20 +50,10 @@ type Batch struct {
 // Open opens (creating with mode 0700) the spool directory dir, bounded to maxBytes, and
 // removes temp files a crash left behind.
 func Open(dir string, maxBytes int64) (*Spool, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	// Owned by the agent's user, not a symlink (safefile.PrivateDir): batches planted by
+	// anyone else would be delivered as this host's findings.
+	if err := safefile.PrivateDir(dir); err != nil {
 		return nil, fmt.Errorf("spool %s: %w", dir, err)
-	}
-	fi, err := os.Lstat(dir)
-	if err != nil {
-		return nil, fmt.Errorf("spool %s: %w", dir, err)
-	}
-	if !fi.IsDir() {
-		return nil, fmt.Errorf("spool %s: not a directory", dir)
-	}
-	if fi.Mode().Perm() != 0o700 {
-		if err := os.Chmod(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("spool %s: %w", dir, err)
-		}
 	}
 	s := &Spool{dir: dir, max: maxBytes}
 	entries, err := os.ReadDir(dir)
@@ -253,16 +245,13 @@ func (s *Spool) Size() (int, int64, error) {
 // caller removes it (with Replace(name, nil)) so one bad file cannot block the queue.
 func (s *Spool) Read(name string) (Batch, error) {
 	p := filepath.Join(s.dir, name)
-	f, err := os.OpenFile(p, os.O_RDONLY|noFollow, 0)
+	// A batch must be the agent's own file (no link, FIFO or file of another user).
+	f, fi, err := safefile.Open(p, os.O_RDONLY, 0, safefile.Agent)
 	if err != nil {
 		return Batch{}, fmt.Errorf("spool: %w", err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return Batch{}, fmt.Errorf("spool: %w", err)
-	}
-	if !fi.Mode().IsRegular() || fi.Size() > maxFile {
+	if fi.Size() > maxFile {
 		return Batch{}, fmt.Errorf("spool %s: not a regular file of at most %d bytes", p, maxFile)
 	}
 	b := make([]byte, fi.Size())

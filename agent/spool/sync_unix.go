@@ -5,10 +5,7 @@ package spool
 import (
 	"fmt"
 	"os"
-	"syscall"
 )
-
-const noFollow = syscall.O_NOFOLLOW
 
 // syncDir makes a rename or removal in dir durable.
 func syncDir(dir string) error {

@@ -1,7 +1,5 @@
 package spool
 
-const noFollow = 0
-
 // syncDir is a no-op on Windows: NTFS renames are journaled and directories cannot be
 // opened for FlushFileBuffers without backup semantics.
 func syncDir(string) error { return nil }

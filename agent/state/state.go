@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/ec2sec/ec2sec/agent/spool"
+	"github.com/ec2sec/ec2sec/internal/safefile"
 	"github.com/ec2sec/ec2sec/probes"
 	"github.com/ec2sec/ec2sec/probes/metadata"
 )
@@ -79,7 +80,8 @@ func (s *State) Exists() bool { return s.exists }
 // Load reads the state file at path; a missing file is an empty state.
 func Load(path string) (*State, error) {
 	s := &State{Version: Version, Entries: map[string]*Entry{}}
-	f, err := os.Open(path)
+	// The agent's own file only: no link, FIFO or file another user planted (safefile.Agent).
+	f, _, err := safefile.Open(path, os.O_RDONLY, 0, safefile.Agent)
 	if errors.Is(err, fs.ErrNotExist) {
 		return s, nil
 	}

@@ -8,11 +8,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ec2sec/ec2sec/agent"
 	"github.com/ec2sec/ec2sec/agent/service"
@@ -31,10 +35,41 @@ Run 'ec2sec scan -h' for the scan flags.
 `
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go watchdog(sigs, cancel, stopGrace(os.Args[1:]), os.Stderr, os.Exit)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
+	signal.Stop(sigs)
+	cancel()
 	os.Exit(code)
+}
+
+// stopGrace is how long a command may take to stop after SIGINT or SIGTERM: the daemon's
+// final delivery (20 s, within systemd's TimeoutStopSec=30), a few seconds for the rest.
+func stopGrace(args []string) time.Duration {
+	if len(args) > 0 && args[0] == "run" && !slices.Contains(args[1:], "--worker") && !slices.Contains(args[1:], "-worker") {
+		return 25 * time.Second
+	}
+	return 5 * time.Second
+}
+
+// watchdog cancels the command on the first signal, so it stops cleanly; if it has not
+// ended grace later (a system call that does not return: a hung file system, an open the
+// kernel does not interrupt), or on a second signal, it exits the process: a signal always
+// ends the agent within seconds.
+func watchdog(sigs <-chan os.Signal, cancel func(), grace time.Duration, stderr io.Writer, exit func(int)) {
+	s := <-sigs
+	cancel()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-sigs:
+		fmt.Fprintf(stderr, "ec2sec: %v again; exiting now\n", s)
+	case <-t.C:
+		fmt.Fprintf(stderr, "ec2sec: still running %s after %v; exiting\n", grace, s)
+	}
+	exit(agent.ExitNoScan)
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -76,7 +111,8 @@ func scan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.Proc, "proc", "", "procfs `DIR` for processes and sockets (default /proc when --root is /, else none)")
 	fs.StringVar(&probeList, "probes", "", "comma-separated probe `NAMES` to run (default all)")
 	fs.StringVar(&c.Format, "format", "", "output `FORMAT`: table, json, asff or sarif (default table on a terminal, else json)")
-	fs.StringVar(&c.Output, "output", "", "write the report to `FILE` instead of stdout")
+	fs.StringVar(&c.Output, "output", "", "write the report to `FILE` instead of stdout (a new file, renamed into place)")
+	outputMode := fs.String("output-mode", "0600", "permission `MODE` (octal) of the --output file")
 	fs.StringVar(&c.FailOn, "fail-on", "none", "exit 1 when a FAILED result has `SEVERITY` or higher (low, medium, high, critical, none)")
 	fs.StringVar(&c.ConfigPath, "config", "", "config `FILE` (default "+agent.DefaultConfigPath+" when it exists)")
 	fs.BoolVar(&c.Report, "report", false, "also deliver to the configured CloudWatch Logs group and Security Hub")
@@ -91,6 +127,12 @@ func scan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return agent.ExitUsage
 	}
 	fs.Visit(func(f *flag.Flag) { c.ProcSet = c.ProcSet || f.Name == "proc" })
+	m, err := strconv.ParseUint(*outputMode, 8, 32)
+	if err != nil || m > 0o777 {
+		fmt.Fprintf(stderr, "ec2sec scan: --output-mode %q: want an octal permission such as 0600 or 0640\n", *outputMode)
+		return agent.ExitUsage
+	}
+	c.OutputMode = iofs.FileMode(m)
 	for _, p := range strings.Split(probeList, ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			c.Probes = append(c.Probes, p)
