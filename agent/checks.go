@@ -112,13 +112,14 @@ checks is about a service outside the instance, which a look from inside cannot 
 |---|---|---|---|
 `
 
+// exposuresSection: %s is the checks the catalog marks Exposure.
 const exposuresSection = `## Secrets are exposures
 
-A secret the agent has seen (userdata-secret, userdata-cached-secret, cred-long-lived-key,
-cred-session-key, cred-process-env, secret-in-local-file) may have been read while it was
+A secret the agent has seen (%s) may have been read while it was
 there. When a later scan no longer sees it, its finding stays FAILED and ACTIVE, updated to say
 when it was last seen and that the value must be rotated; a person resolves it (Security Hub
 workflow) after rotating. Every other check resolves its own findings (PASSED, ARCHIVED).
+How long the agent keeps re-asserting an exposure: [reporting](reporting.md#exposures).
 `
 
 // ChecksMarkdown is docs/checks.md: the practices, then one table per section with every
@@ -163,7 +164,13 @@ func ChecksMarkdown() string {
 				c.ID, c.Probe, cell(c.FailedWhen), c.Severity, cell(c.RaisedWhen), practiceList(c), cell(mappings(c)))
 		}
 		if i == 0 {
-			b.WriteString("\n" + exposuresSection)
+			var ids []string
+			for _, c := range cat {
+				if c.Exposure {
+					ids = append(ids, c.ID)
+				}
+			}
+			fmt.Fprintf(&b, "\n"+exposuresSection, strings.Join(ids, ", "))
 		}
 	}
 	b.WriteString("\nThe catalog grows: a new check gets a new id and its row comes from the code.\n")
