@@ -245,7 +245,7 @@ func (CredentialsProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 		where += fmt.Sprintf(" (users unknown: %v)", passwdErr)
 	}
 	if len(st.skipped) > 0 {
-		where += fmt.Sprintf("; not read: %s (links to another user's file)", joinMax(st.skipped, 3))
+		where += fmt.Sprintf("; not read: %s (links or hard links to another user's file)", joinMax(st.skipped, 3))
 	}
 	where += st.odd.String()
 	st.odd.annotate(out)
@@ -478,35 +478,53 @@ func (r *credReader) scanFile(f credFile, out *fileScan) {
 		return // missing, or a path component that is not a directory: nothing there
 	}
 	defer entry.Close()
-	lfi, parents := entry.Info, entry.Resolved
-	fi := lfi
-	resolved := f.path
-	if lfi.Mode()&fs.ModeSymlink != 0 || f.inHome {
-		// Where the path really leads: a link as the file itself, or anywhere on the way
-		// (a home's .aws linked to another home). When the file is no link itself, the walk
-		// LstatResolve just did already says (one walk instead of two).
-		resolved = parents
-		if lfi.Mode()&fs.ModeSymlink != 0 {
-			if resolved, err = env.FS.Resolve(f.path); err != nil {
-				out.link = linkNotFollowed(err) // dangling, or a loop
-				return
-			}
-		}
-		if resolved != path.Clean(f.path) {
-			if fi, err = env.FS.Stat(f.path); err != nil {
-				out.link = linkNotFollowed(err)
-				return
-			}
-			if uid, ok := fileOwner(fi); ok && f.inHome && uid != f.owner {
-				out.skipped = true
-				env.Log.Info("not reading through a link in a home to another user's file", "path", f.path, "owner_uid", uid, "user", f.user)
-				return
-			}
-		}
-	}
-	if !fi.Mode().IsRegular() {
-		out.special = !fi.IsDir() // a FIFO, socket or device is never opened
+	lfi := entry.Info
+	isLink := lfi.Mode()&fs.ModeSymlink != 0
+	if !isLink && !lfi.Mode().IsRegular() {
+		out.special = !lfi.IsDir() // a FIFO, socket or device is never opened
 		return
+	}
+	// A link as the file itself, or anywhere on the way (a home's .aws linked to another
+	// home): the walk LstatEntry did says where the parents lead.
+	linked := isLink || entry.Resolved != path.Clean(f.path)
+	// Every decision below is taken on the file that was read (its fstat), never on an
+	// earlier look: the read is of what was looked at or fails (hostfs.ErrChanged), so a
+	// user swapping their file for a link to root's in a loop gets nothing read as theirs.
+	data, _, fi, err := entry.ReadInto(r.buf, maxSecretFile, strings.HasSuffix(f.path, "_history"))
+	if err != nil {
+		switch {
+		case isLink && linkNotFollowed(err):
+			out.link = true // dangling, or a loop
+		case errors.Is(err, hostfs.ErrNotRegular):
+			out.special = true
+		default:
+			out.readErr = err // ErrChanged among them: a skipped file, with its reason
+		}
+		return
+	}
+	if data != nil {
+		r.buf = data[:0]
+	}
+	// In a home, another user's file reached through a link, or through a hard link (a
+	// second name for root's file), is not the home's owner's: not read. Another user's
+	// file with one name, in place, is what cred-file-permissions is for.
+	if uid, ok := fileOwner(fi); ok && f.inHome && uid != f.owner && (linked || hardLinked(fi)) {
+		out.skipped = true
+		why := "a link"
+		if !linked {
+			why = "a hard link"
+		}
+		env.Log.Info("not reading "+why+" in a home to another user's file", "path", f.path, "owner_uid", uid, "user", f.user)
+		return
+	}
+	// The same file by two names (links, hard links) counts once: its device and inode, or
+	// where the platform does not say, where its name leads.
+	resolved, ok := fileID(fi)
+	if !ok {
+		resolved = entry.Resolved
+		if isLink {
+			resolved, _ = env.FS.Resolve(f.path)
+		}
 	}
 	out.resolved = resolved
 	partly := ""
@@ -514,12 +532,6 @@ func (r *credReader) scanFile(f credFile, out *fileScan) {
 		out.partial = true
 		partly = fmt.Sprintf(" (only %d MiB of the file was read)", maxSecretFile>>20)
 	}
-	data, _, err := entry.ReadInto(r.buf, maxSecretFile, strings.HasSuffix(f.path, "_history"))
-	if err != nil {
-		out.readErr = err
-		return
-	}
-	r.buf = data[:0]
 	if strings.HasPrefix(f.path, "/etc/systemd/") {
 		out.envFiles = environmentFiles(data)
 	}

@@ -272,14 +272,25 @@ func (d *Dir) fastLstatEntry(base, full string) (*Entry, bool, error) {
 }
 
 // fastRead reads a regular entry through its held parent: opened with O_NOFOLLOW relative
-// to it and compared with what was looked at. Anything else (a link, the file replaced
-// meanwhile) is not handled: FS.ReadFile looks again, as a fresh call would.
-func (e *Entry) fastRead(buf []byte, limit int64, tail bool) (data []byte, more, handled bool, err error) {
+// to it and compared with what was looked at. A link there now, or another file, is
+// ErrChanged: nothing else is ever read in its place. Not handled: no parent held.
+func (e *Entry) fastRead(buf []byte, limit int64, tail bool) (data []byte, more bool, info fs.FileInfo, handled bool, err error) {
 	st, ok := e.Info.Sys().(*syscall.Stat_t)
 	if e.dfd < 0 || !ok || !e.Info.Mode().IsRegular() {
-		return nil, false, false, nil
+		return nil, false, nil, false, nil
 	}
 	_, base, _ := cleanSplit(e.name)
+	// Looked at again before the open: a FIFO or device swapped in is never opened.
+	var now syscall.Stat_t
+	if err := fstatat(e.dfd, base, &now); err != nil {
+		return nil, false, nil, true, &fs.PathError{Op: "open", Path: e.name, Err: fmt.Errorf("%w (%v)", ErrChanged, err)}
+	}
+	switch {
+	case now.Mode&syscall.S_IFMT == syscall.S_IFLNK:
+		return nil, false, nil, true, &fs.PathError{Op: "open", Path: e.name, Err: fmt.Errorf("%w (now a symbolic link)", ErrChanged)}
+	case now.Mode&syscall.S_IFMT != syscall.S_IFREG:
+		return nil, false, nil, true, &fs.PathError{Op: "open", Path: e.name, Err: ErrNotRegular}
+	}
 	var fd int
 	for {
 		fd, err = unix.Openat(e.dfd, base, openFlags, 0)
@@ -288,14 +299,19 @@ func (e *Entry) fastRead(buf []byte, limit int64, tail bool) (data []byte, more,
 		}
 	}
 	if err != nil {
-		return nil, false, false, nil
+		return nil, false, nil, true, &fs.PathError{Op: "open", Path: e.name, Err: fmt.Errorf("%w (%v)", ErrChanged, err)}
 	}
 	defer unix.Close(fd)
-	var after syscall.Stat_t
-	if fstat(fd, &after) != nil || after.Mode&syscall.S_IFMT != syscall.S_IFREG || after.Dev != st.Dev || after.Ino != st.Ino {
-		return nil, false, false, nil
+	fi := &fileInfo{name: base}
+	if err := fstat(fd, &fi.sys); err != nil {
+		return nil, false, nil, true, &os.PathError{Op: "stat", Path: e.name, Err: err}
 	}
-	return readRegular(fd, &after, e.f.HostPath(e.Resolved), e.name, buf, limit, tail)
+	if fi.sys.Mode&syscall.S_IFMT != syscall.S_IFREG || fi.sys.Dev != st.Dev || fi.sys.Ino != st.Ino {
+		return nil, false, nil, true, &fs.PathError{Op: "open", Path: e.name, Err: ErrChanged}
+	}
+	fi.fill()
+	data, more, _, err = readRegular(fd, &fi.sys, e.f.HostPath(e.Resolved), e.name, buf, limit, tail)
+	return data, more, fi, true, err
 }
 
 // fastStat is Stat by the kernel: an O_PATH open (which never opens the file itself, so a

@@ -176,8 +176,9 @@ func countFDs(t *testing.T) int {
 	return len(es)
 }
 
-// TestEntrySwapped: a file replaced between LstatEntry and the read is read as a fresh
-// ReadFile would read it, and a FIFO swapped in is refused, not opened.
+// TestEntrySwapped: what an entry reads is what LstatEntry looked at, or nothing: a file
+// replaced between the look and the read, or swapped for a link (to another user's file,
+// in the root), is ErrChanged and not read; a FIFO swapped in is refused, not opened.
 func TestEntrySwapped(t *testing.T) {
 	bothWays(t, func(t *testing.T, mk func(string) (*FS, error)) {
 		root, _ := tree(t)
@@ -187,15 +188,27 @@ func TestEntrySwapped(t *testing.T) {
 		}
 		p := filepath.Join(root, "etc", "swap")
 		os.WriteFile(p, []byte("old"), 0o644)
+		os.WriteFile(filepath.Join(root, "etc", "secret"), []byte("ROOTKEY"), 0o600)
 		before := countFDs(t)
 		e, err := f.LstatEntry("/etc/swap")
 		if err != nil {
 			t.Fatal(err)
 		}
+		if b, _, info, err := e.ReadInto(nil, 10, false); err != nil || string(b) != "old" || !sameFile(info, e.Info) {
+			t.Errorf("unchanged file: %q %v", b, err)
+		}
+		os.WriteFile(p+".new", []byte("new"), 0o644) // another inode: both exist at once
+		os.Rename(p+".new", p)
+		if b, _, err := e.ReadFile(10); !errors.Is(err, ErrChanged) || len(b) > 0 {
+			t.Errorf("replaced file: %q %v, want ErrChanged", b, err)
+		}
 		os.Remove(p)
-		os.WriteFile(p, []byte("new"), 0o644)
-		if b, _, err := e.ReadFile(10); err != nil || string(b) != "new" {
-			t.Errorf("replaced file: %q %v", b, err)
+		os.Symlink("secret", p)
+		if b, _, err := e.ReadFile(10); !errors.Is(err, ErrChanged) || len(b) > 0 {
+			t.Errorf("swapped for a link: %q %v, want ErrChanged", b, err)
+		}
+		if b, _, err := e.ReadTail(10); !errors.Is(err, ErrChanged) || len(b) > 0 {
+			t.Errorf("swapped for a link, tail: %q %v, want ErrChanged", b, err)
 		}
 		os.Remove(p)
 		if err := syscall.Mkfifo(p, 0o644); err != nil {
@@ -284,7 +297,7 @@ func TestReadIntoReuses(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer e.Close()
-		data, _, err := e.ReadInto(buf, limit, tail)
+		data, _, _, err := e.ReadInto(buf, limit, tail)
 		if err != nil {
 			t.Fatal(err)
 		}

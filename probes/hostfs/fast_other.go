@@ -18,8 +18,8 @@ func (*Dir) fastLstatEntry(string, string) (*Entry, bool, error) { return nil, f
 
 func (*FS) fastEntry(string) (*Entry, bool, error) { return nil, false, nil }
 
-func (*Entry) fastRead([]byte, int64, bool) ([]byte, bool, bool, error) {
-	return nil, false, false, nil
+func (*Entry) fastRead([]byte, int64, bool) ([]byte, bool, fs.FileInfo, bool, error) {
+	return nil, false, nil, false, nil
 }
 
 // Close is a no-op here: nothing is held.

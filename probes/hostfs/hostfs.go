@@ -27,6 +27,10 @@ var ErrNotRegular = errors.New("not a regular file")
 // ErrTooManyLinks is returned for symlink loops and chains longer than 40 links.
 var ErrTooManyLinks = errors.New("too many levels of symbolic links")
 
+// ErrChanged is returned when what an Entry looked at is no longer what its name leads to
+// when it is read (replaced, swapped for a link, removed): nothing is read then.
+var ErrChanged = errors.New("replaced between the look and the read; not read")
+
 // FS is a host tree. The zero value is not usable; call New. It is safe for concurrent use.
 type FS struct {
 	root string  // absolute, cleaned host path of the tree's "/"
@@ -247,26 +251,109 @@ func (f *FS) LstatEntry(name string) (*Entry, error) {
 	return &Entry{Info: fi, Resolved: p, f: f, name: name, dfd: -1}, nil
 }
 
-// ReadFile is FS.ReadFile of the entry's name.
+// ReadFile is FS.ReadFile of what the entry looked at (see ReadInto).
 func (e *Entry) ReadFile(limit int64) (data []byte, truncated bool, err error) {
-	return e.ReadInto(nil, limit, false)
+	data, truncated, _, err = e.ReadInto(nil, limit, false)
+	return data, truncated, err
 }
 
-// ReadTail is FS.ReadTail of the entry's name.
+// ReadTail is FS.ReadTail of what the entry looked at (see ReadInto).
 func (e *Entry) ReadTail(limit int64) (data []byte, cut bool, err error) {
-	return e.ReadInto(nil, limit, true)
+	data, cut, _, err = e.ReadInto(nil, limit, true)
+	return data, cut, err
 }
 
-// ReadInto is ReadFile (or, with tail, ReadTail) that may read into buf, for a caller reading
-// many files one after another: data then shares buf's memory.
-func (e *Entry) ReadInto(buf []byte, limit int64, tail bool) (data []byte, more bool, err error) {
-	if data, more, ok, err := e.fastRead(buf, limit, tail); ok {
-		return data, more, err
+// ReadInto reads at most limit bytes (with tail, the last ones) of what the entry looked at,
+// into buf when it is big enough (for a caller reading many files one after another: data
+// then shares buf's memory). info is the fstat of the file read, on which a caller decides
+// owner and type.
+//
+// What is read is what was looked at, never another file: a regular entry is opened without
+// following a link and must be the same file (device and inode) as the look found, or the
+// read fails with ErrChanged (a user swapping a file for a link to another user's, in a
+// loop, gets nothing read). A link entry is followed inside the root, as Open does; the
+// caller judges the file by info. Anything else is ErrNotRegular, never opened.
+func (e *Entry) ReadInto(buf []byte, limit int64, tail bool) (data []byte, more bool, info fs.FileInfo, err error) {
+	mode := e.Info.Mode()
+	switch {
+	case mode.IsRegular():
+		if data, more, info, ok, err := e.fastRead(buf, limit, tail); ok {
+			return data, more, info, err
+		}
+		file, err := e.f.openSame(e.Resolved, e.Info)
+		if err != nil {
+			return nil, false, nil, err
+		}
+		defer file.Close()
+		data, more, err = file.readInto(buf, limit, tail)
+		return data, more, file.Info, err
+	case mode&fs.ModeSymlink != 0:
+		file, err := e.f.Open(e.name)
+		if err != nil {
+			return nil, false, nil, err
+		}
+		defer file.Close()
+		data, more, err = file.readInto(buf, limit, tail)
+		return data, more, file.Info, err
+	default:
+		return nil, false, nil, &fs.PathError{Op: "open", Path: e.name, Err: ErrNotRegular}
 	}
-	if tail {
-		return e.f.ReadTail(e.name, limit)
+}
+
+// openSame opens the in-tree path p (its parents' links resolved, its own not followed) when
+// it is still the file want describes.
+func (f *FS) openSame(p string, want fs.FileInfo) (*File, error) {
+	// Looked at again before the open: a FIFO or device swapped in is never opened.
+	if now, err := os.Lstat(f.HostPath(p)); err == nil && now.Mode()&fs.ModeSymlink == 0 && !now.Mode().IsRegular() {
+		return nil, &fs.PathError{Op: "open", Path: p, Err: ErrNotRegular}
 	}
-	return e.f.ReadFile(e.name, limit)
+	file, err := f.openNoFollow(p)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: p, Err: fmt.Errorf("%w (%v)", ErrChanged, err)}
+	}
+	after, err := file.Stat()
+	if err != nil {
+		file.Close()
+		return nil, fmt.Errorf("stat %s: %w", p, err)
+	}
+	if !after.Mode().IsRegular() || !sameFile(want, after) {
+		file.Close()
+		return nil, &fs.PathError{Op: "open", Path: p, Err: ErrChanged}
+	}
+	return &File{File: file, Info: after}, nil
+}
+
+// readInto reads at most limit bytes of the open file (with tail, its last ones), into buf
+// when it is big enough. more reports bytes left out (after, or with tail before, the data).
+func (file *File) readInto(buf []byte, limit int64, tail bool) ([]byte, bool, error) {
+	size := file.Info.Size()
+	var off int64
+	if tail && size > limit {
+		off = size - limit
+	}
+	want := min(max(size-off, 0), limit) + 1
+	if int64(cap(buf)) >= want {
+		buf = buf[:0]
+	} else {
+		buf = make([]byte, 0, want)
+	}
+	for int64(len(buf)) <= limit {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := file.ReadAt(buf[len(buf):min(int64(cap(buf)), limit+1)], off+int64(len(buf)))
+		buf = buf[:len(buf)+n]
+		if err == io.EOF || (n == 0 && err == nil) {
+			break
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("read %s: %w", file.Name(), err)
+		}
+	}
+	if int64(len(buf)) > limit {
+		return buf[:limit], !tail, nil
+	}
+	return buf, tail && off > 0, nil
 }
 
 // Stat describes what name refers to, following symlinks inside the tree.

@@ -2,8 +2,10 @@ package hostfs
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -39,4 +41,12 @@ func (f *FS) openNoFollow(p string) (*os.File, error) {
 // openDir opens a directory the walk resolved; O_NONBLOCK, should a FIFO be swapped in.
 func openDir(hostPath string) (*os.File, error) {
 	return os.OpenFile(hostPath, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+}
+
+// sameFile reports whether a and b describe the same file (device and inode), whichever
+// way each was made (os's stat or the fast path's).
+func sameFile(a, b fs.FileInfo) bool {
+	x, ok1 := a.Sys().(*syscall.Stat_t)
+	y, ok2 := b.Sys().(*syscall.Stat_t)
+	return ok1 && ok2 && x.Dev == y.Dev && x.Ino == y.Ino
 }

@@ -1,0 +1,153 @@
+package probes
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ec2sec/ec2sec/internal/testenv"
+)
+
+// A hostile local user against the credentials probe: attacks a user without privileges can
+// make on the files the agent reads as root.
+
+const eveUID = 1500
+
+// hostileHome builds a root with /etc/passwd naming eve (uid 1500) and root's key in
+// /root/.aws/credentials (0600, root's; root itself is not in passwd, so nothing reads
+// that file by its own name). It returns the root and root's key id.
+func hostileHome(t *testing.T, extra ...entry) (root, rootKeyID string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: files owned by another user")
+	}
+	base, err := os.MkdirTemp("", "ec2sec-hostileuser-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755) // eve must reach her home
+	root = filepath.Join(base, "root")
+	id, secret := testenv.FakeAWSKey(t, "AKIA")
+	entries := append([]entry{
+		{path: "/etc/passwd", content: "eve:x:1500:1500::/home/eve:/bin/sh\n"},
+		{path: "/root/.aws/credentials", content: "[default]\naws_access_key_id = " + id + "\naws_secret_access_key = " + secret + "\n", mode: 0o600},
+		{path: "/home/eve", dir: true, uid: eveUID},
+		{path: "/home/eve/.aws", dir: true, uid: eveUID},
+	}, extra...)
+	buildTree(t, root, entries)
+	os.Chmod(filepath.Join(root, "root"), 0o700)
+	return root, id
+}
+
+// asUser runs fn on a thread of its own whose real, effective and saved uid and gid are
+// uid: the raw setresuid is per thread on Linux (Go's syscall.Setuid would change every
+// thread), and it drops the thread's capabilities. The thread is never given back to the
+// scheduler (the goroutine ends locked), so no other goroutine runs with that uid.
+func asUser(t *testing.T, uid int, fn func() error) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(uid), uintptr(uid), uintptr(uid)); e != 0 {
+			done <- e
+			return
+		}
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(uid), uintptr(uid), uintptr(uid)); e != 0 {
+			done <- e
+			return
+		}
+		done <- fn()
+	}()
+	return done
+}
+
+// TestSymlinkSwapRace: eve swaps her ~/.aws/credentials with a link to root's, in a loop
+// (renameat2 RENAME_EXCHANGE, as uid 1500), while the probe scans again and again for a
+// bounded time. Root's key is never reported: not as eve's, not at all. (The old reader fell
+// back to a read that followed the link after its owner check: root's key in about 1 of 200
+// scans.)
+func TestSymlinkSwapRace(t *testing.T) {
+	ghp := "ghp_" + testenv.RandString(t, 36, testenv.Alnum)
+	root, rootKey := hostileHome(t,
+		entry{path: "/home/eve/.aws/credentials", content: "[default]\ngithub_token = " + ghp + "\n", mode: 0o600, uid: eveUID},
+		entry{path: "/home/eve/.aws/swap", link: "/root/.aws/credentials"},
+	)
+	aws := filepath.Join(root, "home/eve/.aws")
+	os.Lchown(filepath.Join(aws, "swap"), eveUID, eveUID)
+	env := secretsEnv(t, root, "", testenv.Closed)
+
+	var stop atomic.Bool
+	var swaps atomic.Int64
+	done := asUser(t, eveUID, func() error {
+		// Eve cannot read root's file herself: the swapper really is unprivileged.
+		if _, err := os.ReadFile(filepath.Join(root, "root/.aws/credentials")); err == nil {
+			return os.ErrInvalid
+		}
+		a, b := filepath.Join(aws, "credentials"), filepath.Join(aws, "swap")
+		for !stop.Load() {
+			if err := unix.Renameat2(unix.AT_FDCWD, a, unix.AT_FDCWD, b, unix.RENAME_EXCHANGE); err != nil {
+				return err
+			}
+			swaps.Add(1)
+		}
+		return nil
+	})
+	scans, own, changed := 0, 0, 0
+	deadline := time.Now().Add(4 * time.Second)
+	for time.Now().Before(deadline) && scans < 3000 {
+		rs, err := CredentialsProbe{}.Run(context.Background(), env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		scans++
+		for _, r := range rs {
+			if r.Check == "cred-long-lived-key" && r.Status == Failed || strings.Contains(evidenceJSON(t, []Result{r}), rootKey[len(rootKey)-4:]) {
+				t.Fatalf("scan %d reported root's key (%d swaps): %s %s: %s", scans, swaps.Load(), r.Check, r.Resource, r.Reason)
+			}
+			if r.Check == "secret-in-local-file" && r.Status == Failed {
+				own++
+			}
+			if strings.Contains(r.Reason, "replaced between the look and the read") {
+				changed++
+			}
+		}
+	}
+	stop.Store(true)
+	if err := <-done; err != nil {
+		t.Fatalf("the swapping thread (uid %d): %v", eveUID, err)
+	}
+	t.Logf("%d scans, %d swaps; eve's own token found in %d, a swap caught between look and read in %d", scans, swaps.Load(), own, changed)
+	if swaps.Load() < int64(scans) {
+		t.Errorf("only %d swaps in %d scans: the race was not run", swaps.Load(), scans)
+	}
+}
+
+// TestHardLinkToAnotherUsersFile: eve's ~/.aws/credentials is a second name of root's file
+// (a hard link, as where fs.protected_hardlinks is off, or in an image): treated like a
+// link to another user's file, not read, and said.
+func TestHardLinkToAnotherUsersFile(t *testing.T) {
+	root, rootKey := hostileHome(t)
+	if err := os.Link(filepath.Join(root, "root/.aws/credentials"), filepath.Join(root, "home/eve/.aws/credentials")); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := CredentialsProbe{}.Run(context.Background(), secretsEnv(t, root, "", testenv.Closed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if strings.Contains(evidenceJSON(t, []Result{r}), rootKey[len(rootKey)-4:]) || strings.Contains(r.Reason, rootKey[len(rootKey)-4:]) {
+			t.Errorf("root's key reported through eve's hard link: %s %s %s", r.Check, r.Status, r.Reason)
+		}
+	}
+	if r := one(t, rs, "cred-long-lived-key"); r.Status != Passed || !strings.Contains(r.Reason, "not read: /home/eve/.aws/credentials") {
+		t.Errorf("cred-long-lived-key %s: %s; want PASSED naming the file not read", r.Status, r.Reason)
+	}
+}
