@@ -85,9 +85,21 @@ func (s scaledBackoff) BackoffDelay(attempt int, err error) (time.Duration, erro
 
 // inprocHTTP hands SDK requests straight to the fake's handler: no sockets, so 10,000
 // agents fit on a small machine; signing, serialization and retries are the SDK's own.
-type inprocHTTP struct{ h http.Handler }
+type inprocHTTP struct {
+	h    http.Handler
+	sent *atomic.Int64 // request bytes (headers as HTTP/1.1 writes them, and body)
+}
 
 func (c inprocHTTP) Do(r *http.Request) (resp *http.Response, err error) {
+	if c.sent != nil {
+		n := int64(len(r.Method)+len(r.URL.RequestURI())+len(" HTTP/1.1\r\n")+len("Host: \r\n")+len(r.Host)) + max(r.ContentLength, 0) + 2
+		for k, vs := range r.Header {
+			for _, v := range vs {
+				n += int64(len(k) + len(v) + 4)
+			}
+		}
+		c.sent.Add(n)
+	}
 	rec := httptest.NewRecorder()
 	defer func() {
 		if p := recover(); p != nil { // the fake's connection reset
@@ -175,6 +187,7 @@ type fleet struct {
 	sh     *securityhub.Client
 	agents []*fleetAgent
 	cpu    time.Duration // CPU the process used during the run
+	sent   *atomic.Int64 // request bytes sent (in-process transport only)
 }
 
 func newFleet(t testing.TB, o fleetOptions, span time.Duration) *fleet {
@@ -198,13 +211,14 @@ func newFleet(t testing.TB, o fleetOptions, span time.Duration) *fleet {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sent := new(atomic.Int64)
 	if o.InProc {
-		cfg.HTTPClient = inprocHTTP{f.Config.Handler}
+		cfg.HTTPClient = inprocHTTP{f.Config.Handler, sent}
 	}
 	// One SDK client per service for all agents: clients hold no per-call state that would
 	// change what is sent (the retryer has no client-side quota), and 10,000 of each would
 	// only cost memory.
-	fl := &fleet{o: o, f: f, clock: c, cw: cloudwatchlogs.NewFromConfig(cfg), sh: securityhub.NewFromConfig(cfg)}
+	fl := &fleet{o: o, f: f, clock: c, cw: cloudwatchlogs.NewFromConfig(cfg), sh: securityhub.NewFromConfig(cfg), sent: sent}
 	log := slog.New(slog.DiscardHandler)
 	for i := range o.N {
 		a := &fleetAgent{id: fmt.Sprintf("i-%017x", 0xf1ee7000+i), rng: rand.New(rand.NewPCG(uint64(i), 9))}

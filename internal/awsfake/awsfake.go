@@ -81,6 +81,10 @@ type Server struct {
 	// Compact keeps memory flat for fleet simulations: request bodies are not recorded and
 	// each finding is stored as its Id, UpdatedAt, RecordState and Compliance only.
 	Compact bool
+	// LogSink, when set, receives the events of every accepted PutLogEvents call instead of
+	// the fake keeping them (Events then returns none): a fleet simulation that only counts
+	// what arrived keeps its memory flat. It is called without the fake's lock held.
+	LogSink func(group, stream string, events []Event)
 	// Role credentials AssumeRole hands out.
 	RoleKeyID, RoleSecret string
 	RoleTTL               time.Duration
@@ -406,14 +410,20 @@ func (s *Server) logs(w http.ResponseWriter, op string, body []byte, emf bool) {
 			tooNew = i
 		}
 	}
-	s.mu.Lock()
+	var kept []Event
 	for i, e := range evs {
 		if i < tooOld || (tooNew >= 0 && i >= tooNew) {
 			continue
 		}
-		g[in.LogStreamName] = append(g[in.LogStreamName], e)
+		kept = append(kept, e)
 	}
-	s.mu.Unlock()
+	if s.LogSink != nil {
+		s.LogSink(in.LogGroupName, in.LogStreamName, kept)
+	} else {
+		s.mu.Lock()
+		g[in.LogStreamName] = append(g[in.LogStreamName], kept...)
+		s.mu.Unlock()
+	}
 	out := map[string]any{"nextSequenceToken": "1"}
 	ri := map[string]int{}
 	if tooOld > 0 {

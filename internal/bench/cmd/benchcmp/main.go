@@ -56,6 +56,7 @@ type measure struct {
 
 type report struct {
 	when                          time.Time
+	fleetCost                     string // Markdown of the fleet cost simulation (fleetcost.go)
 	machine                       []string
 	loadBefore, loadAfter         string
 	binSize                       int64
@@ -191,6 +192,9 @@ func run(out string, runs int, quick bool) error {
 	} else {
 		r.growth = "no result: " + lastLines(string(b), 5)
 	}
+
+	step("fleet telemetry cost: a simulated day of 1, 1,000 and 10,000 instances")
+	r.fleetCost = fleetCost(repo, tmp, quick)
 
 	step("the run daemon: RSS between scans and idle wake-ups")
 	daemon(r, bin, fix, env, tmp, quick)
@@ -729,6 +733,7 @@ func (r *report) markdown() string {
 	b.WriteString("```\n")
 	fmt.Fprintf(&b, "\n100 consecutive scans with one detector (`TestNoGrowthOver100Scans`): %s.\n", r.growth)
 	fmt.Fprintf(&b, "\nDaemon: %s.\n", r.daemon)
+	b.WriteString("\n## Fleet telemetry: API calls, bytes, custom metrics, monthly cost\n\n" + r.fleetCost)
 	b.WriteString(optimisations)
 	return b.String()
 }
