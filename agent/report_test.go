@@ -483,3 +483,58 @@ func fillLike2(id metadata.Identity, r probes.Result) probes.Result {
 	}
 	return r
 }
+
+// TestReporterExposureBound: past ReporterOptions.MaxExposures, the exposure last seen
+// longest ago is sent a last time, still FAILED and ACTIVE, saying the agent stops refreshing
+// it, and the run summary counts it: never dropped silently.
+func TestReporterExposureBound(t *testing.T) {
+	f := awsfake.New(t)
+	useFake(t, f)
+	cfg := testConfig(t)
+	rep, err := NewReporter(cfg, nil, ReporterOptions{AWS: fastAWS(), MaxExposures: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	id := testIdentity("i-0aaaaaaaaaaaaaaa4")
+	t0 := time.Now().Add(-3 * time.Hour).Truncate(time.Second)
+	a := probes.NewResult("cred-long-lived-key", probes.Failed, "/home/a/.aws/credentials", "key a").With("fingerprint", "fa")
+	b := probes.NewResult("cred-long-lived-key", probes.Failed, "/home/b/.aws/credentials", "key b").With("fingerprint", "fb")
+	a.Probe, b.Probe = "credentials", "credentials"
+	all := []string{"credentials"}
+	for i, rs := range [][]probes.Result{{a, b}, {b}, {}} {
+		st, err := rep.Spool(ctx, synthetic(id, t0.Add(time.Duration(i)*time.Hour), all, rs...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rep.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if i == 2 && (st.Exposures != 2 || st.Untracked != 1 || st.Archived != 0) {
+			t.Errorf("last report: %+v, want 2 exposures, 1 untracked, nothing archived", st)
+		}
+	}
+	for _, r := range []probes.Result{a, b} {
+		fd := decodeFinding(t, f.Findings()[resultID(id, r)])
+		d, _ := field(fd, "Description").(string)
+		if field(fd, "RecordState") != "ACTIVE" || field(fd, "Compliance.Status") != "FAILED" {
+			t.Errorf("%s: %v %v, want ACTIVE FAILED", r.Reason, field(fd, "RecordState"), field(fd, "Compliance.Status"))
+		}
+		if untracked := strings.Contains(d, "stops refreshing"); untracked != (r.Reason == "key a") {
+			t.Errorf("%s: description %q: only the one last seen longest ago (key a) is untracked", r.Reason, d)
+		}
+	}
+	evs := f.Events("/ec2sec/findings", "i-0aaaaaaaaaaaaaaa4")
+	var sum map[string]any
+	for _, e := range evs {
+		var m map[string]any
+		json.Unmarshal([]byte(e.Message), &m)
+		if m["type"] == "run-summary" {
+			sum = m
+		}
+	}
+	if sum["ExposuresUntracked"] != float64(1) || sum["ExposuresUnseen"] != float64(2) {
+		t.Errorf("last run summary: ExposuresUntracked %v, ExposuresUnseen %v; want 1, 2", sum["ExposuresUntracked"], sum["ExposuresUnseen"])
+	}
+	awsfake.ValidateBatchImportFindings(t, f.Bodies())
+}
