@@ -72,10 +72,26 @@ type CloudWatchLogs struct {
 	RoleARN  string `yaml:"role_arn"`
 }
 
-// SecurityHub says whether findings go to Security Hub.
+// SecurityHub says whether findings go to Security Hub, and how.
 type SecurityHub struct {
 	Enabled bool `yaml:"enabled"`
+	// Mode is how findings reach Security Hub: "direct" (the agent imports them itself; its
+	// role needs securityhub:BatchImportFindings) or "central" (the agent sends them only as
+	// CloudWatch Logs events, with its AWS-signed identity, to cloudwatch_logs.log_group; the
+	// central stack's forwarder verifies and imports them, and instances need no Security
+	// Hub permission). The built-in default is direct, so a small account works without the
+	// central stack; the stack's install writes central (docs/forwarder.md).
+	Mode string `yaml:"mode"`
 }
+
+// Security Hub delivery modes.
+const (
+	HubDirect  = "direct"
+	HubCentral = "central"
+)
+
+// Central reports whether findings go through the central forwarder.
+func (h SecurityHub) Central() bool { return h.Mode == HubCentral }
 
 // DefaultConfig is the config with every key at its default.
 func DefaultConfig() Config {
@@ -84,7 +100,7 @@ func DefaultConfig() Config {
 		Splay:          Duration{10 * time.Minute},
 		ProbeTimeout:   Duration{30 * time.Second},
 		CloudWatchLogs: CloudWatchLogs{LogGroup: "/ec2sec/findings"},
-		SecurityHub:    SecurityHub{Enabled: true},
+		SecurityHub:    SecurityHub{Enabled: true, Mode: HubDirect},
 		StateDir:       defaultStateDir,
 		Spool:          SpoolConfig{MaxMB: 50},
 	}
@@ -213,6 +229,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("spool.max_mb %d: must be between 1 and 10240", c.Spool.MaxMB)
 	case c.CloudWatchLogs.RoleARN != "" && !strings.HasPrefix(c.CloudWatchLogs.RoleARN, "arn:"):
 		return fmt.Errorf("cloudwatch_logs.role_arn %q: not an ARN", c.CloudWatchLogs.RoleARN)
+	case c.SecurityHub.Mode != HubDirect && c.SecurityHub.Mode != HubCentral:
+		return fmt.Errorf("security_hub.mode %q: must be direct or central", c.SecurityHub.Mode)
+	case c.SecurityHub.Central() && c.SecurityHub.Enabled && c.CloudWatchLogs.LogGroup == "":
+		return errors.New("security_hub.mode central: findings travel through CloudWatch Logs, so cloudwatch_logs.log_group must not be empty")
 	}
 	return nil
 }

@@ -86,3 +86,31 @@ func TestStateDirIsPrivate(t *testing.T) {
 		t.Error("a symlinked state dir was accepted")
 	}
 }
+
+// security_hub.mode: direct by default (a small account works without the central stack),
+// central on request; central needs the log group its findings travel through.
+func TestConfigHubMode(t *testing.T) {
+	c, err := LoadConfig(writeConfig(t, "security_hub:\n  enabled: true\n", 0o600))
+	if err != nil || c.SecurityHub.Mode != HubDirect || c.SecurityHub.Central() {
+		t.Errorf("default mode %q (err %v), want direct", c.SecurityHub.Mode, err)
+	}
+	c, err = LoadConfig(writeConfig(t, "security_hub:\n  mode: central\n", 0o600))
+	if err != nil || !c.SecurityHub.Central() || !c.SecurityHub.Enabled {
+		t.Errorf("mode central: %+v, %v", c.SecurityHub, err)
+	}
+	for _, tc := range []struct{ body, want string }{
+		{"security_hub:\n  mode: forwarder\n", `security_hub.mode "forwarder": must be direct or central`},
+		{"security_hub:\n  mode: central\ncloudwatch_logs:\n  log_group: \"\"\n", "cloudwatch_logs.log_group must not be empty"},
+		{"security_hub:\n  modes: central\n", `unknown key "security_hub.modes"`},
+	} {
+		_, err := LoadConfig(writeConfig(t, tc.body, 0o600))
+		var ce *ConfigError
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err %v, want a ConfigError containing %q", tc.body, err, tc.want)
+		}
+	}
+	// Findings off: no log group needed whatever the mode.
+	if _, err := LoadConfig(writeConfig(t, "security_hub:\n  enabled: false\n  mode: central\ncloudwatch_logs:\n  log_group: \"\"\n", 0o600)); err != nil {
+		t.Error(err)
+	}
+}

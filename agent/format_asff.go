@@ -54,7 +54,11 @@ func WriteSARIF(w io.Writer, r *Report) error {
 // that are down are not a failure of the scan (what was not delivered stays spooled for the
 // next run); a spool that cannot be written is, since nothing would ever be delivered.
 func (c ScanCommand) deliver(ctx context.Context, cfg Config, report *Report, log *slog.Logger) bool {
-	rep, err := NewReporter(cfg, log, c.Reporter)
+	ro := c.Reporter
+	if ro.IMDS == nil {
+		ro.IMDS = c.ScanOptions.IMDS // central mode reads the signed identity where the scan read IMDS
+	}
+	rep, err := NewReporter(cfg, log, ro)
 	if err != nil {
 		fmt.Fprintf(c.Stderr, "ec2sec scan: --report: %v\n", err)
 		return false

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/ec2sec/ec2sec/agent/asff"
@@ -42,6 +43,9 @@ type ReporterOptions struct {
 	// Sinks, when set, replace the AWS clients (tests with strict fakes use the SDK anyway,
 	// through AWS_ENDPOINT_URL_*; this is for unit tests of the lifecycle).
 	CloudWatch, SecurityHub sink.Sink
+	// IMDS reads the signed instance identity in central mode (default: the standard
+	// environment, AWS_EC2_METADATA_SERVICE_ENDPOINT).
+	IMDS *metadata.Client
 	// LockWait bounds the wait for another ec2sec holding the state lock (default 2m).
 	LockWait time.Duration
 	// Refresh overrides state.DefaultRefresh, MaxExposures state.DefaultMaxExposures.
@@ -139,6 +143,19 @@ func (r *Reporter) clients(ctx context.Context) error {
 		}
 		r.cw = sink.NewCloudWatch(cfg, r.cfg.CloudWatchLogs.LogGroup, r.host, r.log)
 	}
+	if r.sh == nil && r.hubOK() && r.cfg.SecurityHub.Central() {
+		// Central mode: findings go as CloudWatch Logs events to the same stream, with the
+		// instance's signed identity; this host never calls Security Hub.
+		cw, ok := r.cw.(*sink.CloudWatch)
+		if !ok {
+			return errors.New("security_hub.mode central needs the CloudWatch Logs sink")
+		}
+		imds := r.opts.IMDS
+		if imds == nil {
+			imds = metadata.New(metadata.Options{})
+		}
+		r.sh = sink.NewCentral(cw, identityProof(imds), r.log)
+	}
 	if r.sh == nil && r.hubOK() {
 		// Findings go to the Security Hub of the instance's own region and account: the
 		// product ARN names them, and cross-region aggregation is Security Hub's job.
@@ -226,17 +243,26 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 			continue
 		}
 		// A resolved change's result already says PASSED and why (state.ResolvedResult).
-		o := asff.Options{AgentVersion: Version(), Archived: c.Archive}
-		f := asff.FromResult(c.Result, host, asff.Times{
+		rec := asff.Record{
+			ID: c.Result.ID, Lifecycle: string(c.Lifecycle), Result: c.Result,
 			FirstObserved: c.FirstObserved, LastObserved: c.LastObserved,
 			Created: c.FirstObserved, Updated: rep.ScannedAt,
-		}, o)
-		b, err := json.Marshal(f)
+			Archived: c.Archive, AgentVersion: Version(),
+		}
+		var b []byte
+		var err error
+		if r.cfg.SecurityHub.Central() {
+			// The record, not the finding: the forwarder builds the finding for the host
+			// that signed the event (the same asff code), so no host can speak for another.
+			b, err = centralRecord(rec)
+		} else {
+			b, err = json.Marshal(rec.Finding(host))
+		}
 		if err != nil {
 			return st, fmt.Errorf("encode finding: %w", err)
 		}
 		findings = append(findings, b)
-		newIDs[f.ID] = true
+		newIDs[asff.Trunc(rec.ID, asff.MaxID)] = true
 		st.Findings++
 		if c.Archive {
 			st.Archived++
@@ -481,4 +507,32 @@ func (r *Reporter) Flush(ctx context.Context) (FlushStats, error) {
 		}
 	}
 	return fs, errors.Join(errs...)
+}
+
+// centralRecord encodes a finding record for central mode, its evidence cut (as for a log
+// event) when it would not fit a findings event with the identity.
+func centralRecord(rec asff.Record) ([]byte, error) {
+	b, err := json.Marshal(rec)
+	if err == nil && len(b) > sink.MaxRecordBytes {
+		rec.Result.Evidence = map[string]any{"truncated": "evidence too large for a findings event"}
+		rec.Result.Reason = asff.Trunc(rec.Result.Reason, 1024)
+		b, err = json.Marshal(rec)
+	}
+	return b, err
+}
+
+// identityProof reads the instance identity document and its RSA-2048 PKCS#7 signature from
+// IMDS: what the forwarder verifies against AWS's regional certificate.
+func identityProof(c *metadata.Client) sink.ProofFunc {
+	return func(ctx context.Context) (sink.Proof, error) {
+		doc, err := c.Dynamic(ctx, "instance-identity/document")
+		if err != nil {
+			return sink.Proof{}, err
+		}
+		sig, err := c.Dynamic(ctx, "instance-identity/rsa2048")
+		if err != nil {
+			return sink.Proof{}, err
+		}
+		return sink.Proof{Document: string(doc), RSA2048: strings.TrimSpace(string(sig))}, nil
+	}
 }

@@ -55,6 +55,9 @@ func fakeIMDS(t *testing.T, instanceID string) *imdsFake {
 	mux.HandleFunc("GET /latest/dynamic/instance-identity/document", need(func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]string{"instanceId": instanceID, "accountId": "123456789012", "region": "us-east-1", "imageId": "ami-0123456789abcdef0"})
 	}))
+	mux.HandleFunc("GET /latest/dynamic/instance-identity/rsa2048", need(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(fakeRSA2048)) // central mode's proof of origin; verified only by the forwarder's tests
+	}))
 	mux.HandleFunc("GET /latest/meta-data/hostname", need(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ip-10-0-0-1.ec2.internal")) }))
 	mux.HandleFunc("GET /latest/meta-data/services/partition", need(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("aws")) }))
 	mux.HandleFunc("GET /latest/meta-data/services/domain", need(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("amazonaws.com")) }))
@@ -76,6 +79,9 @@ func fakeIMDS(t *testing.T, instanceID string) *imdsFake {
 	t.Cleanup(fake.Close)
 	return fake
 }
+
+// fakeRSA2048 is what fakeIMDS serves as the identity's PKCS#7 signature (base64, lines of 64).
+const fakeRSA2048 = "MIAGCSqGSIb3DQEHAqCAMIACAQExDzANBglghkgBZQMEAgEFADCABgkqhkiG9w0B\nBwGggCSABIIB"
 
 // testIdentity is the identity fakeIMDS serves.
 func testIdentity(instanceID string) metadata.Identity {
