@@ -11,9 +11,16 @@ METADATA_MOCK := github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@v
 # The gitleaks CLI, only to compare recall on the user-data corpus (probes/secrets tests).
 GITLEAKS      := github.com/zricethezav/gitleaks/v8@v8.30.1
 
-.PHONY: build test vet tools bench clean package fuzz
+.PHONY: build test vet tools bench clean package fuzz generate
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ec2sec
+
+# The IMDS watcher's BPF object (probes/imdswatch), regenerated from its C source with clang
+# and libbpf-dev (Debian packages) by bpf2go; the .o and .go files are committed, so a build
+# needs neither. The include path is the host's multiarch asm/ headers.
+BPF_CFLAGS := -O2 -g -Wall -Werror -I/usr/include/$(shell uname -m)-linux-gnu
+generate:
+	BPF2GO_CC=clang BPF2GO_CFLAGS='$(BPF_CFLAGS)' $(GO) generate ./probes/imdswatch/
 
 tools: $(TOOLS)/ec2-metadata-mock $(TOOLS)/gitleaks
 $(TOOLS)/ec2-metadata-mock:

@@ -86,6 +86,11 @@ func (c RunCommand) Run(ctx context.Context) int {
 		log.Error("cannot start", "err", err)
 		return ExitUsage
 	}
+	// The IMDS watcher stays loaded in this process for the daemon's life (imdswatch.go).
+	watch := startWatch(cfg, osGetenv, log)
+	defer func() { watch.stop() }()
+	releaseMemory() // loading BPF allocates; the scheduler should idle small
+
 	var w work
 	if c.Executable != "" {
 		w = &children{exe: c.Executable, root: c.Root, proc: c.Proc, log: log, out: c.WorkerLog}
@@ -162,6 +167,8 @@ func (c RunCommand) Run(ctx context.Context) int {
 	for {
 		select {
 		case <-ctx.Done():
+			watch.stop()
+			watch = nil
 			st, err := w.flush(context.Background(), cfg, finalFlush)
 			if errors.Is(err, errNoReporter) {
 				log.Info("ec2sec agent stopping")
@@ -183,6 +190,7 @@ func (c RunCommand) Run(ctx context.Context) int {
 			log.Info("config reloaded", "interval", interval().String())
 
 		case <-scanT.C:
+			watch.save() // the scan reads the window from the state dir
 			cy := w.cycle(ctx, cfg)
 			releaseMemory()
 			scanT.Reset(interval())

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/ec2sec/ec2sec/probes"
 	"github.com/ec2sec/ec2sec/probes/hostfs"
+	"github.com/ec2sec/ec2sec/probes/imdswatch"
 	"github.com/ec2sec/ec2sec/probes/metadata"
 	"github.com/ec2sec/ec2sec/probes/procfs"
 	"github.com/ec2sec/ec2sec/probes/secrets"
@@ -91,6 +93,10 @@ type ScanOptions struct {
 	// FingerprintKey keys secret fingerprints; when nil it is loaded (see LoadFingerprintKey).
 	FingerprintKey []byte
 
+	// IMDSWatch hands the imdswatch probe its window; nil = the summary the run daemon keeps
+	// in Config.StateDir (imdswatch.SummaryFile).
+	IMDSWatch func() (*imdswatch.Summary, error)
+
 	// Offline: Root is an image, not the running host (see probes.Env.Offline). Nothing is
 	// asked of IMDS; the host is the image's hostname.
 	Offline bool
@@ -144,6 +150,10 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 	}
 	if o.Resolver == nil {
 		o.Resolver = net.DefaultResolver
+	}
+	if o.IMDSWatch == nil && o.Config.StateDir != "" {
+		path := filepath.Join(o.Config.StateDir, imdswatch.SummaryFile)
+		o.IMDSWatch = func() (*imdswatch.Summary, error) { return imdswatch.LoadSummary(path) }
 	}
 	if o.Getenv == nil {
 		o.Getenv = os.Getenv
@@ -229,6 +239,7 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 			DialTimeout: 2 * time.Second, HTTPTimeout: o.IMDS.Timeout(),
 			Getenv:  o.Getenv,
 			Secrets: o.Secrets, FingerprintKey: o.FingerprintKey,
+			IMDSWatch: o.IMDSWatch,
 		}
 		free, _ := p.(IdentityFree)
 		early := free != nil && free.IdentityFree()

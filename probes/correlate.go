@@ -38,9 +38,11 @@ func Correlations() []Correlation {
 // Correlate applies Correlations to a whole scan's results (after the catalog filled the
 // default severities) and returns them, raised where a rule says so. It never lowers a
 // severity and only touches FAILED results. First it joins imds-metadata-options (the EC2
-// API's view) with the imds probe's measurement, which may change that result's status.
+// API's view) with the imds probe's measurement, which may change that result's status, and
+// imds-v1-enabled with the IMDS watcher's callers (imdswatch_join.go).
 func Correlate(rs []Result) []Result {
 	rs = joinMetadataOptions(rs)
+	rs = joinIMDSWatch(rs)
 	for _, c := range Correlations() {
 		for i := range rs {
 			r := &rs[i]

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ec2sec/ec2sec/probes/hostfs"
+	"github.com/ec2sec/ec2sec/probes/imdswatch"
 	"github.com/ec2sec/ec2sec/probes/metadata"
 	"github.com/ec2sec/ec2sec/probes/procfs"
 	"github.com/ec2sec/ec2sec/probes/secrets"
@@ -68,6 +69,9 @@ type Env struct {
 	// EC2 returns the scan's EC2 client (built once, lazily, from the SDK's default chain), or
 	// ErrNoAWSCredentials when the chain finds none; nil when the scan gives no AWS access.
 	EC2 func(ctx context.Context) (EC2API, error)
+	// IMDSWatch returns the IMDS watcher's window (the daemon's summary in the state dir, or
+	// the live table of `ec2sec imds-watch`); (nil, nil) when there is none. nil = no watcher.
+	IMDSWatch func() (*imdswatch.Summary, error)
 }
 
 // All returns every probe, in catalog order.
@@ -81,6 +85,7 @@ func All() []Probe {
 		NetworkProbe{},
 		ConsoleProbe{},
 		EC2APIProbe{},
+		IMDSWatchProbe{},
 	}
 }
 

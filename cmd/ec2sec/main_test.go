@@ -61,9 +61,10 @@ type result struct {
 // ec2sec runs the binary with the safe environment plus env.
 func ec2sec(t *testing.T, env []string, args ...string) result {
 	t.Helper()
+	bin := binary(t) // built first: the build is not the run's time
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary(t), args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = testenv.Environ(env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
