@@ -37,6 +37,8 @@ var shippedChecks = map[string]string{
 	"ami-public":                    "ec2api CRITICAL [10] [] []",
 	"serial-console-access-enabled": "ec2api MEDIUM [11] [] []",
 	"imds-metadata-options":         "ec2api HIGH [1] [] [EC2.8]",
+	"imds-v1-callers":               "imdswatch HIGH [1] [] []",
+	"imds-container-callers":        "imdswatch MEDIUM [1] [] []",
 }
 
 // TestCatalogKeepsShippedChecks holds the catalog to shippedChecks: no shipped check lost,

@@ -31,8 +31,10 @@ func (IMDSWatchProbe) Checks() []Check {
 	return []Check{
 		{
 			ID: "imds-v1-callers", Probe: "imdswatch", Severity: High,
-			Title:     "A process fetched IMDS without a session token (IMDSv1) in the observation window",
-			Practices: []int{1},
+			Title:      "A process fetched IMDS without a session token (IMDSv1) in the observation window",
+			FailedWhen: "a process fetched IMDS without a session token (IMDSv1), or got 401 for it because IMDSv2 is required, in the observation window",
+			RaisedWhen: "CRITICAL when the call fetched role credentials (`iam/security-credentials/`)",
+			Practices:  []int{1},
 			Remediation: Remediation{
 				Text: "Update the named software to an AWS SDK or tool that uses IMDSv2 tokens (or add the token header to its requests), then require IMDSv2 (--http-tokens required). CRITICAL when the call fetched role credentials.",
 				URL:  imdsTransitionDocs,
@@ -40,8 +42,10 @@ func (IMDSWatchProbe) Checks() []Check {
 		},
 		{
 			ID: "imds-container-callers", Probe: "imdswatch", Severity: Medium,
-			Title:     "A process in another network namespace (a container) reached IMDS in the observation window",
-			Practices: []int{1},
+			Title:      "A process in another network namespace (a container) reached IMDS in the observation window",
+			FailedWhen: "a process in another network namespace (a container) reached IMDS in the observation window, so it can take the instance role's credentials",
+			RaisedWhen: "HIGH when it fetched role credentials",
+			Practices:  []int{1},
 			Remediation: Remediation{
 				Text: "Containers should get credentials from their own role (ECS task roles, EKS Pod Identity or IRSA), not the instance's: set the IMDS hop limit to 1 or block 169.254.169.254 from container networks. HIGH when the call fetched role credentials.",
 				URL:  "https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task-iam-roles.html",
