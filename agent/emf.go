@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/json"
+	"time"
 
 	"github.com/ec2sec/ec2sec/probes"
 )
@@ -150,8 +151,25 @@ func checkEvents(rep *Report) []string {
 	return out
 }
 
+// CheckMetricsEvery is the cadence of the failed-by-check series: a host publishes them
+// with its first scan in each such block of UTC time (00-06, 06-12, ...), so a fleet
+// scanning hourly publishes each Check series in one hour of six. Posture by check moves
+// slowly; this costs a sixth of hourly series in metric-hours and in log bytes. The series'
+// Sum over 6 h is the fleet's FAILED results of that check (for intervals up to 6 h).
+const CheckMetricsEvery = 6 * time.Hour
+
+// checkMetricsDue reports whether a scan at at publishes the failed-by-check series, the
+// last having been published at last (zero: never).
+func checkMetricsDue(at, last time.Time) bool {
+	return last.IsZero() || !at.Truncate(CheckMetricsEvery).Equal(last.Truncate(CheckMetricsEvery))
+}
+
 // metricEvents are all EMF documents one report publishes, the run summary last (a scan's
-// events end with its summary).
-func metricEvents(rep *Report, st SpoolStats, backlog int) []string {
-	return append(checkEvents(rep), summaryEvent(rep, st, backlog))
+// events end with its summary); the failed-by-check documents only when checks is set.
+func metricEvents(rep *Report, st SpoolStats, backlog int, checks bool) []string {
+	var out []string
+	if checks {
+		out = checkEvents(rep)
+	}
+	return append(out, summaryEvent(rep, st, backlog))
 }

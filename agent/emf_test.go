@@ -165,7 +165,7 @@ func TestEMFBoundedCardinality(t *testing.T) {
 		rep := synthetic(id, at, []string{"imds"}, everyResult()...)
 		rep.Summary.DurationMS = 1234
 		keys := map[metricKey]bool{}
-		for _, doc := range metricEvents(rep, st, 5) {
+		for _, doc := range metricEvents(rep, st, 5, true) {
 			ks, ok := emfMetrics(t, doc)
 			if !ok {
 				t.Fatalf("metric event without _aws: %s", doc)
@@ -198,7 +198,7 @@ func TestEMFBoundedCardinality(t *testing.T) {
 	// A clean host publishes only what is always there: zero counts cost nothing.
 	clean := synthetic(emfHosts[0], at, []string{"imds"}, probes.NewResult("imds-v1-enabled", probes.Passed, "", "ok"))
 	var names []string
-	for _, doc := range metricEvents(clean, SpoolStats{}, 0) {
+	for _, doc := range metricEvents(clean, SpoolStats{}, 0, true) {
 		ks, _ := emfMetrics(t, doc)
 		for _, k := range ks {
 			names = append(names, k.String())
@@ -267,4 +267,46 @@ func sortedKeys(m map[metricKey]bool) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// TestCheckMetricsCadence: the failed-by-check documents go out with a host's first scan in
+// each CheckMetricsEvery block and with no other; the run summary with every scan. Twelve
+// hourly scans from a block's start carry them twice.
+func TestCheckMetricsCadence(t *testing.T) {
+	f := awsfake.New(t)
+	useFake(t, f)
+	rep, err := NewReporter(testConfig(t), nil, ReporterOptions{AWS: fastAWS()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := emfHosts[0]
+	// A block's start, 13 to 19 hours ago: all twelve scans are in the past.
+	start := time.Now().Add(-13 * time.Hour).Truncate(CheckMetricsEvery).Add(7 * time.Minute)
+	var with []int
+	for k := range 12 {
+		failing := probes.NewResult("imds-v1-enabled", probes.Failed, "", "x")
+		if _, err := rep.Spool(context.Background(), synthetic(id, start.Add(time.Duration(k)*time.Hour), []string{"imds"}, failing)); err != nil {
+			t.Fatal(err)
+		}
+		if fs, err := rep.Flush(context.Background()); err != nil || sum(fs.Pending) > 0 {
+			t.Fatalf("flush: %v %v", err, fs)
+		}
+	}
+	summaries := 0
+	for _, e := range f.Events("/ec2sec/findings", id.InstanceID) {
+		var m struct{ Type string }
+		json.Unmarshal([]byte(e.Message), &m)
+		switch m.Type {
+		case "check-failed":
+			with = append(with, int(time.UnixMilli(e.Timestamp).Sub(start).Hours()+0.5))
+		case "run-summary":
+			summaries++
+		}
+	}
+	if !slices.Equal(with, []int{0, 6}) || summaries != 12 {
+		t.Errorf("failed-by-check documents at hours %v and %d summaries, want hours [0 6] and 12", with, summaries)
+	}
+	if !checkMetricsDue(start, time.Time{}) || checkMetricsDue(start.Add(time.Hour), start) || !checkMetricsDue(start.Add(-time.Hour), start) {
+		t.Error("checkMetricsDue: never published, same block, an earlier block (a clock set back)")
+	}
 }

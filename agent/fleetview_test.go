@@ -104,7 +104,7 @@ func eventFields(t *testing.T) map[string]bool {
 	for _, lc := range []state.Lifecycle{state.New, state.Changed, state.Resolved} {
 		docs = append(docs, resultEvent(rep, state.Change{Result: rep.Results[0], Lifecycle: lc}))
 	}
-	docs = append(docs, metricEvents(rep, SpoolStats{DroppedEvents: 1, HubSkipped: 1}, 1)...)
+	docs = append(docs, metricEvents(rep, SpoolStats{DroppedEvents: 1, HubSkipped: 1}, 1, true)...)
 	fields := map[string]bool{}
 	var flat func(prefix string, v any)
 	flat = func(prefix string, v any) {
@@ -136,7 +136,7 @@ func eventFields(t *testing.T) map[string]bool {
 func emittedShapes(t *testing.T) map[string]bool {
 	out := map[string]bool{}
 	rep := synthetic(emfHosts[0], time.Now(), []string{"imds"}, everyResult()...)
-	for _, doc := range metricEvents(rep, SpoolStats{DroppedEvents: 1, HubSkipped: 1}, 1) {
+	for _, doc := range metricEvents(rep, SpoolStats{DroppedEvents: 1, HubSkipped: 1}, 1, true) {
 		ks, _ := emfMetrics(t, doc)
 		for _, k := range ks {
 			out[k.shape()] = true
@@ -354,7 +354,7 @@ func TestContributorInsightsRule(t *testing.T) {
 	}
 	var summary map[string]any
 	rep := synthetic(emfHosts[0], time.Now(), []string{"imds"}, everyResult()...)
-	evs := metricEvents(rep, SpoolStats{}, 0)
+	evs := metricEvents(rep, SpoolStats{}, 0, true)
 	json.Unmarshal([]byte(evs[len(evs)-1]), &summary)
 	get := func(path string) any {
 		var v any = summary

@@ -208,6 +208,7 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 		}
 	}
 	backlog, _, _ := r.spool.Size() // batches of earlier scans still waiting: delivery health
+	checks := checkMetricsDue(rep.ScannedAt, s.CheckMetricsAt)
 	ok := map[string]bool{}
 	for _, p := range rep.Probes {
 		if p.Status == "ok" {
@@ -286,7 +287,7 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 		st.DroppedEvents = droppedByFindings
 		metrics := func() []json.RawMessage {
 			var out []json.RawMessage
-			for _, m := range metricEvents(rep, st, backlog) {
+			for _, m := range metricEvents(rep, st, backlog, checks) {
 				b, _ := json.Marshal(sink.LogEvent{Timestamp: ts, Message: m})
 				out = append(out, b)
 			}
@@ -313,6 +314,9 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 	}
 	r.opts.at("spooled")
 	s.SpoolSeq, s.Identity = r.spool.Last(), rep.Identity()
+	if checks && r.cfg.CloudWatchLogs.LogGroup != "" {
+		s.CheckMetricsAt = rep.ScannedAt
+	}
 	if err := s.Save(r.statePath()); err != nil {
 		return st, err
 	}

@@ -70,6 +70,9 @@ type State struct {
 	Identity metadata.Identity `json:"identity"`
 	// SpoolSeq is the newest spool batch written for the reports this state reflects.
 	SpoolSeq uint64 `json:"spool_seq"`
+	// CheckMetricsAt is when the failed-by-check metrics were last spooled (they are
+	// published once per agent.CheckMetricsEvery).
+	CheckMetricsAt time.Time `json:"check_metrics_at,omitzero"`
 	// exists: loaded from a file (not a fresh state).
 	exists bool
 }
