@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/ec2sec/ec2sec/probes/hostfs"
@@ -103,8 +104,17 @@ func (CredentialsProbe) Checks() []Check {
 
 // Bounds: how many passwd entries, directory entries and processes one scan looks at.
 const (
-	maxUsers       = 10000
-	maxDirEntries  = 1000
+	maxUsers      = 10000
+	maxDirEntries = 1000
+	// Findings reported per file, per check and per scan of this probe. A user can write
+	// ten thousand password= lines into a shell history: the first findings name the file
+	// to fix, and a WARNING says how many more there were, where.
+	maxFindingsPerFile = 20
+	maxResultsPerCheck = 100
+	maxSecretResults   = 250
+	// A file bigger than this is first scanned this far: when that alone holds more than
+	// maxFindingsPerFile findings, the rest is not scanned (and the WARNING says so).
+	firstLook      = 64 << 10
 	maxEnvironSize = 1 << 20
 	maxHomeEntries = 4096
 )
@@ -151,6 +161,11 @@ type credState struct {
 	odd      skips    // FIFOs, devices, link loops and partly read files, to say so
 	permsOK  bool     // the platform tells file owners
 	permsRan int
+	unread   []string       // files not looked at: the probe's time ran out first
+	cut      map[string]int // findings not reported, by check (caps)
+	cutFiles []string       // files some of whose findings were not reported
+	stopped  []string       // files not scanned to their end (too many findings early on)
+	perCheck map[string]int // results kept, by check
 	seen     map[string]bool
 	queue    []credFile
 	// memo holds the findings of every distinct content scanned in this scan: skeleton files
@@ -165,7 +180,8 @@ type credState struct {
 // which reader looked at which file, or when.
 type fileScan struct {
 	// Before the content is reached: why not.
-	missing error // lstat failed for want of permission, or the scan's deadline passed
+	missing error // lstat failed for want of permission
+	unread  bool  // not looked at: the probe's time ran out
 	link    bool  // a link that loops or leads nowhere
 	special bool  // a FIFO, socket or device: never opened
 	skipped bool  // a link in a home to another user's file: not read
@@ -175,8 +191,10 @@ type fileScan struct {
 	partial  bool  // bigger than maxSecretFile: read in part
 	readErr  error // could not be read
 	results  []Result
-	perms    bool // the permission check ran
-	permsOK  bool // and the platform told the owner
+	cut      map[string]int // findings over maxFindingsPerFile, by check
+	stopped  int64          // > 0: scanning stopped after this many bytes (too many findings)
+	perms    bool           // the permission check ran
+	permsOK  bool           // and the platform told the owner
 	envFiles []credFile
 }
 
@@ -196,7 +214,7 @@ func (r *credReader) close() {
 	}
 }
 
-// Credential files, then process environments, are read by at most maxCredReaders readers
+// Process environments, then credential files, are read by at most maxCredReaders readers
 // (no more than GOMAXPROCS), each taking credChunk of them at a time: consecutive files
 // share a home, whose directory a reader keeps open.
 const (
@@ -209,11 +227,21 @@ func (CredentialsProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 	if env.Secrets == nil {
 		return nil, errors.New("no secret detector in the probe environment")
 	}
-	st := &credState{env: env, seen: map[string]bool{}, memo: map[[sha256.Size]byte][]secrets.Finding{}}
+	st := &credState{env: env, seen: map[string]bool{}, memo: map[[sha256.Size]byte][]secrets.Finding{}, cut: map[string]int{}, perCheck: map[string]int{}}
+	// Stop starting new files and processes a little before the probe's deadline: the
+	// probe then returns what it read (the scan would otherwise abandon it and keep nothing),
+	// and only what it had not read is unknown.
+	if dl, ok := ctx.Deadline(); ok {
+		margin := min(time.Until(dl)/5, 5*time.Second)
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl.Add(-margin))
+		defer cancel()
+	}
 	users, passwdErr := readPasswd(env)
-	// Process environments are read by the same readers as the files, after them (on a host
+	// Process environments are read by the same readers as the files, before them (on a host
 	// with thousands of processes they are half of this probe's time): whichever reader is
-	// free takes the next processes, so both finish together.
+	// free takes the next ones, so both finish together. Processes first: a user's files
+	// written to be slow to scan cannot leave cred-process-env without an answer.
 	pe, procOut := newProcEnvs(env, users) // without a procfs, procOut says so
 	st.queue = st.credFiles(users)
 	// The first round reads the files and the processes; the next ones the files that units
@@ -249,6 +277,40 @@ func (CredentialsProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 	}
 	where += st.odd.String()
 	st.odd.annotate(out)
+	var unread string
+	if len(st.unread) > 0 {
+		unread = fmt.Sprintf("the probe's time ran out before %s of %d could be read (%s)", plural(len(st.unread), "file", "files"), len(st.queue), joinMax(st.unread, 3))
+	}
+	// One WARNING (or NOT_AVAILABLE) per check says everything a limit cut from its look:
+	// findings not reported, files not scanned to their end, files not read at all.
+	for _, c := range append(fileChecks, "cred-file-permissions") {
+		found := slices.ContainsFunc(out, func(r Result) bool { return r.Check == c })
+		var notes []string
+		if n := st.cut[c]; n > 0 {
+			notes = append(notes, fmt.Sprintf("%s not reported: at most %d findings per file, %d per check and %d per scan are (in %s)", plural(n, "more finding", "more findings"), maxFindingsPerFile, maxResultsPerCheck, maxSecretResults, joinMax(st.cutFiles, 3)))
+		}
+		if c == "cred-file-permissions" {
+			if len(notes) > 0 {
+				out = append(out, NewResult(c, Warning, "", notes[0]).With("not_reported", st.cut[c]))
+			}
+			continue
+		}
+		if len(st.stopped) > 0 {
+			notes = append(notes, fmt.Sprintf("not scanned to the end, after more than %d findings in the first %d KiB: %s", maxFindingsPerFile, firstLook>>10, joinMax(st.stopped, 3)))
+		}
+		if unread != "" {
+			notes = append(notes, unread)
+		}
+		switch {
+		case len(notes) == 0:
+		case unread != "" && !found:
+			out = append(out, NewResult(c, NotAvailable, "", fmt.Sprintf("%s; %s in the %s read", strings.Join(notes, "; "), what[c], where)).With("unread", len(st.unread)))
+		default:
+			r := NewResult(c, Warning, "", strings.Join(notes, "; ")+": more may be there")
+			r = r.With("not_reported", st.cut[c]).With("not_scanned_to_end", len(st.stopped)).With("unread", len(st.unread))
+			out = append(out, r)
+		}
+	}
 	for _, c := range fileChecks {
 		if slices.ContainsFunc(out, func(r Result) bool { return r.Check == c }) {
 			continue
@@ -350,7 +412,7 @@ func (st *credState) credFiles(users []passwdUser) []credFile {
 	return out
 }
 
-// scan looks at files, then the environments of the processes pids (through pe), with
+// scan looks at the environments of the processes pids (through pe), then files, with
 // up to maxCredReaders readers, and returns what each found, in the order of files and pids.
 func (st *credState) scan(ctx context.Context, files []credFile, pe *procEnvs, pids []int) ([]fileScan, []procScan) {
 	scans := make([]fileScan, len(files))
@@ -370,18 +432,17 @@ func (st *credState) scan(ctx context.Context, files []credFile, pe *procEnvs, p
 			}
 			for j := i; j < min(i+credChunk, total); j++ {
 				err := ctx.Err()
-				switch {
-				case j >= len(files):
-					k := j - len(files)
+				switch k := j - len(pids); {
+				case k < 0:
 					if err != nil {
-						procs[k].stopped = err
+						procs[j].stopped = err
 						continue
 					}
-					pe.scan(r, pids[k], &procs[k])
+					pe.scan(r, pids[j], &procs[j])
 				case err != nil:
-					scans[j].missing = err
+					scans[k].unread = true
 				default:
-					r.scanFile(files[j], &scans[j])
+					r.scanFile(files[k], &scans[k])
 				}
 			}
 		}
@@ -402,6 +463,8 @@ func (st *credState) scan(ctx context.Context, files []credFile, pe *procEnvs, p
 // merge adds what looking at file f found to the probe's tally, in queue order.
 func (st *credState) merge(f credFile, sc *fileScan) {
 	switch {
+	case sc.unread:
+		st.unread = append(st.unread, f.path)
 	case sc.missing != nil:
 		st.bad.add(f.path, sc.missing)
 	case sc.link:
@@ -423,7 +486,27 @@ func (st *credState) merge(f credFile, sc *fileScan) {
 		return
 	}
 	st.scanned++
-	st.results = append(st.results, sc.results...)
+	cut := false
+	for c, n := range sc.cut {
+		st.cut[c] += n
+		cut = true
+	}
+	for _, r := range sc.results {
+		// Per check and per scan: the first in queue order are kept, the rest counted.
+		if st.perCheck[r.Check] >= maxResultsPerCheck || len(st.results) >= maxSecretResults {
+			st.cut[r.Check]++
+			cut = true
+			continue
+		}
+		st.perCheck[r.Check]++
+		st.results = append(st.results, r)
+	}
+	if cut {
+		st.cutFiles = append(st.cutFiles, f.path)
+	}
+	if sc.stopped > 0 {
+		st.stopped = append(st.stopped, f.path)
+	}
 	if sc.perms {
 		st.permsRan++
 		st.permsOK = st.permsOK || sc.permsOK
@@ -433,6 +516,34 @@ func (st *credState) merge(f credFile, sc *fileScan) {
 			st.queue = append(st.queue, e)
 		}
 	}
+}
+
+// findingCheck is the check a finding in a file belongs to.
+func findingCheck(fd secrets.Finding) string {
+	switch fd.Kind {
+	case secrets.AWSLongLived:
+		return "cred-long-lived-key"
+	case secrets.AWSSession:
+		return "cred-session-key"
+	}
+	return "secret-in-local-file"
+}
+
+// boundedFindings is findings, bounded for a file written to exhaust the scanner: a file
+// longer than firstLook is first scanned that far (to a line's end); when that part alone
+// holds more than maxFindingsPerFile findings, they are what the file gives, and stopped
+// says how many bytes were scanned. Otherwise the whole file is scanned.
+func (st *credState) boundedFindings(data []byte) (fs []secrets.Finding, stopped int64) {
+	if len(data) > firstLook {
+		end := firstLook
+		if i := bytes.LastIndexByte(data[:end], '\n'); i > 0 {
+			end = i + 1
+		}
+		if fs := st.findings(data[:end]); len(fs) > maxFindingsPerFile {
+			return fs, int64(end)
+		}
+	}
+	return st.findings(data), 0
 }
 
 // findings returns the findings of data, scanned once per distinct content in a scan.
@@ -535,23 +646,26 @@ func (r *credReader) scanFile(f credFile, out *fileScan) {
 	if strings.HasPrefix(f.path, "/etc/systemd/") {
 		out.envFiles = environmentFiles(data)
 	}
-	findings := r.st.findings(data)
+	findings, stopped := r.st.boundedFindings(data)
+	out.stopped = stopped
 	data = nil
 	if len(findings) == 0 {
 		return
+	}
+	if len(findings) > maxFindingsPerFile {
+		// Findings come sorted by line: the first ones are kept, the rest counted by check.
+		out.cut = map[string]int{}
+		for _, fd := range findings[maxFindingsPerFile:] {
+			out.cut[findingCheck(fd)]++
+		}
+		findings = findings[:maxFindingsPerFile]
 	}
 	whose := "system file"
 	if f.user != "" {
 		whose = f.user + "'s file"
 	}
 	for _, fd := range findings {
-		check := "secret-in-local-file"
-		switch fd.Kind {
-		case secrets.AWSLongLived:
-			check = "cred-long-lived-key"
-		case secrets.AWSSession:
-			check = "cred-session-key"
-		}
+		check := findingCheck(fd)
 		reason := fmt.Sprintf("%s %s holds %s at %s%s", whose, f.path, kindWords(fd), describe(fd), partly)
 		out.results = append(out.results, secretResult(check, fd, sourceFile, f.path, f.path, reason))
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -149,5 +150,127 @@ func TestHardLinkToAnotherUsersFile(t *testing.T) {
 	}
 	if r := one(t, rs, "cred-long-lived-key"); r.Status != Passed || !strings.Contains(r.Reason, "not read: /home/eve/.aws/credentials") {
 		t.Errorf("cred-long-lived-key %s: %s; want PASSED naming the file not read", r.Status, r.Reason)
+	}
+}
+
+// TestFindingsBounded: two 250 KB shell histories of password=<random> lines (about 20,000
+// findings) and a 1 MiB keyword-dense file. The probe reports at most maxFindingsPerFile
+// findings a file, stops scanning a file once its first 64 KiB hold more, and says so in one
+// WARNING per check; every check is answered. (The old probe returned 19,699 results.)
+func TestFindingsBounded(t *testing.T) {
+	root := t.TempDir()
+	var h strings.Builder
+	for h.Len() < 250<<10 {
+		h.WriteString("password=" + testenv.RandString(t, 16, testenv.Alnum) + "\n")
+	}
+	var d strings.Builder
+	words := []string{"password", "secret", "token", "api_key", "passwd", "aws_secret_access_key", "client_secret", "auth", "key", "credential"}
+	for i := 0; d.Len() < 1<<20; i++ {
+		d.WriteString(words[i%len(words)])
+		d.WriteString(" =\n"[i%3 : i%3+1])
+	}
+	buildTree(t, root, []entry{
+		{path: "/etc/passwd", content: "a:x:1000:1000::/home/a:/bin/sh\nb:x:1001:1001::/home/b:/bin/sh\n"},
+		{path: "/home/a/.bash_history", content: h.String(), mode: 0o600},
+		{path: "/home/b/.zsh_history", content: strings.ReplaceAll(h.String(), "password=", "export DB_PASSWORD="), mode: 0o600},
+		{path: "/etc/profile.d/dense.sh", content: d.String()},
+	})
+	rs, err := CredentialsProbe{}.Run(context.Background(), secretsEnv(t, root, "", testenv.Closed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	byStatus := map[string]map[Status]int{}
+	for _, r := range rs {
+		if byStatus[r.Check] == nil {
+			byStatus[r.Check] = map[Status]int{}
+		}
+		byStatus[r.Check][r.Status]++
+	}
+	t.Logf("%d results: %v", len(rs), byStatus)
+	if len(rs) > maxSecretResults+10 {
+		t.Errorf("%d results, want at most %d and a few WARNINGs", len(rs), maxSecretResults)
+	}
+	perFile := map[string]int{}
+	for _, r := range rs {
+		if r.Status == Failed && r.Check == "secret-in-local-file" {
+			perFile[r.Resource]++
+		}
+	}
+	for _, f := range []string{"/home/a/.bash_history", "/home/b/.zsh_history"} {
+		if n := perFile[f]; n == 0 || n > maxFindingsPerFile {
+			t.Errorf("%d findings in %s, want 1 to %d", n, f, maxFindingsPerFile)
+		}
+	}
+	w := slices.IndexFunc(rs, func(r Result) bool { return r.Check == "secret-in-local-file" && r.Status == Warning })
+	if w < 0 || byStatus["secret-in-local-file"][Warning] != 1 {
+		t.Fatalf("want one WARNING for secret-in-local-file, got %v", byStatus["secret-in-local-file"])
+	}
+	for _, want := range []string{"/home/a/.bash_history", "/home/b/.zsh_history", "not scanned to the end"} {
+		if !strings.Contains(rs[w].Reason, want) {
+			t.Errorf("WARNING %q does not name %q", rs[w].Reason, want)
+		}
+	}
+	for _, c := range (CredentialsProbe{}).Checks() {
+		if c.ID == envCheck {
+			continue // no procfs in this fixture
+		}
+		if byStatus[c.ID][NotAvailable] > 0 || len(byStatus[c.ID]) == 0 {
+			t.Errorf("%s not answered: %v", c.ID, byStatus[c.ID])
+		}
+	}
+}
+
+// errAfter is a context whose Err says the deadline passed after n calls: the probe asks
+// once per file, so the first n files are read and the rest are not, every run alike.
+type errAfter struct {
+	context.Context
+	n atomic.Int64
+}
+
+func (c *errAfter) Err() error {
+	if c.n.Add(-1) < 0 {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// TestDeadlineCostsOnlyUnreadFiles: the probe's time runs out after the first file. What it
+// found there stays FAILED; each file check says (WARNING with findings, NOT_AVAILABLE
+// without) which file it did not read; cred-file-permissions keeps its answer. (The old
+// probe made every check without a finding "could not read every credential location" and
+// left the FAILED one as if the look had been whole.)
+func TestDeadlineCostsOnlyUnreadFiles(t *testing.T) {
+	root := t.TempDir()
+	id, secret := testenv.FakeAWSKey(t, "AKIA")
+	buildTree(t, root, []entry{
+		{path: "/etc/passwd", content: "alice:x:1000:1000::/home/alice:/bin/sh\nbob:x:1001:1001::/home/bob:/bin/sh\n"},
+		{path: "/home/alice/.aws/credentials", content: "[default]\naws_access_key_id = " + id + "\naws_secret_access_key = " + secret + "\n", mode: 0o600, uid: 1000},
+		{path: "/home/bob/.git-credentials", content: "https://bob:ghp_" + testenv.RandString(t, 36, testenv.Alnum) + "@github.com\n", mode: 0o600, uid: 1001},
+	})
+	ctx := &errAfter{Context: context.Background()}
+	ctx.n.Store(1)
+	rs, err := CredentialsProbe{}.Run(ctx, secretsEnv(t, root, "", testenv.Closed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		t.Logf("%s %s %s: %s", r.Check, r.Status, r.Resource, r.Reason)
+	}
+	status := func(check string, st Status) Result {
+		t.Helper()
+		i := slices.IndexFunc(rs, func(r Result) bool { return r.Check == check && r.Status == st })
+		if i < 0 {
+			t.Fatalf("no %s result for %s", st, check)
+		}
+		return rs[i]
+	}
+	status("cred-long-lived-key", Failed)
+	for _, r := range []Result{status("cred-long-lived-key", Warning), status("secret-in-local-file", NotAvailable), status("cred-session-key", NotAvailable)} {
+		if !strings.Contains(r.Reason, "/home/bob/.git-credentials") || !strings.Contains(r.Reason, "time ran out") {
+			t.Errorf("%s %s does not name the unread file: %s", r.Check, r.Status, r.Reason)
+		}
+	}
+	if r := one(t, rs, "cred-file-permissions"); r.Status != Passed {
+		t.Errorf("cred-file-permissions %s: %s", r.Status, r.Reason)
 	}
 }

@@ -273,6 +273,14 @@ func finish(cands []candidate, t *text, part string, key []byte) []Finding {
 	slices.SortStableFunc(cands, func(a, b candidate) int {
 		return cmp.Or(cmp.Compare(a.prio, b.prio), cmp.Compare(a.line, b.line))
 	})
+	// Deduplication compares each candidate with the values kept before it: bounded, so a
+	// text of ten thousand password= lines costs at most MaxCandidates² comparisons, not the
+	// square of its lines. The best (by priority, then line) are kept; a caller that asked
+	// for fewer findings than this never sees the difference, and one that gets
+	// MaxCandidates findings knows there may be more.
+	if len(cands) > MaxCandidates {
+		cands = cands[:MaxCandidates]
+	}
 	var claimed []string
 	blocks := scriptBlocks(t.s, t.lower, t.li)
 	out := make([]Finding, 0, len(cands))
@@ -304,6 +312,9 @@ func finish(cands []candidate, t *text, part string, key []byte) []Finding {
 	})
 	return out
 }
+
+// MaxCandidates bounds the secrets one Scan looks at (and so the findings it returns).
+const MaxCandidates = 1000
 
 func overlapsAny(v string, claimed []string) bool {
 	for _, c := range claimed {
