@@ -315,8 +315,7 @@ func TestReporterOffEC2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := testIdentity("")
-	id = identityOff("buildhost")
+	id := identityOff("buildhost")
 	st, err := rep.Spool(context.Background(), synthetic(id, time.Now(), []string{"imds"}, probes.NewResult("imds-v1-enabled", probes.NotAvailable, "", "not on EC2"), probes.NewResult("imds-hop-limit", probes.Failed, "", "x")))
 	if err != nil {
 		t.Fatal(err)

@@ -205,7 +205,7 @@ func (c *checker) command(i int, ts []tok) error {
 	case "sort":
 		for _, item := range commaSplit(args) {
 			if len(item) == 0 || len(item) > 2 || item[0].k != ident {
-				return fmt.Errorf("sort takes field [asc|desc], ...")
+				return fmt.Errorf("sort takes a list of field [asc|desc]")
 			}
 			if len(item) == 2 && item[1].s != "asc" && item[1].s != "desc" {
 				return fmt.Errorf("sort order %q is not asc or desc", item[1].s)

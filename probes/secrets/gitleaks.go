@@ -69,6 +69,7 @@ func canLazy(vc *config.ViperConfig) bool {
 	if e := vc.Extend; e.Path != "" || e.URL != "" || e.UseDefault || len(e.DisabledRules) > 0 {
 		return false
 	}
+	//lint:ignore SA1019 gitleaks v8 decodes a config's global [allowlist] table into AllowList and still reads it there; so do we
 	if vc.AllowList != nil && len(vc.Allowlists) > 0 {
 		return false // an error for Translate; let it say so
 	}
@@ -87,7 +88,9 @@ func canLazy(vc *config.ViperConfig) bool {
 func newLazyRules(vc *config.ViperConfig, rest func(id string) bool, ws *wordSet) *lazyRules {
 	g := &lazyRules{vc: vc, rules: make([]lazyRule, len(vc.Rules)), cache: map[string]*detect.Detector{}}
 	g.gvc.Allowlists = slices.Clone(vc.Allowlists)
+	//lint:ignore SA1019 the global [allowlist] table, as in canLazy
 	if vc.AllowList != nil {
+		//lint:ignore SA1019 the global [allowlist] table, as in canLazy
 		g.gvc.Allowlists = append(g.gvc.Allowlists, vc.AllowList)
 	}
 	for i, r := range vc.Rules {
@@ -274,6 +277,7 @@ func stripStopwords(vc *config.ViperConfig) func(config.Config) {
 		*desc += key
 		*words = nil
 	}
+	//lint:ignore SA1019 the global [allowlist] table, as in canLazy
 	if a := vc.AllowList; a != nil {
 		strip(&a.Description, &a.StopWords, len(a.Regexes)+len(a.Paths)+len(a.Commits) > 0)
 	}

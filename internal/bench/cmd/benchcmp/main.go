@@ -55,24 +55,24 @@ type measure struct {
 }
 
 type report struct {
-	when                          time.Time
-	fleetCost                     string // Markdown of the fleet cost simulation (fleetcost.go)
-	machine                       []string
-	loadBefore, loadAfter         string
-	binSize                       int64
-	ec2sec, hostOnly, gitleaks    measure
-	ec2secCmd, gitleaksCmd        string
-	goBench                       string
-	imdsProbe                     time.Duration
-	growth                        string
-	growthOK                      bool
-	daemon                        string
-	daemonRSS                     int64 // KiB; -1 = not measured
-	daemonWakeups                 float64
-	planted                       map[string]int
-	found                         map[string]int
-	quick                         bool
-	hyperfineNote, timeNote, root string
+	when                       time.Time
+	fleetCost                  string // Markdown of the fleet cost simulation (fleetcost.go)
+	machine                    []string
+	loadBefore, loadAfter      string
+	binSize                    int64
+	ec2sec, hostOnly, gitleaks measure
+	ec2secCmd, gitleaksCmd     string
+	goBench                    string
+	imdsProbe                  time.Duration
+	growth                     string
+	growthOK                   bool
+	daemon                     string
+	daemonRSS                  int64 // KiB; -1 = not measured
+	daemonWakeups              float64
+	planted                    map[string]int
+	found                      map[string]int
+	quick                      bool
+	root                       string
 }
 
 func main() {
