@@ -126,7 +126,7 @@ func TestSignedDataFromOpenSSL(t *testing.T) {
 	for _, extra := range [][]string{nil, {"-stream"}} {
 		args := append([]string{"smime", "-sign", "-binary", "-nodetach", "-md", "sha256", "-noattr", "-nocerts",
 			"-in", filepath.Join(dir, "doc"), "-signer", filepath.Join(dir, "cert.pem"), "-inkey", filepath.Join(dir, "key.pem"), "-outform", "DER"}, extra...)
-		args = args[:len(args)] // -noattr off below for the attribute form
+		// -noattr is taken off below for the attribute form
 		for _, attrs := range []bool{false, true} {
 			a := args
 			if attrs {
