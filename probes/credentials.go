@@ -142,6 +142,7 @@ type passwdUser struct {
 	name string
 	uid  int
 	home string
+	more int // on the last user kept: entries after it not looked at (maxUsers)
 }
 
 // credFile is one file to look at, with the uid that should own it.
@@ -153,21 +154,23 @@ type credFile struct {
 }
 
 type credState struct {
-	env      *Env
-	results  []Result
-	scanned  int
-	bad      unreadable
-	skipped  []string // links to other users' files, not read
-	odd      skips    // FIFOs, devices, link loops and partly read files, to say so
-	permsOK  bool     // the platform tells file owners
-	permsRan int
-	unread   []string       // files not looked at: the probe's time ran out first
-	cut      map[string]int // findings not reported, by check (caps)
-	cutFiles []string       // files some of whose findings were not reported
-	stopped  []string       // files not scanned to their end (too many findings early on)
-	perCheck map[string]int // results kept, by check
-	seen     map[string]bool
-	queue    []credFile
+	env       *Env
+	results   []Result
+	scanned   int
+	bad       unreadable
+	skipped   []string // links to other users' files, not read
+	odd       skips    // FIFOs, devices, link loops and partly read files, to say so
+	permsOK   bool     // the platform tells file owners
+	permsRan  int
+	unread    []string       // files not looked at: the probe's time ran out first
+	cut       map[string]int // findings not reported, by check (caps)
+	cutFiles  []string       // files some of whose findings were not reported
+	stopped   []string       // files not scanned to their end (too many findings early on)
+	limits    []string       // what a limit left out of the look (globs, users, unit files)
+	queueFull bool
+	perCheck  map[string]int // results kept, by check
+	seen      map[string]bool
+	queue     []credFile
 	// memo holds the findings of every distinct content scanned in this scan: skeleton files
 	// (.bashrc, .profile, .aws/config from /etc/skel) are the same in most homes, and the
 	// same bytes always give the same findings. Findings hold no secret.
@@ -238,6 +241,9 @@ func (CredentialsProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 		defer cancel()
 	}
 	users, passwdErr := readPasswd(env)
+	if n := usersLeftOut(users); n > 0 {
+		st.limits = append(st.limits, fmt.Sprintf("the homes of %s of /etc/passwd after the first %d were not looked at", plural(n, "more user", "more users"), maxUsers))
+	}
 	// Process environments are read by the same readers as the files, before them (on a host
 	// with thousands of processes they are half of this probe's time): whichever reader is
 	// free takes the next ones, so both finish together. Processes first: a user's files
@@ -298,6 +304,7 @@ func (CredentialsProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 		if len(st.stopped) > 0 {
 			notes = append(notes, fmt.Sprintf("not scanned to the end, after more than %d findings in the first %d KiB: %s", maxFindingsPerFile, firstLook>>10, joinMax(st.stopped, 3)))
 		}
+		notes = append(notes, st.limits...)
 		if unread != "" {
 			notes = append(notes, unread)
 		}
@@ -342,7 +349,7 @@ func readPasswd(env *Env) ([]passwdUser, error) {
 	}
 	var users []passwdUser
 	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() && len(users) < maxUsers {
+	for sc.Scan() {
 		f := strings.Split(sc.Text(), ":")
 		if len(f) < 7 || strings.HasPrefix(f[0], "#") {
 			continue
@@ -351,9 +358,22 @@ func readPasswd(env *Env) ([]passwdUser, error) {
 		if err != nil {
 			continue
 		}
+		if len(users) == maxUsers {
+			// Counted, not kept: the checks say how many users were not looked at.
+			users[len(users)-1].more++
+			continue
+		}
 		users = append(users, passwdUser{name: f[0], uid: uid, home: f[5]})
 	}
 	return users, nil
+}
+
+// usersLeftOut is how many passwd entries past maxUsers were not looked at.
+func usersLeftOut(users []passwdUser) int {
+	if len(users) == 0 {
+		return 0
+	}
+	return users[len(users)-1].more
 }
 
 // credFiles lists the files to look at: each user's home files, then system-wide ones.
@@ -392,7 +412,7 @@ func (st *credState) credFiles(users []passwdUser) []credFile {
 		}
 	}
 	for _, g := range systemCredGlobs {
-		matches, _ := env.FS.Glob(g, maxDirEntries)
+		matches := st.glob(g)
 		for _, m := range matches {
 			out = append(out, credFile{path: m, owner: 0})
 		}
@@ -402,7 +422,7 @@ func (st *credState) credFiles(users []passwdUser) []credFile {
 		byName[u.name] = u
 	}
 	for _, g := range crontabGlobs {
-		matches, _ := env.FS.Glob(g, maxDirEntries)
+		matches := st.glob(g)
 		for _, m := range matches {
 			if u, ok := byName[path.Base(m)]; ok {
 				out = append(out, credFile{path: m, owner: u.uid, user: u.name})
@@ -410,6 +430,15 @@ func (st *credState) credFiles(users []passwdUser) []credFile {
 		}
 	}
 	return out
+}
+
+// glob is FS.GlobN with maxDirEntries, noting a pattern that matched more.
+func (st *credState) glob(pattern string) []string {
+	m, truncated, _ := st.env.FS.GlobN(pattern, maxDirEntries)
+	if truncated {
+		st.limits = append(st.limits, fmt.Sprintf("only the first %d files of %s were read", maxDirEntries, pattern))
+	}
+	return m
 }
 
 // scan looks at the environments of the processes pids (through pe), then files, with
@@ -514,6 +543,9 @@ func (st *credState) merge(f credFile, sc *fileScan) {
 	for _, e := range sc.envFiles {
 		if len(st.queue) < maxDirEntries*4 {
 			st.queue = append(st.queue, e)
+		} else if !st.queueFull {
+			st.queueFull = true
+			st.limits = append(st.limits, fmt.Sprintf("files named by EnvironmentFile= past the first %d files were not read (first: %s)", maxDirEntries*4, e.path))
 		}
 	}
 }

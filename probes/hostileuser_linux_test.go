@@ -2,6 +2,7 @@ package probes
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -273,4 +274,64 @@ func TestDeadlineCostsOnlyUnreadFiles(t *testing.T) {
 	if r := one(t, rs, "cred-file-permissions"); r.Status != Passed {
 		t.Errorf("cred-file-permissions %s: %s", r.Status, r.Reason)
 	}
+}
+
+// TestNoSilentPassAtLimits: a secret past a limit gives no PASSED. The 1,001st file of
+// /etc/profile.d, the home of the 10,001st user, cloud-init's 1,001st script: the checks
+// are WARNING naming what was not read. A cloud-init instance directory named i-0abc[1] is
+// read as the name it is, not taken for a pattern (the old probe never read it: PASSED).
+func TestNoSilentPassAtLimits(t *testing.T) {
+	pw := testenv.RandString(t, 14, testenv.Alnum) + "#q"
+	line := "export DB_PASSWORD=" + pw + "\n"
+	t.Run("profile.d", func(t *testing.T) {
+		root := t.TempDir()
+		es := []entry{{path: "/etc/passwd", content: "root:x:0:0::/root:/bin/sh\n"}}
+		for i := range maxDirEntries {
+			es = append(es, entry{path: fmt.Sprintf("/etc/profile.d/a%04d.sh", i), content: "umask 022\n"})
+		}
+		es = append(es, entry{path: "/etc/profile.d/z.sh", content: line})
+		buildTree(t, root, es)
+		rs, err := CredentialsProbe{}.Run(context.Background(), secretsEnv(t, root, "", testenv.Closed))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := one(t, rs, "secret-in-local-file"); r.Status != Warning || !strings.Contains(r.Reason, "/etc/profile.d/*") {
+			t.Errorf("secret-in-local-file %s: %s", r.Status, r.Reason)
+		}
+	})
+	t.Run("users", func(t *testing.T) {
+		root := t.TempDir()
+		var passwd strings.Builder
+		for i := range maxUsers {
+			fmt.Fprintf(&passwd, "u%d:x:%d:%d::/nonexistent:/bin/sh\n", i, 20000+i, 20000+i)
+		}
+		passwd.WriteString("last:x:1000:1000::/home/last:/bin/sh\n")
+		buildTree(t, root, []entry{{path: "/etc/passwd", content: passwd.String()}, {path: "/home/last/.bashrc", content: line}})
+		rs, err := CredentialsProbe{}.Run(context.Background(), secretsEnv(t, root, "", testenv.Closed))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := one(t, rs, "secret-in-local-file"); r.Status != Warning || !strings.Contains(r.Reason, "1 more user of /etc/passwd") {
+			t.Errorf("secret-in-local-file %s: %s", r.Status, r.Reason)
+		}
+	})
+	t.Run("cloud-init", func(t *testing.T) {
+		root := t.TempDir()
+		es := []entry{{path: "/var/lib/cloud/instances/i-0abc[1]/user-data.txt", content: "#!/bin/sh\n" + line}}
+		buildTree(t, root, es)
+		env := secretsEnv(t, root, "", testenv.Closed)
+		rs := cachedUserData(context.Background(), env)
+		if r := one(t, rs, "userdata-cached-secret"); r.Status != Failed || r.Resource != "/var/lib/cloud/instances/i-0abc[1]/user-data.txt" {
+			t.Errorf("instance dir i-0abc[1]: %s %s: %s", r.Status, r.Resource, r.Reason)
+		}
+		os.Remove(filepath.Join(root, "var/lib/cloud/instances/i-0abc[1]/user-data.txt"))
+		for i := range maxCacheEntries {
+			es = append(es, entry{path: fmt.Sprintf("/var/lib/cloud/instances/i-0abc[1]/scripts/a%04d", i), content: "#!/bin/sh\ntrue\n"})
+		}
+		buildTree(t, root, append(es[1:], entry{path: "/var/lib/cloud/instances/i-0abc[1]/scripts/z", content: "#!/bin/sh\n" + line}))
+		rs = cachedUserData(context.Background(), env)
+		if r := one(t, rs, "userdata-cached-secret"); r.Status != Warning || !strings.Contains(r.Reason, "scripts/*") {
+			t.Errorf("1,001st script: %s: %s", r.Status, r.Reason)
+		}
+	})
 }

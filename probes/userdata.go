@@ -9,6 +9,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/ec2sec/ec2sec/probes/hostfs"
 	"github.com/ec2sec/ec2sec/probes/metadata"
 	"github.com/ec2sec/ec2sec/probes/secrets"
 )
@@ -129,7 +130,15 @@ func cachedUserData(ctx context.Context, env *Env) []Result {
 	const check = "userdata-cached-secret"
 	current := currentInstanceID(env)
 	var files []cachedFile
-	dirs, _ := env.FS.Glob("/var/lib/cloud/instances/*", maxCacheEntries)
+	var cut []string // globs that matched more than maxCacheEntries: not every file was read
+	glob := func(pattern string) []string {
+		m, truncated, _ := env.FS.GlobN(pattern, maxCacheEntries)
+		if truncated {
+			cut = append(cut, pattern)
+		}
+		return m
+	}
+	dirs := glob("/var/lib/cloud/instances/*")
 	if fi, err := env.FS.Lstat("/var/lib/cloud/instance"); err == nil && fi.IsDir() {
 		dirs = append(dirs, "/var/lib/cloud/instance") // a real directory, not the usual link
 	}
@@ -139,14 +148,15 @@ func cachedUserData(ctx context.Context, env *Env) []Result {
 			id = current
 		}
 		for _, name := range cloudInitFiles {
-			matches, _ := env.FS.Glob(path.Join(dir, name), maxCacheEntries)
+			// The directory's name is data (i-0abc[1] is a name, not a pattern).
+			matches := glob(path.Join(hostfs.QuoteMeta(dir), name))
 			for _, m := range matches {
 				files = append(files, cachedFile{path: m, instanceID: id})
 			}
 		}
 	}
 	for _, g := range windowsUserDataGlobs {
-		matches, _ := env.FS.Glob(g, maxCacheEntries)
+		matches := glob(g)
 		for _, m := range matches {
 			files = append(files, cachedFile{path: m})
 		}
@@ -193,11 +203,20 @@ func cachedUserData(ctx context.Context, env *Env) []Result {
 			out = append(out, r)
 		}
 	}
+	var limited string
+	if len(cut) > 0 {
+		limited = fmt.Sprintf("only the first %d matches of %s were read", maxCacheEntries, joinMax(cut, 3))
+	}
 	if len(out) > 0 {
 		odd.annotate(out)
+		if limited != "" {
+			out = append(out, NewResult(check, Warning, "", limited+": the rest may hold more"))
+		}
 		return out
 	}
 	switch {
+	case limited != "":
+		return []Result{NewResult(check, Warning, "", fmt.Sprintf("%s; no secret in the %s read%s", limited, plural(scanned, "file", "files"), odd.String())).With("files", scanned)}
 	case bad.n > 0:
 		return []Result{NewResult(check, NotAvailable, "", "could not read cached user data: "+bad.String()+odd.String())}
 	case scanned == 0:

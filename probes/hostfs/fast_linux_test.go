@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -314,4 +315,41 @@ func TestReadIntoReuses(t *testing.T) {
 	if tail := read("tail", small[:0], 4, true); string(tail) != "6789" {
 		t.Errorf("tail: %q", tail)
 	}
+}
+
+// TestGlobBoundedAndLiteral: a component with a metacharacter keeps the limit smallest
+// matching names of a big directory (and says more matched), both ways; a name found on
+// disk, quoted, is taken as written ("i-0abc[1]" is no pattern).
+func TestGlobBoundedAndLiteral(t *testing.T) {
+	root := t.TempDir()
+	big := filepath.Join(root, "big")
+	os.Mkdir(big, 0o755)
+	for i := range 3000 {
+		os.WriteFile(filepath.Join(big, fmt.Sprintf("f%05d.conf", 2999-i)), nil, 0o644)
+	}
+	inst := filepath.Join(root, "instances", "i-0abc[1]")
+	os.MkdirAll(inst, 0o755)
+	os.WriteFile(filepath.Join(inst, "user-data.txt"), []byte("x"), 0o644)
+	os.MkdirAll(filepath.Join(root, "instances", "i-0abc1"), 0o755) // what the pattern [1] would match
+	bothWays(t, func(t *testing.T, mk func(string) (*FS, error)) {
+		f, err := mk(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, truncated, err := f.GlobN("/big/*.conf", 10)
+		if err != nil || !truncated || len(m) != 10 || m[0] != "/big/f00000.conf" || m[9] != "/big/f00009.conf" {
+			t.Errorf("GlobN: %v %v %v", m, truncated, err)
+		}
+		if m, truncated, _ := f.GlobN("/big/f0000?.conf", 10); truncated || len(m) != 10 {
+			t.Errorf("exactly the limit: %d matches, truncated %v", len(m), truncated)
+		}
+		dirs, _ := f.Glob("/instances/*", 10)
+		if len(dirs) != 2 {
+			t.Fatalf("instances: %v", dirs)
+		}
+		m, _, err = f.GlobN(path.Join(QuoteMeta("/instances/i-0abc[1]"), "user-data.txt"), 10)
+		if err != nil || len(m) != 1 || m[0] != "/instances/i-0abc[1]/user-data.txt" {
+			t.Errorf("quoted name: %v %v", m, err)
+		}
+	})
 }

@@ -29,3 +29,4 @@ func (*FS) fastReadlink(string) (string, bool)                       { return ""
 func (*FS) fastReadDir(string, int) ([]fs.DirEntry, bool, error)     { return nil, false, nil }
 func (*FS) fastRead(string, int64, bool) ([]byte, bool, bool, error) { return nil, false, false, nil }
 func (*FS) fastOpenFile(string) (*File, bool, error)                 { return nil, false, nil }
+func (*FS) fastEachName(string, func(string)) (bool, error)          { return false, nil }

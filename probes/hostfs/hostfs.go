@@ -416,39 +416,171 @@ func (f *FS) ReadDir(name string, limit int) (entries []fs.DirEntry, truncated b
 
 // Glob returns the in-tree paths matching pattern (path.Match syntax per component), sorted.
 // Directories are followed through symlinks inside the tree. At most limit matches
-// (limit <= 0 means all).
+// (limit <= 0 means all): GlobN also says whether some were left out.
 func (f *FS) Glob(pattern string, limit int) ([]string, error) {
+	m, _, err := f.GlobN(pattern, limit)
+	return m, err
+}
+
+// GlobN is Glob, also reporting that more than limit paths matched (the first limit, by
+// name, are returned). A component with a metacharacter is matched against its directory's
+// entries read in batches, keeping at most limit names, so a directory of a million entries
+// costs a few kilobytes, not hundreds of megabytes; one without is looked up as it is. A
+// name found on disk and put into a pattern must be escaped with QuoteMeta: its "[" or "*"
+// would be taken for a pattern.
+func (f *FS) GlobN(pattern string, limit int) (matches []string, truncated bool, err error) {
 	parts := split(path.Clean("/" + pattern))[1:]
-	matches := []string{"/"}
-	for i, part := range parts {
+	if len(parts) == 0 || (len(parts) == 1 && parts[0] == "") {
+		return nil, false, nil
+	}
+	matches = []string{"/"}
+	for _, part := range parts {
 		var next []string
+		lit, isLit := literal(part)
 		for _, dir := range matches {
-			if !hasMeta(part) {
-				p := path.Join(dir, part)
+			if isLit {
+				p := path.Join(dir, lit)
 				if _, err := f.Lstat(p); err == nil {
 					next = append(next, p)
 				}
 				continue
 			}
-			entries, _, err := f.ReadDir(dir, 0)
-			if err != nil {
+			kept := &smallest{limit: limit}
+			if err := f.eachName(dir, func(name string) {
+				if ok, _ := path.Match(part, name); ok {
+					kept.add(name)
+				}
+			}); err != nil {
 				continue // not a directory, unreadable or gone: no matches below it
 			}
-			for _, e := range entries {
-				if ok, _ := path.Match(part, e.Name()); ok {
-					next = append(next, path.Join(dir, e.Name()))
-				}
+			truncated = truncated || kept.dropped
+			for _, name := range kept.sorted() {
+				next = append(next, path.Join(dir, name))
 			}
 		}
 		matches = next
-		if i == len(parts)-1 && limit > 0 && len(matches) > limit {
-			matches = matches[:limit]
+		if limit > 0 && len(matches) > limit {
+			slices.Sort(matches)
+			matches, truncated = matches[:limit], true
 		}
 	}
-	if len(parts) == 0 {
-		return nil, nil
+	slices.Sort(matches)
+	return matches, truncated, nil
+}
+
+// QuoteMeta escapes the metacharacters of a name, so that Glob takes it as written
+// (cloud-init's instance directory i-0abc[1] is a name, not a pattern).
+func QuoteMeta(name string) string {
+	var b strings.Builder
+	for _, r := range name {
+		if strings.ContainsRune(`*?[\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
 	}
-	return matches, nil
+	return b.String()
+}
+
+// literal returns the name a pattern component stands for when it matches only that name
+// (no metacharacter, or only escaped ones).
+func literal(part string) (string, bool) {
+	if !hasMeta(part) {
+		return part, true
+	}
+	var b strings.Builder
+	for i := 0; i < len(part); i++ {
+		switch c := part[i]; c {
+		case '*', '?', '[':
+			return "", false
+		case '\\':
+			if i+1 == len(part) {
+				return "", false
+			}
+			i++
+			b.WriteByte(part[i])
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String(), true
+}
+
+// smallest keeps the limit smallest names added (all when limit <= 0): a max-heap.
+type smallest struct {
+	limit   int
+	names   []string
+	dropped bool
+}
+
+func (s *smallest) add(name string) {
+	if s.limit <= 0 || len(s.names) < s.limit {
+		s.names = append(s.names, name)
+		for i := len(s.names) - 1; i > 0; { // sift up
+			p := (i - 1) / 2
+			if s.names[p] >= s.names[i] {
+				break
+			}
+			s.names[p], s.names[i] = s.names[i], s.names[p]
+			i = p
+		}
+		return
+	}
+	s.dropped = true
+	if name >= s.names[0] {
+		return
+	}
+	s.names[0] = name
+	for i := 0; ; { // sift down
+		l, r, big := 2*i+1, 2*i+2, i
+		if l < len(s.names) && s.names[l] > s.names[big] {
+			big = l
+		}
+		if r < len(s.names) && s.names[r] > s.names[big] {
+			big = r
+		}
+		if big == i {
+			break
+		}
+		s.names[i], s.names[big] = s.names[big], s.names[i]
+		i = big
+	}
+}
+
+func (s *smallest) sorted() []string {
+	slices.Sort(s.names)
+	return s.names
+}
+
+// eachName calls fn with each entry name of the directory name refers to (links followed
+// inside the tree), reading it in batches: memory does not grow with the directory.
+func (f *FS) eachName(name string, fn func(string)) error {
+	if ok, err := f.fastEachName(name, fn); ok {
+		return err
+	}
+	p, fi, err := f.resolveInfo(name, true)
+	if err != nil {
+		return err
+	}
+	if fi != nil && !fi.IsDir() {
+		return &fs.PathError{Op: "readdirent", Path: f.HostPath(p), Err: syscall.ENOTDIR}
+	}
+	d, err := openDir(f.HostPath(p))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	for {
+		names, err := d.Readdirnames(256)
+		for _, n := range names {
+			fn(n)
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read dir %s: %w", name, err)
+		}
+	}
 }
 
 func hasMeta(s string) bool { return strings.ContainsAny(s, `*?[\`) }
