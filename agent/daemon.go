@@ -87,7 +87,11 @@ func (c RunCommand) Run(ctx context.Context) int {
 		return ExitUsage
 	}
 	// The IMDS watcher stays loaded in this process for the daemon's life (imdswatch.go).
-	watch := startWatch(cfg, osGetenv, log)
+	getenv := c.ScanOptions.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	watch := startWatch(cfg, getenv, log)
 	defer func() { watch.stop() }()
 	releaseMemory() // loading BPF allocates; the scheduler should idle small
 

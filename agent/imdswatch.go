@@ -3,7 +3,6 @@ package agent
 import (
 	"encoding/json"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -120,6 +119,3 @@ func writeSummary(dir, path string, s *imdswatch.Summary) error {
 	}
 	return spool.WriteFile(path, b)
 }
-
-// osGetenv is the daemon's environment.
-var osGetenv = os.Getenv

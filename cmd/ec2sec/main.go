@@ -82,6 +82,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return scan(ctx, args[1:], stdout, stderr)
 	case "run":
 		return runAgent(ctx, args[1:], stdout, stderr)
+	case "imds-watch":
+		return imdsWatch(ctx, args[1:], stdout, stderr)
 	case "checks":
 		return checks(args[1:], stdout, stderr)
 	case "service":
@@ -177,6 +179,27 @@ func checks(args []string, stdout, stderr io.Writer) int {
 		return agent.ExitNoScan
 	}
 	return agent.ExitOK
+}
+
+// imdsWatch is `ec2sec imds-watch`.
+func imdsWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ec2sec imds-watch", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := agent.IMDSWatchCommand{Stdout: stdout, Stderr: stderr, IsTerminal: isTerminal}
+	fs.DurationVar(&c.Duration, "duration", 0, "watch for `D` (e.g. 10m), then print the result (default: until interrupted)")
+	fs.StringVar(&c.Format, "format", "table", "output `FORMAT`: table (live on a terminal) or json (an ec2sec/v1 document at the end)")
+	fs.StringVar(&c.ConfigPath, "config", "", "config `FILE` (default "+agent.DefaultConfigPath+" when it exists)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return agent.ExitOK
+		}
+		return agent.ExitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "ec2sec imds-watch: unexpected argument %q\n", fs.Arg(0))
+		return agent.ExitUsage
+	}
+	return c.Run(ctx)
 }
 
 // isTerminal reports whether w is a character device (a terminal), without a dependency.
