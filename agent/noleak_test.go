@@ -71,12 +71,19 @@ func plant(t *testing.T) *planted {
 	token := p.add("IQoJb3JpZ2luX2Vj" + testenv.RandString(t, 200, testenv.Alnum))
 	ghp := p.add("ghp_" + testenv.RandString(t, 36, testenv.Alnum))
 	pw1, pw2, pw3 := p.password(t), p.password(t), p.password(t)
+	// Issue 17's shapes: cloud-config read as cloud-init reads it, and command-line and SQL
+	// idioms.
+	pw4, pw5, pw6, pw7, pw8 := p.password(t), p.password(t), p.password(t), p.password(t), p.password(t)
+	hash := p.add("$6$" + testenv.RandString(t, 8, testenv.Alnum) + "$" + testenv.RandString(t, 86, testenv.Alnum))
 	writeFile(t, p.root, "etc/passwd", "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\n", 0o644)
 	writeFile(t, p.root, "home/alice/.aws/credentials", fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n[tmp]\naws_access_key_id = %s\naws_secret_access_key = %s\naws_session_token = %s\n", id1, sk1, id2, sk2, token), 0o644)
 	writeFile(t, p.root, "root/.git-credentials", "https://root:"+ghp+"@github.com\n", 0o600)
 	writeFile(t, p.root, "etc/environment", "DB_PASSWORD="+pw1+"\n", 0o644)
 	writeFile(t, p.root, "var/lib/cloud/data/instance-id", "i-0123456789abcdef0\n", 0o644)
-	cached := "Content-Type: multipart/mixed; boundary=\"QQ\"\nMIME-Version: 1.0\n\n--QQ\nContent-Type: text/cloud-config\n\n#cloud-config\npassword: " + pw2 + "\n--QQ--\n"
+	cloudConfig := "#cloud-config\npassword: " + pw2 + "\nwrite_files:\n  - path: /etc/app/db.env\n    encoding: gz+b64\n    content: " +
+		base64.StdEncoding.EncodeToString(gzipString("DB_PASSWORD="+pw4+"\n")) + "\nruncmd:\n  - [ sshpass, -p, '" + pw5 + "', ssh, admin@10.0.0.5 ]\n" +
+		"users:\n  - name: ops\n    passwd: '" + hash + "'\n"
+	cached := "Content-Type: multipart/mixed; boundary=\"QQ\"\nMIME-Version: 1.0\n\n--QQ\nContent-Type: text/cloud-config\n\n" + cloudConfig + "--QQ--\n"
 	writeFile(t, p.root, "var/lib/cloud/instances/i-0fedcba9876543210/user-data.txt", string(gzipString(cached)), 0o600)
 
 	pid := filepath.Join(p.proc, "4242")
@@ -85,7 +92,8 @@ func plant(t *testing.T) *planted {
 	writeFile(t, pid, "status", "Name:\tworker\nUid:\t1000\t1000\t1000\t1000\n", 0o444)
 
 	id3, sk3 := p.key(t, "AKIA")
-	live := "#!/bin/bash\nexport AWS_ACCESS_KEY_ID=" + id3 + "\nexport AWS_SECRET_ACCESS_KEY=" + sk3 + "\nmysql -uroot -p" + pw3 + " -e 'select 1'\n"
+	live := "#!/bin/bash\nexport AWS_ACCESS_KEY_ID=" + id3 + "\nexport AWS_SECRET_ACCESS_KEY=" + sk3 + "\nmysql -uroot -p" + pw3 + " -e 'select 1'\n" +
+		"htpasswd -nb admin '" + pw6 + "' > /etc/nginx/.htpasswd\nmysql -e \"CREATE USER 'app'@'%' IDENTIFIED BY '" + pw7 + "';\"\nredis-cli -u redis://:" + pw8 + "@cache:6379 ping\n"
 	userData := []byte(base64.StdEncoding.EncodeToString(gzipString(live)))
 	p.imds = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		const tok = "noleak-token"
@@ -135,7 +143,7 @@ func wantFindings(t *testing.T, r *Report) {
 		}
 	}
 	for check, min := range map[string]int{
-		"userdata-secret": 2, "userdata-cached-secret": 1, "cred-long-lived-key": 1, "cred-session-key": 1,
+		"userdata-secret": 5, "userdata-cached-secret": 4, "cred-long-lived-key": 1, "cred-session-key": 1,
 		"secret-in-local-file": 2, "cred-process-env": 1, "cred-file-permissions": 1,
 	} {
 		if n[check] < min {

@@ -28,15 +28,30 @@ func secretResult(check string, f secrets.Finding, source, resource, path, reaso
 		"rule": f.Rule, "source": source, "path": path, "line": f.Line, "part": f.Part,
 		"redacted": f.Redacted, Fingerprint: f.Fingerprint,
 	}
+	if f.Target != "" {
+		r.Evidence["target_path"] = f.Target // where cloud-init writes it (write_files)
+	}
+	if f.Detail != "" {
+		r.Evidence["detail"] = f.Detail
+	}
+	if f.Kind == secrets.PasswordHash {
+		// Not the password: one step from it, as far as the hash's scheme is weak.
+		r.Severity = Medium
+	}
 	return r
 }
 
-// describe says where a finding is, for a reason sentence: "line 4 of part gzip>mime:2".
+// describe says where a finding is, for a reason sentence: "line 4 of part gzip>mime:2",
+// and the file cloud-init writes it to.
 func describe(f secrets.Finding) string {
-	if f.Part == "plain" {
-		return fmt.Sprintf("line %d", f.Line)
+	s := fmt.Sprintf("line %d", f.Line)
+	if f.Part != "plain" {
+		s += " of part " + f.Part
 	}
-	return fmt.Sprintf("line %d of part %s", f.Line, f.Part)
+	if f.Target != "" {
+		s += " (written to " + f.Target + ")"
+	}
+	return s
 }
 
 // kindWords names what a finding is, for a reason sentence.
@@ -46,9 +61,13 @@ func kindWords(f secrets.Finding) string {
 		return "a long-term AWS access key (" + f.Redacted + ")"
 	case secrets.AWSSession:
 		return "a temporary AWS access key (" + f.Redacted + ")"
-	default:
-		return "a secret (rule " + f.Rule + ")"
+	case secrets.PasswordHash:
+		return "a password hash, not the password (" + f.Detail + "; whoever reads it can try to crack it offline)"
 	}
+	if f.Detail != "" {
+		return "a secret (rule " + f.Rule + ": " + f.Detail + ")"
+	}
+	return "a secret (rule " + f.Rule + ")"
 }
 
 // unreadable collects paths that could not be read, for a reason sentence.

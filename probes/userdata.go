@@ -83,22 +83,43 @@ func liveUserData(ctx context.Context, env *Env) []Result {
 		return []Result{NewResult(check, NotAvailable, "", fmt.Sprintf("could not read the user data: %v", err))}
 	}
 	size := len(data)
-	findings, truncated := env.Secrets.ScanData(data, env.FingerprintKey)
+	scanned := env.Secrets.ScanInput(data, env.FingerprintKey)
+	findings := scanned.Findings
 	data = nil
 	cut := ""
-	if truncated {
+	if scanned.Truncated {
 		cut = fmt.Sprintf(" (decoding stopped at %d MiB; the rest was not scanned)", secrets.MaxDecoded>>20)
 	}
+	cut += notesClause(scanned.Notes)
 	if len(findings) == 0 {
-		return []Result{NewResult(check, Passed, "", fmt.Sprintf("no secret in the user data (%d bytes, decoded)%s", size, cut)).
-			With("size", size)}
+		return []Result{withNotes(NewResult(check, Passed, "", fmt.Sprintf("no secret in the user data (%d bytes, decoded)%s", size, cut)).
+			With("size", size), scanned.Notes)}
 	}
 	out := make([]Result, 0, len(findings))
 	for _, f := range findings {
 		reason := fmt.Sprintf("the user data holds %s at %s%s: every process that can reach IMDS, and anyone allowed ec2:DescribeInstanceAttribute, can read it", kindWords(f), describe(f), cut)
-		out = append(out, secretResult(check, f, sourceUserData, "imds:user-data", "imds:user-data", reason))
+		out = append(out, withNotes(secretResult(check, f, sourceUserData, "imds:user-data", "imds:user-data", reason), scanned.Notes))
 	}
 	return out
+}
+
+// notesClause is the decoder's notes as a clause for a reason sentence ("" without any).
+func notesClause(notes []string) string {
+	if len(notes) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(notes, "; ") + ")"
+}
+
+// withNotes puts the decoder's notes (what was read as text only, and why) in evidence.
+func withNotes(r Result, notes []string) Result {
+	if len(notes) > 0 {
+		if r.Evidence == nil {
+			r.Evidence = map[string]any{}
+		}
+		r.Evidence["notes"] = notes
+	}
+	return r
 }
 
 // cloud-init's per-instance copies of user data, vendor data and the scripts it extracted.
@@ -165,6 +186,7 @@ func cachedUserData(ctx context.Context, env *Env) []Result {
 	var out []Result
 	var bad unreadable
 	var odd skips
+	var notes []string // the decoder's, each with its file
 	scanned := 0
 	for _, cf := range files {
 		if ctx.Err() != nil {
@@ -192,10 +214,15 @@ func cachedUserData(ctx context.Context, env *Env) []Result {
 			odd.partial = append(odd.partial, cf.path)
 		}
 		scanned++
-		findings, cut := env.Secrets.ScanData(data, env.FingerprintKey)
+		got := env.Secrets.ScanInput(data, env.FingerprintKey)
 		data = nil
-		for _, f := range findings {
-			r := secretResult(check, f, sourceFile, cf.path, cf.path, cachedReason(f, cf, current, truncated || cut))
+		for _, n := range got.Notes {
+			if len(notes) < 8 {
+				notes = append(notes, cf.path+": "+n)
+			}
+		}
+		for _, f := range got.Findings {
+			r := withNotes(secretResult(check, f, sourceFile, cf.path, cf.path, cachedReason(f, cf, current, truncated || got.Truncated)), got.Notes)
 			if cf.instanceID != "" {
 				r.Evidence["instance_id"] = cf.instanceID
 				r.Evidence["earlier_instance"] = current != "" && cf.instanceID != current
@@ -222,8 +249,8 @@ func cachedUserData(ctx context.Context, env *Env) []Result {
 	case scanned == 0:
 		return []Result{NewResult(check, Passed, "", "no cached user data on disk (cloud-init, EC2Launch, EC2Config locations)"+odd.String())}
 	default:
-		return []Result{NewResult(check, Passed, "", fmt.Sprintf("no secret in %s of cached user data and scripts%s", plural(scanned, "file", "files"), odd.String())).
-			With("files", scanned)}
+		return []Result{withNotes(NewResult(check, Passed, "", fmt.Sprintf("no secret in %s of cached user data and scripts%s%s", plural(scanned, "file", "files"), odd.String(), notesClause(notes))).
+			With("files", scanned), notes)}
 	}
 }
 

@@ -142,3 +142,50 @@ func TestUserDataCachedNone(t *testing.T) {
 		t.Fatalf("%+v", c)
 	}
 }
+
+// TestUserDataCloudConfig: what the cloud-config reader finds reaches the results as the
+// contract's evidence plus where cloud-init writes it (target_path) and what it is (detail);
+// a password hash is MEDIUM, not the check's CRITICAL; a document read as text only says so.
+func TestUserDataCloudConfig(t *testing.T) {
+	pw := testenv.RandString(t, 12, testenv.Alnum) + "!x"
+	hash := "$6$" + testenv.RandString(t, 8, testenv.Alnum) + "$" + testenv.RandString(t, 86, testenv.Alnum)
+	root := t.TempDir()
+	const current = "i-0ccccccccccccccc1"
+	doc := "#cloud-config\nwrite_files:\n  - path: /etc/app/db.env\n    encoding: b64\n    content: " +
+		base64.StdEncoding.EncodeToString([]byte("DB_PASSWORD="+pw+"\n")) + "\nusers:\n  - name: ops\n    passwd: '" + hash + "'\n"
+	deep := "#cloud-config\nx: " + strings.Repeat("[", 70) + strings.Repeat("]", 70) + "\n"
+	buildTree(t, root, []entry{
+		{path: "/var/lib/cloud/instances/" + current + "/user-data.txt", content: doc, mode: 0o600},
+		{path: "/var/lib/cloud/instances/" + current + "/vendor-data.txt", content: deep, mode: 0o600},
+		{path: "/var/lib/cloud/data/instance-id", content: current + "\n"},
+	})
+	env := secretsEnv(t, root, "", testenv.Closed)
+	env.Root = root
+	rs, _ := UserDataProbe{}.Run(context.Background(), env)
+	cached := byCheck(rs, "userdata-cached-secret")
+	if len(cached) != 2 {
+		t.Fatalf("want 2 findings, got %+v", cached)
+	}
+	for _, r := range cached {
+		switch r.Evidence["rule"] {
+		case "password-assignment":
+			if r.Evidence["part"] != "cloud-config:write_files[0]>base64" || r.Evidence["target_path"] != "/etc/app/db.env" ||
+				!strings.Contains(r.Reason, "written to /etc/app/db.env") || r.Severity != SeverityUnset {
+				t.Errorf("write_files: %+v", r)
+			}
+		case "cloud-config-password-hash":
+			if r.Severity != Medium || r.Evidence["detail"] != "SHA-512 crypt hash in passwd" || !strings.Contains(r.Reason, "a password hash, not the password") {
+				t.Errorf("hash: %+v", r)
+			}
+		default:
+			t.Errorf("unexpected: %+v", r)
+		}
+	}
+	// The deep document: scanned as text, and said.
+	buildTree(t, root, []entry{{path: "/var/lib/cloud/instances/" + current + "/user-data.txt", content: "#!/bin/sh\necho clean\n", mode: 0o600}})
+	rs, _ = UserDataProbe{}.Run(context.Background(), env)
+	c := byCheck(rs, "userdata-cached-secret")
+	if len(c) != 1 || c[0].Status != Passed || !strings.Contains(c[0].Reason, "nested deeper than 64 levels: scanned as text only") || c[0].Evidence["notes"] == nil {
+		t.Errorf("%+v", c)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"mime/quotedprintable"
 	"net/mail"
 	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -27,11 +28,17 @@ const MaxDecoded = 1 << 20
 // maxDepth bounds nesting (base64 of gzip of MIME of ...); real user data nests two or three.
 const maxDepth = 8
 
-// Part is one decoded piece of an input: its text and how it was reached, e.g. "gzip>mime:2".
-// A plain input is one part with Chain "plain".
+// Part is one decoded piece of an input: its text and how it was reached, e.g. "gzip>mime:2",
+// "cloud-config:write_files[2]>gzip". A plain input is one part with Chain "plain".
 type Part struct {
 	Chain string
 	Text  string
+	// Target is the file cloud-init writes this part to (write_files' path), or "".
+	Target string
+	// found are secrets read from a cloud-config document's YAML, at lines of Text; regions
+	// are its lines holding a write_files content as it is, with the file's path.
+	found   []cloudSecret
+	regions []region
 }
 
 // Decoded is what Decode made of an input.
@@ -39,6 +46,9 @@ type Decoded struct {
 	Parts []Part
 	// Truncated reports that decoding stopped at MaxDecoded bytes: the rest was not scanned.
 	Truncated bool
+	// Notes say what was read less closely than it could have been (a cloud-config
+	// document scanned as text only, and why); they hold no input text.
+	Notes []string
 }
 
 // Decode undoes what users and tools wrap around user data: whole-body base64 (wrapped or
@@ -48,21 +58,39 @@ type Decoded struct {
 func Decode(raw []byte) Decoded {
 	d := &decoder{budget: MaxDecoded}
 	d.decode(raw, nil, 0)
-	return Decoded{Parts: d.parts, Truncated: d.truncated}
+	return Decoded{Parts: d.parts, Truncated: d.truncated, Notes: d.notes}
 }
 
 type decoder struct {
 	parts     []Part
 	budget    int
 	truncated bool
+	notes     []string
+	// target is the write_files path of the content being decoded; cloudHint says that the
+	// MIME part being decoded is text/cloud-config, whatever its first line.
+	target    string
+	cloudHint bool
 }
 
-func (d *decoder) emit(data []byte, chain []string) {
+// emit adds data as a part; a cloud-config document is then read as cloud-init reads it
+// (cloudconfig.go), which may add parts after it.
+func (d *decoder) emit(data []byte, chain []string, depth int) {
 	c := strings.Join(chain, ">")
 	if c == "" {
 		c = "plain"
 	}
-	d.parts = append(d.parts, Part{Chain: c, Text: string(data)})
+	d.parts = append(d.parts, Part{Chain: c, Text: string(data), Target: d.target})
+	hint := d.cloudHint
+	d.cloudHint = false
+	if depth < maxDepth && (hint || isCloudConfig(data)) {
+		d.cloudConfig(len(d.parts)-1, data, chain, depth)
+	}
+}
+
+func (d *decoder) note(s string) {
+	if len(d.notes) < 8 && !slices.Contains(d.notes, s) {
+		d.notes = append(d.notes, s)
+	}
 }
 
 func with(chain []string, step string) []string {
@@ -71,7 +99,7 @@ func with(chain []string, step string) []string {
 
 func (d *decoder) decode(data []byte, chain []string, depth int) {
 	if depth >= maxDepth {
-		d.emit(data, chain)
+		d.emit(data, chain, depth)
 		return
 	}
 	if isGzip(data) {
@@ -91,7 +119,7 @@ func (d *decoder) decode(data []byte, chain []string, depth int) {
 	if d.multipart(data, chain, depth) {
 		return
 	}
-	d.emit(data, chain)
+	d.emit(data, chain, depth)
 }
 
 func isGzip(b []byte) bool { return len(b) > 2 && b[0] == 0x1f && b[1] == 0x8b }
@@ -212,7 +240,7 @@ func (d *decoder) multipartBody(body []byte, boundary string, whole []byte, chai
 	parts := 0
 	defer func() {
 		if parts == 0 || len(heads) == 0 || len(bytes.TrimSpace(pre)) > 0 || len(bytes.TrimSpace(epilogue)) > 0 {
-			d.emit(whole, chain)
+			d.emit(whole, chain, depth)
 		}
 	}()
 	mr := multipart.NewReader(bytes.NewReader(body), boundary)
@@ -228,7 +256,7 @@ func (d *decoder) multipartBody(body []byte, boundary string, whole []byte, chai
 		parts++
 		step := with(chain, "mime:"+strconv.Itoa(i))
 		if i <= len(heads) && len(bytes.TrimSpace(heads[i-1])) > 0 {
-			d.emit(heads[i-1], with(step, "header"))
+			d.emit(heads[i-1], with(step, "header"), maxDepth) // a header is never cloud-config
 		}
 		b, err := io.ReadAll(io.LimitReader(p, int64(d.budget)+1))
 		if len(b) > d.budget {
@@ -245,7 +273,9 @@ func (d *decoder) multipartBody(body []byte, boundary string, whole []byte, chai
 			d.multipartBody(b, params["boundary"], b, step, depth+1)
 			continue
 		}
+		d.cloudHint = mt == "text/cloud-config"
 		d.decode(b, step, depth+1)
+		d.cloudHint = false
 	}
 }
 

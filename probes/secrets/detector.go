@@ -34,6 +34,9 @@ const (
 	AWSLongLived
 	// AWSSession is a temporary AWS access key (ASIA…) with its secret key or session token.
 	AWSSession
+	// PasswordHash is a crypt(3) password hash (cloud-config passwd, hashed_passwd, chpasswd
+	// type hash): not the password, but anyone who reads it can try to crack it offline.
+	PasswordHash
 )
 
 // Redacted is what Finding.Redacted says of a secret that must not be shown at all.
@@ -51,6 +54,12 @@ type Finding struct {
 	// Fingerprint is a keyed hash (HMAC-SHA256) of the secret: comparable across scans with
 	// the same key, not reversible without it.
 	Fingerprint string
+	// Target is the file cloud-init writes the secret to (a cloud-config write_files path),
+	// or "".
+	Target string
+	// Detail says what the secret is when the rule alone does not: a plaintext password or a
+	// password hash, and where cloud-config holds it. Words of ours, never input text.
+	Detail string
 }
 
 // Detector finds secrets. Build it once per process with New and share it: gitleaks' rules
@@ -120,33 +129,64 @@ func ourIndex(ws *wordSet, sets []*ruleSet) *keywordIndex {
 // ScanData decodes raw (user data, a cached copy of it) and scans every decoded part.
 // truncated reports that decoding stopped at MaxDecoded bytes.
 func (d *Detector) ScanData(raw []byte, key []byte) (findings []Finding, truncated bool) {
+	s := d.ScanInput(raw, key)
+	return s.Findings, s.Truncated
+}
+
+// Scanned is what ScanInput made of one input.
+type Scanned struct {
+	Findings []Finding
+	// Truncated: decoding stopped at MaxDecoded bytes, the rest was not scanned.
+	Truncated bool
+	// Notes say what was read less closely than it could have been (Decoded.Notes).
+	Notes []string
+}
+
+// ScanInput is ScanData, with the decoder's notes.
+func (d *Detector) ScanInput(raw []byte, key []byte) Scanned {
 	dec := Decode(raw)
 	seen := map[string]bool{}
+	same := map[string]string{}
+	var findings []Finding
 	for _, p := range dec.Parts {
-		for _, f := range d.Scan(p.Text, p.Chain, key) {
+		for _, f := range d.scan(p, key, same) {
 			// The same secret in two parts is one secret to fix: report it where first seen.
-			if !seen[f.Fingerprint] {
-				seen[f.Fingerprint] = true
+			k := cmp.Or(same[f.Fingerprint], f.Fingerprint)
+			if !seen[k] {
+				seen[k] = true
 				findings = append(findings, f)
 			}
 		}
 	}
-	return findings, dec.Truncated
+	return Scanned{Findings: findings, Truncated: dec.Truncated, Notes: dec.Notes}
 }
 
 // Scan finds the secrets in text, a part reached through the decoding chain part ("plain"
 // for a file as it is). Findings come sorted by line, then rule. Nothing of text is kept once
 // Scan returns (the findings hold no part of it): the caller may then reuse its memory.
 func (d *Detector) Scan(text, part string, key []byte) []Finding {
-	if strings.TrimSpace(text) == "" {
+	return d.scan(Part{Chain: part, Text: text}, key, nil)
+}
+
+// scan is Scan of a decoded part, with what the decoder read of it (cloud-config). same, when
+// not nil, gets the fingerprint of a private key's canonical form by its fingerprint.
+func (d *Detector) scan(p Part, key []byte, same map[string]string) []Finding {
+	if strings.TrimSpace(p.Text) == "" {
 		return nil
 	}
-	t := newText(text, d.idx)
+	t := newText(p.Text, d.idx)
 	defer t.release()
 	cands := awsKeys(t, d.whole)
 	cands = append(cands, ownRules(t, d.whole)...)
 	cands = append(cands, d.gitleaks(t)...)
-	return finish(cands, t, part, key)
+	for _, s := range p.found {
+		c := candidate{rule: s.rule, detail: s.detail, prio: prioCloudConfig, line: s.line, value: s.value, claims: []string{s.value}}
+		if s.rule == ruleCloudPasswordHash {
+			c.kind = PasswordHash
+		}
+		cands = append(cands, c)
+	}
+	return finish(cands, t, p, key, same)
 }
 
 // ScanAWS finds only AWS access keys in text (a process environment): the cheap subset of
@@ -154,7 +194,7 @@ func (d *Detector) Scan(text, part string, key []byte) []Finding {
 func (d *Detector) ScanAWS(text, part string, key []byte) []Finding {
 	t := newText(text, d.awsIdx)
 	defer t.release()
-	return finish(awsKeys(t, d.whole), t, part, key)
+	return finish(awsKeys(t, d.whole), t, Part{Chain: part}, key, nil)
 }
 
 // candidate is a secret before deduplication; value is dropped once fingerprinted.
@@ -166,13 +206,16 @@ type candidate struct {
 	value  string   // what is fingerprinted
 	keyID  string   // an AWS access key id, for redaction
 	claims []string // every value this candidate covers (key id, secret key, session token)
+	detail string   // Finding.Detail
 }
 
-// Priorities: our AWS key pairing first, then gitleaks' specific rules, then our specific
-// rules, our generic assignment rule, and gitleaks' generic-api-key last.
+// Priorities: our AWS key pairing first, then gitleaks' specific rules, what a cloud-config
+// document's YAML says, our specific rules, our generic assignment rule, and gitleaks'
+// generic-api-key last.
 const (
 	prioAWS = iota
 	prioGitleaks
+	prioCloudConfig
 	prioOwnSpecific
 	prioOwnGeneric
 	prioGitleaksGeneric
@@ -265,10 +308,24 @@ func secretLine(t *text, start int, v string) int {
 const maxMatchLines = 16
 
 // finish drops candidates that cover a secret a better candidate already covers, then turns
-// the rest into findings: fingerprint and redaction computed here, values dropped.
-func finish(cands []candidate, t *text, part string, key []byte) []Finding {
+// the rest into findings: fingerprint and redaction computed here, values dropped. same, when
+// not nil, gets for each private key the keyed hash of its canonical form (without its line
+// breaks, written or escaped) by its fingerprint: the same key written as a YAML block and
+// read from a quoted string is one secret, reported once.
+func finish(cands []candidate, t *text, p Part, key []byte, same map[string]string) []Finding {
 	if len(cands) == 0 {
 		return nil
+	}
+	part := p.Chain
+	// A write_files path is input text: it goes into evidence only when it holds no value
+	// found here (safePath already keeps it to a plain absolute path).
+	targets := p.Target != "" || len(p.regions) > 0
+	for _, c := range cands {
+		for _, v := range c.claims {
+			if targets && len(v) >= 4 && (strings.Contains(p.Target, v) || slices.ContainsFunc(p.regions, func(r region) bool { return strings.Contains(r.target, v) })) {
+				targets = false
+			}
+		}
 	}
 	slices.SortStableFunc(cands, func(a, b candidate) int {
 		return cmp.Or(cmp.Compare(a.prio, b.prio), cmp.Compare(a.line, b.line))
@@ -291,7 +348,18 @@ func finish(cands []candidate, t *text, part string, key []byte) []Finding {
 		claimed = append(claimed, c.claims...)
 		f := Finding{
 			Rule: c.rule, Kind: c.kind, Line: c.line, Part: part,
-			Redacted: Redacted, Fingerprint: Fingerprint(key, c.value),
+			Redacted: Redacted, Fingerprint: Fingerprint(key, c.value), Detail: c.detail,
+		}
+		if same != nil && strings.Contains(c.value, "PRIVATE KEY") {
+			same[f.Fingerprint] = Fingerprint(key, keyForm.Replace(c.value))
+		}
+		if targets {
+			f.Target = p.Target
+			for _, r := range p.regions {
+				if c.line >= r.start && c.line <= r.end {
+					f.Target = r.target
+				}
+			}
 		}
 		if len(c.keyID) >= 8 {
 			f.Redacted = c.keyID[:4] + "..." + c.keyID[len(c.keyID)-4:]
@@ -315,6 +383,10 @@ func finish(cands []candidate, t *text, part string, key []byte) []Finding {
 
 // MaxCandidates bounds the secrets one Scan looks at (and so the findings it returns).
 const MaxCandidates = 1000
+
+// keyForm drops what may break a private key's lines: whitespace, and the escapes a quoted
+// YAML or JSON string writes them as.
+var keyForm = strings.NewReplacer("\n", "", "\r", "", "\t", "", "\\n", "", "\\r", "", " ", "")
 
 func overlapsAny(v string, claimed []string) bool {
 	for _, c := range claimed {

@@ -217,7 +217,7 @@ func generatedTexts(t testing.TB, seed uint64) []string {
 // corpusTexts returns the user-data corpus, every file as a text.
 func corpusTexts(t testing.TB) map[string]string {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(corpusDir, "*"))
+	files, err := corpusGlob()
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no corpus: %v", err)
 	}
@@ -425,7 +425,7 @@ func TestScanAWSOwnIndex(t *testing.T) {
 	found := 0
 	for _, s := range texts {
 		got := d.ScanAWS(s, "environ", key)
-		want := finish(awsKeys(newText(s, d.idx), false), newText(s, d.idx), "environ", key)
+		want := finish(awsKeys(newText(s, d.idx), false), newText(s, d.idx), Part{Chain: "environ"}, key, nil)
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("text %.60q: ScanAWS %+v, awsKeys with the whole index %+v", s, got, want)
 		}

@@ -50,8 +50,8 @@ var (
 	rePSEnv    = regexp.MustCompile(`(?i)\$env:([\w.-]+)[ \t]*=[ \t]*("[^"\n]*"|'[^'\n]*'|[^\s;]+)`)
 	// docker login -p SECRET
 	reDockerLogin = regexp.MustCompile(`\b(?:docker|podman|nerdctl)[ \t]+login\b[^\n|;&]*?[ \t]-p(?:[ \t]+|=)("[^"\n]+"|'[^'\n]+'|\S+)`)
-	// curl -u user:pass
-	reCurlUser = regexp.MustCompile(`\bcurl\b[^\n|;&]*?[ \t](?:-u|--user)(?:[ \t]+|=)?["']?[^\s:"']+:([^\s"']+)`)
+	// curl -u user:pass, also on a continuation line (curl \<newline>  --user u:p)
+	reCurlUser = regexp.MustCompile(`\bcurl\b(?:[^\n|;&\\]|\\\r?\n|\\[^\n])*?[ \t](?:-u|--user)(?:[ \t]+|=)?["']?[^\s:"']+:([^\s"']+)`)
 	// scheme://user:pass@host, and scheme://:pass@host (Redis, which has no user)
 	reURLCreds = regexp.MustCompile(`\b[a-zA-Z][a-zA-Z0-9+.-]{1,15}://[^\s:/@'"]*:([^\s@/'"]+)@[A-Za-z0-9_.-]+`)
 	// net user NAME PASS [/add] (sets the password of NAME) ; ConvertTo-SecureString "PASS"
@@ -223,25 +223,28 @@ type ownRule struct {
 	// notIf, when set, is a submatch that makes a match no secret: IDENTIFIED BY PASSWORD
 	// '…' gives MySQL a hash.
 	notIf int
+	// after: the rule runs over its keyword's line and this many lines below (a command
+	// continued with backslash-newline), not over the keyword's line alone.
+	after int
 }
 
 var specificRules = []ownRule{
-	{"chpasswd-echo", reEchoChpasswd, 1, []string{"chpasswd"}, []string{"echo"}, 0},
-	{"passwd-stdin", reEchoPasswd, 1, []string{"--stdin"}, []string{"echo"}, 0},
-	{"mysql-password-argument", reMySQL, 1, []string{"mysql", "mariadb"}, []string{"-p"}, 0},
-	{"mysql-password-argument", reMySQLAdminPassword, 1, []string{"mysqladmin", "mariadb-admin"}, []string{"password"}, 0},
-	{"password-argument", rePasswordFlag, 1, []string{"--"}, []string{"password"}, 0},
-	{"sshpass-password", reSSHPass, 1, []string{"sshpass"}, []string{"-p"}, 0},
-	{"sql-password", reIdentifiedBy, 2, []string{"identified"}, []string{"by"}, 1},
-	{"sql-password", reSQLPassword, 1, []string{"password"}, []string{"create", "alter"}, 0},
-	{"sql-password", reSetPassword, 1, []string{"set password"}, nil, 0},
-	{"docker-login-password", reDockerLogin, 1, []string{"login"}, []string{"-p"}, 0},
-	{"curl-user-password", reCurlUser, 1, []string{"curl"}, []string{"-u"}, 0},
-	{"url-credentials", reURLCreds, 1, []string{"://"}, []string{"@"}, 0},
-	{"windows-net-user-password", reNetUser, 1, []string{"net user"}, nil, 0},
-	{"powershell-plaintext-password", reSecureStrng, 1, []string{"securestring"}, []string{"-asplaintext"}, 0},
-	{"docker-config-auth", reDockerAuth, 1, []string{`"auth"`}, nil, 0},
-	{"netrc-password", reNetrc, 1, []string{"machine "}, nil, 0},
+	{"chpasswd-echo", reEchoChpasswd, 1, []string{"chpasswd"}, []string{"echo"}, 0, 0},
+	{"passwd-stdin", reEchoPasswd, 1, []string{"--stdin"}, []string{"echo"}, 0, 0},
+	{"mysql-password-argument", reMySQL, 1, []string{"mysql", "mariadb"}, []string{"-p"}, 0, 0},
+	{"mysql-password-argument", reMySQLAdminPassword, 1, []string{"mysqladmin", "mariadb-admin"}, []string{"password"}, 0, 0},
+	{"password-argument", rePasswordFlag, 1, []string{"--"}, []string{"password"}, 0, 0},
+	{"sshpass-password", reSSHPass, 1, []string{"sshpass"}, []string{"-p"}, 0, 0},
+	{"sql-password", reIdentifiedBy, 2, []string{"identified"}, []string{"by"}, 1, 0},
+	{"sql-password", reSQLPassword, 1, []string{"password"}, []string{"create", "alter"}, 0, 0},
+	{"sql-password", reSetPassword, 1, []string{"set password"}, nil, 0, 0},
+	{"docker-login-password", reDockerLogin, 1, []string{"login"}, []string{"-p"}, 0, 0},
+	{"curl-user-password", reCurlUser, 1, []string{"curl"}, []string{"-u"}, 0, 12},
+	{"url-credentials", reURLCreds, 1, []string{"://"}, []string{"@"}, 0, 0},
+	{"windows-net-user-password", reNetUser, 1, []string{"net user"}, nil, 0, 0},
+	{"powershell-plaintext-password", reSecureStrng, 1, []string{"securestring"}, []string{"-asplaintext"}, 0, 0},
+	{"docker-config-auth", reDockerAuth, 1, []string{`"auth"`}, nil, 0, 0},
+	{"netrc-password", reNetrc, 1, []string{"machine "}, nil, 0, 0},
 }
 
 // ownRules runs our rules over text.
@@ -259,10 +262,13 @@ func ownRules(t *text, whole bool) []candidate {
 		}
 		out = append(out, candidate{rule: rule, prio: prio, line: li.line(off), value: v, claims: []string{v}})
 	}
-	each := func(re *regexp.Regexp, kws, also []string, lineBound bool, fn func(m []int)) {
+	each := func(re *regexp.Regexp, kws, also []string, lineBound bool, after int, fn func(m []int)) {
 		ws, ok := t.lines(kws, whole || !lineBound)
 		if !ok {
 			return
+		}
+		if ws != nil && after > 0 {
+			ws = t.around(t.hitLines(kws), 0, after)
 		}
 		if ws != nil && len(also) > 0 {
 			ws = slices.DeleteFunc(ws, func(w [2]int) bool {
@@ -276,20 +282,20 @@ func ownRules(t *text, whole bool) []candidate {
 		t.find(re, ws, fn)
 	}
 	for _, r := range specificRules {
-		each(r.re, r.kw, r.also, r.id != "netrc-password", func(m []int) {
+		each(r.re, r.kw, r.also, r.id != "netrc-password", r.after, func(m []int) {
 			if r.notIf > 0 && m[2*r.notIf] >= 0 {
 				return
 			}
 			add(r.id, prioOwnSpecific, m[2*r.grp], text[m[2*r.grp]:m[2*r.grp+1]])
 		})
 	}
-	each(reHtpasswd, htpasswdWords, nil, true, func(m []int) {
+	each(reHtpasswd, htpasswdWords, nil, true, 0, func(m []int) {
 		if off, v, ok := htpasswdBatch(text, m[2], m[3]); ok {
 			add("htpasswd-password", prioOwnSpecific, off, v)
 		}
 	})
 	for _, re := range []*regexp.Regexp{rePSSetEnv, rePSEnv} {
-		each(re, psEnvWords, nil, true, func(m []int) {
+		each(re, psEnvWords, nil, true, 0, func(m []int) {
 			if secretName(text[m[2]:m[3]]) {
 				add("powershell-env-secret", prioOwnSpecific, m[4], text[m[4]:m[5]])
 			}
@@ -298,7 +304,7 @@ func ownRules(t *text, whole bool) []candidate {
 	if t.has("chpasswd:") {
 		chpasswdList(text, li, add)
 	}
-	each(reAssign, assignKeywords, nil, true, func(m []int) {
+	each(reAssign, assignKeywords, nil, true, 0, func(m []int) {
 		if secretKeyName(text[m[2]:m[3]]) {
 			add("password-assignment", prioOwnGeneric, m[4], text[m[4]:m[5]])
 		}
@@ -487,7 +493,7 @@ func unquote(v string) string {
 	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
 		return v[1 : len(v)-1]
 	}
-	return strings.TrimRight(v, ",;")
+	return strings.TrimRight(v, ",;}]")
 }
 
 // placeholder reports values that are not secrets: references to where a secret is fetched

@@ -23,7 +23,7 @@ func TestWindowsFindWhatWholeTextFinds(t *testing.T) {
 	key := []byte("window-test-key")
 
 	texts := map[string]string{}
-	files, err := filepath.Glob(filepath.Join(corpusDir, "*"))
+	files, err := corpusGlob()
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no corpus: %v", err)
 	}
@@ -93,7 +93,7 @@ func TestStopwordsWithoutTries(t *testing.T) {
 		"client_api_key = 'Zq8vLx2Pw7RkT4nYcQx9Bm3Lk'\n", // none
 		"service_token: \"aaaaaaK3mP9qLx2Vb7Nz4Wc8\"\n",  // "aaaaaa"
 	}
-	files, _ := filepath.Glob(filepath.Join(corpusDir, "*"))
+	files, _ := corpusGlob()
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {

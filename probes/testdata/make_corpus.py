@@ -390,7 +390,10 @@ export API_KEY=$(aws ssm get-parameter --name /shop/prod/api-key --with-decrypti
 REDIS_PASSWORD=`aws ssm get-parameter --name /shop/prod/redis --with-decryption --query Parameter.Value --output text`
 echo "REDIS_PASSWORD=${REDIS_PASSWORD}" >> /etc/shop.env
 """))
-c.append(("c04-cloud-config-keys.yaml", """#cloud-config
+# Once a clean sample (c04): a crypt hash is not the password, but since issue 17 the
+# cloud-config reader reports it as what it is (cloud-config-password-hash, severity MEDIUM):
+# anyone who reads the user data can try to crack it offline.
+c.append(("s33-cloud-config-password-hash.yaml", """#cloud-config
 users:
   - name: ops
     groups: [wheel]
@@ -464,7 +467,10 @@ pip3 install --index-url https://pypi.org/simple boto3==1.35.0
 echo "password authentication disabled" | logger -t bootstrap
 """))
 for name, data in c:
-    samples.append((name, data.encode() if isinstance(data, str) else data, []))
+    exp = []
+    if name.startswith("s33-"):
+        exp = [{"part": "plain", "line": line_of(data, "passwd: $6$"), "match": ["$6$rounds=4096$J86aZz0Q$"]}]
+    samples.append((name, data.encode() if isinstance(data, str) else data, exp))
 
 os.makedirs(OUT, exist_ok=True)
 manifest = {}

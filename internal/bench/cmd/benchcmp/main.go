@@ -73,13 +73,22 @@ type report struct {
 	found                      map[string]int
 	quick                      bool
 	root                       string
+	corpus                     string // the per-shape recall section (corpus.go)
 }
 
 func main() {
 	out := flag.String("out", "BENCHMARKS.md", "write the results to `FILE` (\"\" = stdout only)")
 	runs := flag.Int("runs", 30, "timed runs per command")
 	quick := flag.Bool("quick", false, "few runs and -benchtime=1x: check that the harness works, numbers mean little")
+	corpusOnly := flag.Bool("corpus", false, "print only the per-shape recall section (secret corpus against the gitleaks CLI) and write nothing")
 	flag.Parse()
+	if *corpusOnly {
+		if err := printCorpus(); err != nil {
+			fmt.Fprintf(os.Stderr, "benchcmp: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *quick {
 		*runs = 3
 	}
@@ -151,6 +160,11 @@ func run(out string, runs int, quick bool) error {
 	}
 	r.found = found
 
+	step("recall per shape on the secret corpus")
+	if r.corpus, err = corpusSection(repo, gitleaks, tmp, env); err != nil {
+		return err
+	}
+
 	step("timing ec2sec and gitleaks")
 	// The imds probe measures the hop limit by sending token requests whose answers a hop
 	// limit of 1 drops; the scan is timed with and without it, to show what it adds.
@@ -216,6 +230,29 @@ func run(out string, runs int, quick bool) error {
 }
 
 func step(s string) { fmt.Fprintf(os.Stderr, "benchcmp: %s\n", s) }
+
+// printCorpus is -corpus: the per-shape section alone, on stdout.
+func printCorpus() error {
+	repo, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	gitleaks := findTool(repo, "gitleaks")
+	if gitleaks == "" {
+		return fmt.Errorf("gitleaks CLI not found in tools/bin or PATH (make tools)")
+	}
+	tmp, err := os.MkdirTemp("", "ec2sec-benchcmp-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	s, err := corpusSection(repo, gitleaks, tmp, serviceEnv(testenv.Environ()))
+	if err != nil {
+		return err
+	}
+	fmt.Print(s)
+	return nil
+}
 
 func repoRoot() (string, error) {
 	b, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
@@ -716,6 +753,8 @@ func (r *report) markdown() string {
 			float64(m.medianCPU)/float64(max(r.gitleaks.medianCPU, 1)),
 			float64(m.peakRSS)/float64(max(r.gitleaks.peakRSS, 1)))
 	}
+
+	b.WriteString(r.corpus)
 
 	b.WriteString("\n## The fixture\n\nGenerated at bench time by `internal/bench` (never committed): 200 users, each with\n`~/.aws/credentials` and `config`, `.bashrc`, `.profile` and a 6 KB shell history of its own;\n2,000 processes with `status`, `comm`, `cmdline`, `exe` and a 1-3 KB environment; three 16 KB\ncached user-data scripts (cloud-init, this instance and two earlier ones); sshd_config with\nincludes (one nested) and Match blocks; units, profile snippets, the SSM agent and a 256 KB log.\n\n")
 	b.WriteString("| check | planted | FAILED results |\n|---|---|---|\n")
