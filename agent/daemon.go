@@ -304,6 +304,9 @@ func runCycle(ctx context.Context, o ScanOptions, cfg Config, rep *Reporter, log
 	var cy cycle
 	o.Config = cfg
 	report, err := Scan(ctx, o)
+	if o.afterScan != nil {
+		o.afterScan()
+	}
 	if err != nil {
 		log.Error("scan could not run", "err", err)
 		cy.err = err

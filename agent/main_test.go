@@ -15,7 +15,8 @@ import (
 func TestMain(m *testing.M) {
 	if len(os.Args) == 3 && os.Args[1] == "run" && os.Args[2] == "--worker" {
 		log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-		os.Exit(WorkerCommand{Stdin: os.Stdin, Stdout: os.Stdout, Log: log}.Run(context.Background()))
+		// Confined as the CLI's workers are, so every daemon test runs them that way.
+		os.Exit(WorkerCommand{Stdin: os.Stdin, Stdout: os.Stdout, Log: log, Confine: true}.Run(context.Background()))
 	}
 	testenv.Main(m)
 }

@@ -102,6 +102,9 @@ type ScanOptions struct {
 	Offline bool
 
 	portableFS bool // tests: hostfs resolves every name with its userspace walk
+	// afterScan, when set, runs once the scan has read what it needs (a worker drops its
+	// capabilities there, before it spools and delivers).
+	afterScan func()
 }
 
 // OfflineReason is why the checks that ask IMDS, the EC2 API or the network are

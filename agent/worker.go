@@ -189,6 +189,11 @@ type WorkerCommand struct {
 	Stdin  io.Reader
 	Stdout io.Writer
 	Log    *slog.Logger
+	// Confine confines the process for good before it works (confine_linux.go): Landlock
+	// (writes only under the state dir), seccomp (no ptrace, process_vm_*, pidfd_getfd), and
+	// capabilities dropped once not needed: at once for a delivery, after the scan for a
+	// cycle. The CLI sets it; in-process tests do not.
+	Confine bool
 }
 
 // Run does the requested work and returns the exit code.
@@ -215,11 +220,22 @@ func (w WorkerCommand) Run(ctx context.Context) int {
 		cancel()
 	}()
 	limitMemory()
+	if w.Confine {
+		confineWorker(req.Config.StateDir, log)
+	}
 
 	var res workerResult
 	switch req.Mode {
 	case workerCycle:
 		o := ScanOptions{Log: log, Config: req.Config}
+		if w.Confine {
+			// The scan is the one part that reads other users' files and processes.
+			o.afterScan = func() {
+				if err := dropCapabilities(); err != nil {
+					log.Warn("worker: capabilities not dropped after the scan", "err", err)
+				}
+			}
+		}
 		o.Root, o.Proc, o.Offline = scanTarget(req.Root, req.Proc, false)
 		if err := prepare(&o); err != nil {
 			res.Err = err.Error()
@@ -229,6 +245,11 @@ func (w WorkerCommand) Run(ctx context.Context) int {
 		res.Spooled, res.Flushed = cy.spooled, cy.flushed
 		res.setErr(cy.err)
 	case workerFlush:
+		if w.Confine {
+			if err := dropCapabilities(); err != nil { // delivery reads nobody else's files
+				log.Warn("worker: capabilities not dropped", "err", err)
+			}
+		}
 		rep := w.reporter(req.Config, log)
 		if rep == nil {
 			res.NoReporter = true
@@ -305,4 +326,13 @@ func Executable() string {
 		return ""
 	}
 	return exe
+}
+
+// ShedDaemonPtrace clears CAP_SYS_PTRACE from the daemon's effective set: it reads only its
+// config and its workers' answers; the scan worker it starts gets it back from the permitted
+// (ambient) set. Failure is logged: the daemon works either way.
+func ShedDaemonPtrace(log *slog.Logger) {
+	if err := dropEffectivePtrace(); err != nil {
+		log.Warn("daemon: effective capabilities not cleared", "err", err)
+	}
 }

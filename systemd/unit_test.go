@@ -115,6 +115,8 @@ func TestUnitKeepsAgentWorking(t *testing.T) {
 		"Nice=10",
 		"NoNewPrivileges=yes",
 		"ExecStart=" + BinPath + " run",
+		// A compromised agent holding CAP_SYS_PTRACE must not write another process's memory.
+		"SystemCallFilter=~ptrace process_vm_readv process_vm_writev pidfd_getfd",
 	}
 	lines := map[string]bool{}
 	for _, l := range strings.Split(Unit, "\n") {

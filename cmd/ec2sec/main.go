@@ -234,9 +234,12 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	c.Log = slog.New(slog.NewJSONHandler(stderr, nil))
 	if *worker {
 		signal.Ignore(syscall.SIGHUP) // reloads are the daemon's; a stray HUP must not kill a scan
-		return agent.WorkerCommand{Stdin: os.Stdin, Stdout: stdout, Log: c.Log}.Run(ctx)
+		return agent.WorkerCommand{Stdin: os.Stdin, Stdout: stdout, Log: c.Log, Confine: true}.Run(ctx)
 	}
 	c.Executable, c.WorkerLog = agent.Executable(), stderr
+	if c.Executable != "" {
+		agent.ShedDaemonPtrace(c.Log) // only the scan worker reads other processes
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
