@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
 )
 
 // Watcher is the loaded kernel side. Its programs are attached through bpf_link file
@@ -45,6 +46,9 @@ func Load(o Options) (_ *Watcher, err error) {
 			return nil, fail("%v", err)
 		}
 	}
+	// Kernels before 5.11 count BPF memory against RLIMIT_MEMLOCK (AL2's 5.10): raise it
+	// where allowed; the unit's LimitMEMLOCK covers the agent under systemd.
+	_ = rlimit.RemoveMemlock()
 	spec, err := loadImdswatch()
 	if err != nil {
 		return nil, fail("BPF object: %v", err)
@@ -56,7 +60,7 @@ func Load(o Options) (_ *Watcher, err error) {
 		}
 	}()
 	if err := spec.LoadAndAssign(&w.objs, nil); err != nil {
-		return nil, fail("load BPF programs (needs Linux 5.8+ with BPF, CAP_BPF and CAP_PERFMON or root): %v", loadErr(err))
+		return nil, fail("load BPF programs (needs Linux 5.8+ and CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN, which root has): %v", loadErr(err))
 	}
 	if err := w.objs.Parsers.Put(uint32(0), w.objs.ImdsParse); err != nil {
 		return nil, fail("parser tail call: %v", err)

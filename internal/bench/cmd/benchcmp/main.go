@@ -56,7 +56,8 @@ type measure struct {
 
 type report struct {
 	when                       time.Time
-	fleetCost                  string // Markdown of the fleet cost simulation (fleetcost.go)
+	fleetCost                  string      // Markdown of the fleet cost simulation (fleetcost.go)
+	imdsWatch                  watchResult // the IMDS watcher's section (imdswatch.go)
 	machine                    []string
 	loadBefore, loadAfter      string
 	binSize                    int64
@@ -81,12 +82,17 @@ func main() {
 	runs := flag.Int("runs", 30, "timed runs per command")
 	quick := flag.Bool("quick", false, "few runs and -benchtime=1x: check that the harness works, numbers mean little")
 	corpusOnly := flag.Bool("corpus", false, "print only the per-shape recall section (secret corpus against the gitleaks CLI) and write nothing")
+	watchOnly := flag.Bool("imdswatch-only", false, "run only the IMDS watcher's measurements (as root) and print them")
 	flag.Parse()
 	if *corpusOnly {
 		if err := printCorpus(); err != nil {
 			fmt.Fprintf(os.Stderr, "benchcmp: %v\n", err)
 			os.Exit(1)
 		}
+		return
+	}
+	if *watchOnly {
+		imdsWatchOnly(*quick)
 		return
 	}
 	if *quick {
@@ -211,7 +217,10 @@ func run(out string, runs int, quick bool) error {
 	r.fleetCost = fleetCost(repo, tmp, quick)
 
 	step("the run daemon: RSS between scans and idle wake-ups")
-	daemon(r, bin, fix, env, tmp, quick)
+	daemonLog := daemon(r, bin, fix, env, tmp, quick)
+
+	step("the IMDS watcher: cost to other traffic, 1,000 calls/s, the daemon with it")
+	r.imdsWatch = imdsWatchBench(quick, r.daemonRSS, r.daemonWakeups, daemonLog)
 
 	r.loadAfter = loadavg()
 	text := r.markdown()
@@ -466,8 +475,9 @@ func median(ds []time.Duration) time.Duration {
 }
 
 // daemon measures `ec2sec run` when the binary has it: RSS after its first scan, and
-// context switches (wake-ups) over an idle window between scans.
-func daemon(r *report, bin string, fix *bench.Fixture, env []string, tmp string, quick bool) {
+// context switches (wake-ups) over an idle window between scans. It returns the daemon's log
+// (the IMDS watcher's section reads it).
+func daemon(r *report, bin string, fix *bench.Fixture, env []string, tmp string, quick bool) (log string) {
 	help := exec.Command(bin, "run", "--help")
 	help.Env = env
 	var hb bytes.Buffer
@@ -499,6 +509,7 @@ func daemon(r *report, bin string, fix *bench.Fixture, env []string, tmp string,
 	c.Env = env
 	var errBuf bytes.Buffer
 	c.Stdout, c.Stderr = io.Discard, &syncWriter{w: &errBuf}
+	defer func() { log = c.Stderr.(*syncWriter).String() }()
 	if err := c.Start(); err != nil {
 		r.daemon = "could not start: " + err.Error()
 		return
@@ -559,6 +570,7 @@ func daemon(r *report, bin string, fix *bench.Fixture, env []string, tmp string,
 	if w := workerCost(c.Stderr.(*syncWriter).String()); w != "" {
 		r.daemon += "; " + w
 	}
+	return
 }
 
 // children counts the processes whose parent is pid (-1 when unknown).
@@ -707,7 +719,7 @@ func (r *report) targets() []target {
 	if r.daemonRSS >= 0 {
 		d.verdict = verdict(r.daemonRSS <= maxDaemonRSSMiB*1024 && r.daemonWakeups < 1)
 	}
-	return append(ts, d)
+	return append(append(ts, d), r.imdsWatch.targets...)
 }
 
 func (r *report) summary() string {
@@ -773,6 +785,7 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "\n100 consecutive scans with one detector (`TestNoGrowthOver100Scans`): %s.\n", r.growth)
 	fmt.Fprintf(&b, "\nDaemon: %s.\n", r.daemon)
 	b.WriteString("\n## Fleet telemetry: API calls, bytes, custom metrics, monthly cost\n\n" + r.fleetCost)
+	b.WriteString("\n## IMDS watcher (eBPF)\n\nMeasured in the benchcmp process as root (docs/imds-watch.md):\n\n" + r.imdsWatch.markdown)
 	b.WriteString(optimisations)
 	return b.String()
 }
