@@ -288,3 +288,47 @@ func TestCredentialsProcessesShared(t *testing.T) {
 		t.Errorf("no process: %+v", pe)
 	}
 }
+
+// TestCredentialsIdiomsInHostFiles: the command-line and SQL idioms are found where hosts
+// keep them (a shell history, a crontab, a unit), at the line holding the value, and a
+// keyless ~/.aws/config is configuration, not a secret.
+func TestCredentialsIdiomsInHostFiles(t *testing.T) {
+	pw := func() string { return testenv.RandString(t, 12, testenv.Alnum) + "#q" }
+	root := t.TempDir()
+	buildTree(t, root, []entry{
+		{path: "/etc/passwd", content: passwdFixture},
+		{path: "/root/.bash_history", content: "ls\nsshpass -p '" + pw() + "' ssh admin@10.0.0.5\n", mode: 0o600},
+		{path: "/etc/cron.d/backup", content: "# nightly\n15 3 * * * root mysqldump -u backup -p" + pw() + " --all-databases > /backup/all.sql\n"},
+		{path: "/etc/systemd/system/seed.service", content: "[Service]\nType=oneshot\nExecStart=/usr/bin/mysql -e \"CREATE USER 'app'@'%' IDENTIFIED BY '" + pw() + "';\"\n"},
+		{path: "/home/alice/.aws/config", content: "[default]\nregion = eu-west-1\n[profile ec2]\nrole_arn = arn:aws:iam::123456789012:role/app\ncredential_source = Ec2InstanceMetadata\n", mode: 0o600, uid: 1000},
+	})
+	rs, err := CredentialsProbe{}.Run(context.Background(), secretsEnv(t, root, "", testenv.Closed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]struct {
+		rule string
+		line int
+	}{
+		"/root/.bash_history":              {"sshpass-password", 2},
+		"/etc/cron.d/backup":               {"mysql-password-argument", 2},
+		"/etc/systemd/system/seed.service": {"sql-password", 3},
+	}
+	for _, r := range byCheck(rs, "secret-in-local-file") {
+		if r.Status != Failed {
+			continue
+		}
+		w, ok := want[r.Resource]
+		if !ok {
+			t.Errorf("unexpected: %s %s", r.Resource, r.Reason)
+			continue
+		}
+		if r.Evidence["rule"] != w.rule || r.Evidence["line"] != w.line {
+			t.Errorf("%s: %v, want %s at line %d", r.Resource, r.Evidence, w.rule, w.line)
+		}
+		delete(want, r.Resource)
+	}
+	for path := range want {
+		t.Errorf("%s: not found", path)
+	}
+}

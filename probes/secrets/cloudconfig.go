@@ -32,9 +32,11 @@ import (
 const (
 	maxCloudConfig = 1 << 20
 	maxYAMLDepth   = 64
-	// maxYAMLNodes bounds the parsed tree's memory (a node is about 200 bytes): 1 MiB of
-	// one-character list items would otherwise become some 60 MiB of nodes.
-	maxYAMLNodes = 20000
+	// maxYAMLNodes bounds the parsed tree's memory and time (yaml.v3 allocates about 250
+	// bytes a node): 1 MiB of one-character flow items, half a million nodes, took 130 MiB.
+	// Real cloud-config has a few hundred. A document whose text could hold more than twice
+	// as many (yamlMarks) is not parsed at all.
+	maxYAMLNodes = 10000
 	// maxCloudParts bounds the parts one document adds.
 	maxCloudParts = 256
 )
@@ -134,6 +136,9 @@ func parseYAML(data []byte) (root *yaml.Node, problem string) {
 			root, problem = nil, "could not be parsed"
 		}
 	}()
+	if yamlMarks(data) > 2*maxYAMLNodes {
+		return nil, fmt.Sprintf("has more than %d YAML nodes", maxYAMLNodes)
+	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		if m := yamlErrLine.FindStringSubmatch(err.Error()); m != nil {
@@ -155,6 +160,19 @@ func parseYAML(data []byte) (root *yaml.Node, problem string) {
 }
 
 var yamlErrLine = regexp.MustCompile(`line ([0-9]+)`)
+
+// yamlMarks counts what starts or separates YAML nodes in data (line breaks, ",", ":", "["
+// and "{"): about the number of nodes the parser would make, more for text in blocks.
+func yamlMarks(data []byte) int {
+	n := 0
+	for _, c := range data {
+		switch c {
+		case '\n', ',', ':', '[', '{':
+			n++
+		}
+	}
+	return n
+}
 
 // shallow reports whether n nests at most maxYAMLDepth levels below depth and the tree has
 // at most maxYAMLNodes nodes (counted in *nodes). Aliases are not followed.

@@ -144,10 +144,13 @@ func TestCloudConfigBounds(t *testing.T) {
 	big := "#cloud-config\nruncmd:\n" + secretLine + "packages:\n" + strings.Repeat("  - "+strings.Repeat("p", 60)+"\n", (maxCloudConfig/64)+10)
 	many := "#cloud-config\nruncmd:\n" + secretLine + "packages:\n" + strings.Repeat("  - a\n", maxYAMLNodes+10)
 	broken := "#cloud-config\nruncmd:\n" + secretLine + "write_files: [\n  - :\n"
+	// Few lines, many nodes: not parsed at all.
+	marks := "#cloud-config\nruncmd:\n" + secretLine + "packages: [" + strings.Repeat("a,", 2*maxYAMLNodes) + "a]\n"
 	for name, c := range map[string]struct{ doc, note string }{
 		"deep":   {deep, "nested deeper than 64 levels"},
 		"big":    {big, "over 1 MiB"},
-		"many":   {many, "more than 20000 YAML nodes"},
+		"many":   {many, fmt.Sprintf("more than %d YAML nodes", maxYAMLNodes)},
+		"marks":  {marks, fmt.Sprintf("more than %d YAML nodes", maxYAMLNodes)},
 		"broken": {broken, "is not valid YAML (line"},
 	} {
 		s := d.ScanInput([]byte(c.doc), []byte("k"))
