@@ -131,14 +131,14 @@ func TestIMDSHopLimitOneIsFast(t *testing.T) {
 	s := fakeimds.New(t)
 	runIMDS(t, testEnv(t, "", s.URL))
 	puts := 0
-	for _, r := range s.Requests {
+	for _, r := range s.Requested() {
 		if r == "PUT /latest/api/token" {
 			puts++
 		}
 	}
 	// identity token + baseline + up to two dropped attempts (which the server still sees).
 	if puts > 4 {
-		t.Errorf("%d token PUTs to decide hop limit 1, want at most 4: %v", puts, s.Requests)
+		t.Errorf("%d token PUTs to decide hop limit 1, want at most 4: %v", puts, s.Requested())
 	}
 }
 
@@ -153,7 +153,7 @@ func TestIMDSInstanceProfile(t *testing.T) {
 	if r.Status != Failed {
 		t.Errorf("without profile: %s %q, want FAILED", r.Status, r.Reason)
 	}
-	for _, req := range s.Requests {
+	for _, req := range s.Requested() {
 		if strings.Contains(req, "security-credentials") {
 			t.Errorf("the probe asked for credentials: %s", req)
 		}
@@ -180,8 +180,8 @@ func TestIMDSDisabled(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "AWS_EC2_METADATA_DISABLED") {
 		t.Fatalf("err %v, want disabled", err)
 	}
-	if len(s.Requests) != 0 {
-		t.Errorf("IMDS disabled, yet %d requests were sent: %v", len(s.Requests), s.Requests)
+	if len(s.Requested()) != 0 {
+		t.Errorf("IMDS disabled, yet %d requests were sent: %v", len(s.Requested()), s.Requested())
 	}
 }
 

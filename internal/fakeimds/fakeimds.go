@@ -37,7 +37,7 @@ type Server struct {
 	HopLimit    int               // IP TTL of the token response; 0 = kernel default (64)
 	Fault       Fault             // misbehaviour for every request
 	Paths       map[string]string // "meta-data/iam/info" -> body; missing = 404
-	Requests    []string          // "METHOD path" of every request, for assertions
+	requests    []string          // "METHOD path" of every request: Requested()
 	TokenHeader string            // the token handed out
 
 	srv *httptest.Server
@@ -96,7 +96,7 @@ func Instance() map[string]string {
 func (s *Server) Requested() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]string(nil), s.Requests...)
+	return append([]string(nil), s.requests...)
 }
 
 // Set configures the server under its lock.
@@ -108,7 +108,7 @@ func (s *Server) Set(f func(s *Server)) {
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
-	s.Requests = append(s.Requests, r.Method+" "+r.URL.Path)
+	s.requests = append(s.requests, r.Method+" "+r.URL.Path)
 	v1, off, hop, fault, token := s.V1, s.Off, s.HopLimit, s.Fault, s.TokenHeader
 	body, found := s.Paths[strings.TrimPrefix(r.URL.Path, "/latest/")]
 	s.mu.Unlock()

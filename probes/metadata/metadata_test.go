@@ -77,7 +77,7 @@ func TestIdentityAndNotFound(t *testing.T) {
 	if _, err := c.UserData(context.Background()); !errors.Is(err, ErrNotFound) {
 		t.Errorf("no user data: %v, want ErrNotFound", err)
 	}
-	for _, r := range s.Requests {
+	for _, r := range s.Requested() {
 		if r == "GET /latest/meta-data/" {
 			t.Errorf("the client made a token-less request")
 		}
@@ -109,7 +109,7 @@ func TestDisabled(t *testing.T) {
 	if id := c.Identity(context.Background()); id.Reachable || id.Reason == "" {
 		t.Errorf("disabled identity %+v", id)
 	}
-	if len(s.Requests) != 0 {
-		t.Errorf("requests while disabled: %v", s.Requests)
+	if len(s.Requested()) != 0 {
+		t.Errorf("requests while disabled: %v", s.Requested())
 	}
 }
