@@ -14,7 +14,7 @@ import (
 	"github.com/ec2sec/ec2sec/probes"
 )
 
-// Exit codes of `ec2sec scan`, as the contract fixes them.
+// Exit codes of `ec2sec scan`, fixed for scripts (README, docs/json.md).
 const (
 	ExitOK        = 0 // the scan ran and nothing reached --fail-on
 	ExitFailOn    = 1 // a FAILED result reached --fail-on

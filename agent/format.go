@@ -31,7 +31,7 @@ func Write(w io.Writer, r *Report, format string, color bool) error {
 	}
 }
 
-// WriteJSON writes the report as the contract's single JSON object.
+// WriteJSON writes the report as one JSON object, schema ec2sec/v1 (docs/json.md).
 func WriteJSON(w io.Writer, r *Report) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -20,7 +20,7 @@ func hostOf(id metadata.Identity) Host {
 	return Host{id.InstanceID, id.AccountID, id.Region, id.Partition, id.AMIID, id.Hostname}
 }
 
-// MarshalJSON writes absent fields as null, as the contract says.
+// MarshalJSON writes absent fields as null (docs/json.md).
 func (h Host) MarshalJSON() ([]byte, error) {
 	orNull := func(s string) *string {
 		if s == "" {

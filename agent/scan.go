@@ -27,10 +27,11 @@ import (
 	"github.com/ec2sec/ec2sec/probes/secrets"
 )
 
-// Schema names the JSON report format; it changes only when the contract does.
+// Schema names the JSON report format (docs/json.md, docs/ec2sec-v1.schema.json); a
+// document of this name only ever gains members.
 const Schema = "ec2sec/v1"
 
-// Report is one scan's outcome, shaped as the contract's `--format json`.
+// Report is one scan's outcome, shaped as `--format json` (docs/json.md).
 type Report struct {
 	Schema    string            `json:"schema"`
 	ScannedAt time.Time         `json:"scanned_at"`

@@ -162,7 +162,7 @@ func TestResultIDsAreStable(t *testing.T) {
 	}
 }
 
-// The JSON is exactly the contract's shape: these keys, these types, nulls for absent host
+// The JSON is exactly the ec2sec/v1 shape (docs/json.md): these keys, these types, nulls for absent host
 // fields.
 func TestJSONShape(t *testing.T) {
 	s := fakeimds.New(t)

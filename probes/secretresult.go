@@ -13,14 +13,14 @@ import (
 // maxSecretFile bounds what is read of one file scanned for secrets.
 const maxSecretFile = 1 << 20
 
-// Sources of secret findings, as the contract names them in evidence.
+// Sources of secret findings, as docs/json.md names them in evidence.
 const (
 	sourceUserData = "imds-user-data"
 	sourceFile     = "file"
 	sourceProcess  = "process-env"
 )
 
-// secretResult is the FAILED result for one secret: the contract's evidence keys, and the
+// secretResult is the FAILED result for one secret: the evidence keys of docs/json.md, and the
 // fingerprint so the result's id is the secret's own. It never holds the value.
 func secretResult(check string, f secrets.Finding, source, resource, path, reason string) Result {
 	r := NewResult(check, Failed, resource, reason)

@@ -238,7 +238,7 @@ func requirements(c []string) []string {
 }
 
 // other flattens the result's resource and evidence into Details.Other, within its limits.
-// Evidence is never a secret (the contract); non-string values are written as JSON.
+// Evidence is never a secret (docs/json.md); non-string values are written as JSON.
 func other(r probes.Result) map[string]string {
 	m := map[string]string{"ec2sec/resource": r.Resource, "ec2sec/check": r.Check}
 	for _, k := range slices.Sorted(maps.Keys(r.Evidence)) {
