@@ -34,7 +34,8 @@ $(TOOLS)/gitleaks:
 $(TOOLS)/staticcheck:
 	GOBIN=$(TOOLS) $(GO) install $(STATICCHECK)
 
-# ---- Release artefacts: `make package` writes dist/ (see README "Install").
+# ---- Release artefacts: `make package` writes dist/ (see README "Install"), with the central
+# forwarder's Lambda zips (bootstrap, provided.al2023; docs/forwarder.md).
 # nfpm builds the deb and rpm as a pinned CLI in tools/bin, so its dependencies stay out of the
 # agent's go.mod.
 NFPM      := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
@@ -62,6 +63,13 @@ package: $(TOOLS)/nfpm
 	  ARCH=$$a BIN=$(DIST)/ec2sec-linux-$$a PKG_VERSION='$(PKG_VERSION)' SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) \
 	    $(TOOLS)/nfpm package --config packaging/nfpm/nfpm.yaml --packager $$p --target $(DIST)/ || exit 1; \
 	done; done
+	for a in arm64 amd64; do \
+	  mkdir -p $(DIST)/forwarder-$$a && \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -buildvcs=false -ldflags '$(PKG_LDFLAGS)' -o $(DIST)/forwarder-$$a/bootstrap ./cmd/ec2sec-forwarder && \
+	  touch -d @$(SOURCE_DATE_EPOCH) $(DIST)/forwarder-$$a/bootstrap && \
+	  (cd $(DIST)/forwarder-$$a && zip -q -X ../ec2sec-forwarder-linux-$$a.zip bootstrap) && \
+	  rm -rf $(DIST)/forwarder-$$a || exit 1; \
+	done
 	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) run ./packaging/cmd/ssmpkg -repo . -dist $(DIST) -out $(DIST)/ssm -version '$(PKG_VERSION)' >/dev/null
 	cd $(DIST) && find . -type f ! -name SHA256SUMS | LC_ALL=C sort | xargs sha256sum > SHA256SUMS
 	@echo "dist/: $(VERSION) ($(PKG_VERSION)), commit $(COMMIT)"; cat $(DIST)/SHA256SUMS

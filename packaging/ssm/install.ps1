@@ -21,8 +21,16 @@ try {
 
     New-Item -ItemType Directory -Force -Path $cfgDir | Out-Null
     $cfg = Join-Path $cfgDir 'config.yaml'
+    # A new config takes the Security Hub mode the installer was given (the central stack's
+    # association passes SSM_EC2SEC_HUB_MODE=central; docs/forwarder.md).
+    $mode = $env:SSM_EC2SEC_HUB_MODE
+    if (-not $mode) { $mode = $env:EC2SEC_HUB_MODE }
+    if ($mode -and $mode -ne 'central' -and $mode -ne 'direct') { throw "EC2SEC_HUB_MODE '$mode': want central or direct" }
     if (-not (Test-Path -LiteralPath $cfg)) {
         Copy-Item -Path (Join-Path $PSScriptRoot 'config.yaml') -Destination $cfg
+        if ($mode) {
+            Add-Content -LiteralPath $cfg -Value "`n# Set by the installer (EC2SEC_HUB_MODE).`nsecurity_hub:`n  mode: $mode"
+        }
     }
 
     # `service install` re-installs an existing service, so this is safe to repeat.

@@ -87,8 +87,20 @@ sed -e 's#^ExecStart=/usr/bin/ec2sec #ExecStart=/usr/local/bin/ec2sec #' \
 	chmod 0644 "$root/etc/systemd/system/.ec2sec.service.new" &&
 	mv -f "$root/etc/systemd/system/.ec2sec.service.new" "$root/etc/systemd/system/ec2sec.service" || die "cannot install the unit"
 # The config is the administrator's once installed: never overwritten.
+# A new config takes the Security Hub mode the installer was given (the central stack's
+# association passes SSM_EC2SEC_HUB_MODE=central; docs/forwarder.md).
+mode=${SSM_EC2SEC_HUB_MODE:-${EC2SEC_HUB_MODE:-}}
+case $mode in
+"" | central | direct) ;;
+*) die "EC2SEC_HUB_MODE '$mode': want central or direct" ;;
+esac
 if [ ! -e "$root/etc/ec2sec/config.yaml" ]; then
-	cp "$here/config.yaml" "$root/etc/ec2sec/config.yaml" && chmod 0644 "$root/etc/ec2sec/config.yaml" || die "cannot install the config"
+	cp "$here/config.yaml" "$root/etc/ec2sec/.config.yaml.new" || die "cannot install the config"
+	if [ -n "$mode" ]; then
+		printf '\n# Set by the installer (EC2SEC_HUB_MODE).\nsecurity_hub:\n  mode: %s\n' "$mode" >>"$root/etc/ec2sec/.config.yaml.new" || die "cannot install the config"
+	fi
+	chmod 0644 "$root/etc/ec2sec/.config.yaml.new" &&
+		mv -f "$root/etc/ec2sec/.config.yaml.new" "$root/etc/ec2sec/config.yaml" || die "cannot install the config"
 else
 	say "keeping the existing $root/etc/ec2sec/config.yaml"
 fi
