@@ -101,3 +101,34 @@ func TestInert(t *testing.T) {
 		}
 	}
 }
+
+// FuzzInert: whatever the text, what inert makes of it is valid UTF-8 without a single
+// control character, bidi override or byte that is not UTF-8; clean text is left as it is.
+func FuzzInert(f *testing.F) {
+	for _, s := range hostileText {
+		f.Add(s)
+	}
+	f.Add("plain text é")
+	f.Fuzz(func(t *testing.T, s string) {
+		out := inert(s)
+		if !utf8.ValidString(out) {
+			t.Fatalf("inert(%q) = %q: not UTF-8", s, out)
+		}
+		clean := true
+		for i := 0; i < len(out); {
+			r, n := utf8.DecodeRuneInString(out[i:])
+			if controlRune(r, n) {
+				t.Fatalf("inert(%q) = %q keeps %U", s, out, r)
+			}
+			i += n
+		}
+		for i := 0; i < len(s); {
+			r, n := utf8.DecodeRuneInString(s[i:])
+			clean = clean && !controlRune(r, n)
+			i += n
+		}
+		if clean && out != s {
+			t.Fatalf("inert(%q) = %q: clean text changed", s, out)
+		}
+	})
+}

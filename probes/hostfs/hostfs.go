@@ -472,11 +472,11 @@ func (f *FS) GlobN(pattern string, limit int) (matches []string, truncated bool,
 // (cloud-init's instance directory i-0abc[1] is a name, not a pattern).
 func QuoteMeta(name string) string {
 	var b strings.Builder
-	for _, r := range name {
-		if strings.ContainsRune(`*?[\`, r) {
+	for i := 0; i < len(name); i++ { // bytes: a name need not be UTF-8
+		if strings.IndexByte(`*?[\`, name[i]) >= 0 {
 			b.WriteByte('\\')
 		}
-		b.WriteRune(r)
+		b.WriteByte(name[i])
 	}
 	return b.String()
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -178,4 +179,24 @@ func TestNewRejectsNonDir(t *testing.T) {
 	if _, err := New(p); err == nil {
 		t.Error("a file as root was accepted")
 	}
+}
+
+// FuzzQuoteMeta: a name found on disk, quoted, is a pattern that matches exactly that name
+// and that Glob takes literally.
+func FuzzQuoteMeta(f *testing.F) {
+	for _, s := range []string{"i-0abc[1]", "a*b", `back\slash`, "?", "[", "plain", "é[x]"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if name == "" || strings.Contains(name, "/") {
+			return
+		}
+		q := QuoteMeta(name)
+		if lit, ok := literal(q); !ok || lit != name {
+			t.Fatalf("literal(QuoteMeta(%q)) = %q, %v", name, lit, ok)
+		}
+		if ok, err := path.Match(q, name); !ok || err != nil {
+			t.Fatalf("path.Match(%q, %q) = %v, %v", q, name, ok, err)
+		}
+	})
 }
