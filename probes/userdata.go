@@ -92,13 +92,21 @@ func liveUserData(ctx context.Context, env *Env) []Result {
 	}
 	cut += notesClause(scanned.Notes)
 	if len(findings) == 0 {
-		return []Result{withNotes(NewResult(check, Passed, "", fmt.Sprintf("no secret in the user data (%d bytes, decoded)%s", size, cut)).
+		// A bound of the cloud-config reader is a limit that cut the look: no PASS.
+		status := Passed
+		if scanned.Limited {
+			status = Warning
+		}
+		return []Result{withNotes(NewResult(check, status, "", fmt.Sprintf("no secret in the user data (%d bytes, decoded)%s", size, cut)).
 			With("size", size), scanned.Notes)}
 	}
-	out := make([]Result, 0, len(findings))
+	out := make([]Result, 0, len(findings)+1)
 	for _, f := range findings {
 		reason := fmt.Sprintf("the user data holds %s at %s%s: every process that can reach IMDS, and anyone allowed ec2:DescribeInstanceAttribute, can read it", kindWords(f), describe(f), cut)
 		out = append(out, withNotes(secretResult(check, f, sourceUserData, "imds:user-data", "imds:user-data", reason), scanned.Notes))
+	}
+	if scanned.Limited {
+		out = append(out, withNotes(NewResult(check, Warning, "", strings.Join(scanned.Notes, "; ")+": the rest may hold more"), scanned.Notes))
 	}
 	return out
 }
@@ -186,7 +194,8 @@ func cachedUserData(ctx context.Context, env *Env) []Result {
 	var out []Result
 	var bad unreadable
 	var odd skips
-	var notes []string // the decoder's, each with its file
+	var notes []string    // the decoder's, each with its file
+	cloudLimited := false // a cloud-config document's YAML left unread at a bound
 	scanned := 0
 	for _, cf := range files {
 		if ctx.Err() != nil {
@@ -221,6 +230,7 @@ func cachedUserData(ctx context.Context, env *Env) []Result {
 				notes = append(notes, cf.path+": "+n)
 			}
 		}
+		cloudLimited = cloudLimited || got.Limited
 		for _, f := range got.Findings {
 			r := withNotes(secretResult(check, f, sourceFile, cf.path, cf.path, cachedReason(f, cf, current, truncated || got.Truncated)), got.Notes)
 			if cf.instanceID != "" {
@@ -234,6 +244,9 @@ func cachedUserData(ctx context.Context, env *Env) []Result {
 	if len(cut) > 0 {
 		limited = fmt.Sprintf("only the first %d matches of %s were read", maxCacheEntries, joinMax(cut, 3))
 	}
+	if cloudLimited {
+		limited = strings.TrimPrefix(limited+"; "+strings.Join(notes, "; "), "; ")
+	}
 	if len(out) > 0 {
 		odd.annotate(out)
 		if limited != "" {
@@ -243,7 +256,7 @@ func cachedUserData(ctx context.Context, env *Env) []Result {
 	}
 	switch {
 	case limited != "":
-		return []Result{NewResult(check, Warning, "", fmt.Sprintf("%s; no secret in the %s read%s", limited, plural(scanned, "file", "files"), odd.String())).With("files", scanned)}
+		return []Result{withNotes(NewResult(check, Warning, "", fmt.Sprintf("%s; no secret in the %s read%s", limited, plural(scanned, "file", "files"), odd.String())).With("files", scanned), notes)}
 	case bad.n > 0:
 		return []Result{NewResult(check, NotAvailable, "", "could not read cached user data: "+bad.String()+odd.String())}
 	case scanned == 0:

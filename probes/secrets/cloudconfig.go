@@ -79,11 +79,15 @@ func (d *decoder) cloudConfig(pi int, data []byte, chain []string, depth int) {
 	}
 	if len(data) > maxCloudConfig {
 		d.note(fmt.Sprintf("cloud-config in part %s is over %d MiB: scanned as text only", where, maxCloudConfig>>20))
+		d.limited = true
 		return
 	}
-	root, problem := parseYAML(data)
+	root, problem, limit := parseYAML(data)
 	if problem != "" {
 		d.note(fmt.Sprintf("cloud-config in part %s %s: scanned as text only", where, problem))
+		// A document that is no YAML is one cloud-init cannot read either; one past a bound
+		// of ours may hold what only its YAML shows (a write_files content in base64).
+		d.limited = d.limited || limit
 		return
 	}
 	if root == nil || root.Kind != yaml.MappingNode {
@@ -95,6 +99,7 @@ func (d *decoder) cloudConfig(pi int, data []byte, chain []string, depth int) {
 		// stands, and the scan says what it missed.
 		if recover() != nil {
 			d.note(fmt.Sprintf("cloud-config in part %s could not be read: scanned as text", where))
+			d.limited = true
 		}
 	}()
 	for i := 0; i+1 < len(root.Content); i += 2 {
@@ -124,39 +129,40 @@ func (d *decoder) cloudConfig(pi int, data []byte, chain []string, depth int) {
 	}
 	if c.dropped > 0 {
 		d.note(fmt.Sprintf("cloud-config in part %s: %d more values not scanned on their own (at most %d parts a document; the text was scanned)", where, c.dropped, maxCloudParts))
+		d.limited = true
 	}
 }
 
 // parseYAML parses data into its root node, or says why it did not: a parse error (its line
-// only: a message may quote the input), too deep or too big a tree. yaml.v3 is not known to
-// panic, but a panic here must not end the scan.
-func parseYAML(data []byte) (root *yaml.Node, problem string) {
+// only: a message may quote the input), too deep or too big a tree (limit: a bound of ours).
+// yaml.v3 is not known to panic, but a panic here must not end the scan.
+func parseYAML(data []byte) (root *yaml.Node, problem string, limit bool) {
 	defer func() {
 		if recover() != nil {
-			root, problem = nil, "could not be parsed"
+			root, problem, limit = nil, "could not be parsed", true
 		}
 	}()
 	if yamlMarks(data) > 2*maxYAMLNodes {
-		return nil, fmt.Sprintf("has more than %d YAML nodes", maxYAMLNodes)
+		return nil, fmt.Sprintf("has more than %d YAML nodes", maxYAMLNodes), true
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		if m := yamlErrLine.FindStringSubmatch(err.Error()); m != nil {
-			return nil, "is not valid YAML (line " + m[1] + ")"
+			return nil, "is not valid YAML (line " + m[1] + ")", false
 		}
-		return nil, "is not valid YAML"
+		return nil, "is not valid YAML", false
 	}
 	nodes := 0
 	if !shallow(&doc, 0, &nodes) {
 		if nodes > maxYAMLNodes {
-			return nil, fmt.Sprintf("has more than %d YAML nodes", maxYAMLNodes)
+			return nil, fmt.Sprintf("has more than %d YAML nodes", maxYAMLNodes), true
 		}
-		return nil, fmt.Sprintf("is nested deeper than %d levels", maxYAMLDepth)
+		return nil, fmt.Sprintf("is nested deeper than %d levels", maxYAMLDepth), true
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
-		return nil, ""
+		return nil, "", false
 	}
-	return doc.Content[0], ""
+	return doc.Content[0], "", false
 }
 
 var yamlErrLine = regexp.MustCompile(`line ([0-9]+)`)

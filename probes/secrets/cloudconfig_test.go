@@ -146,16 +146,19 @@ func TestCloudConfigBounds(t *testing.T) {
 	broken := "#cloud-config\nruncmd:\n" + secretLine + "write_files: [\n  - :\n"
 	// Few lines, many nodes: not parsed at all.
 	marks := "#cloud-config\nruncmd:\n" + secretLine + "packages: [" + strings.Repeat("a,", 2*maxYAMLNodes) + "a]\n"
-	for name, c := range map[string]struct{ doc, note string }{
-		"deep":   {deep, "nested deeper than 64 levels"},
-		"big":    {big, "over 1 MiB"},
-		"many":   {many, fmt.Sprintf("more than %d YAML nodes", maxYAMLNodes)},
-		"marks":  {marks, fmt.Sprintf("more than %d YAML nodes", maxYAMLNodes)},
-		"broken": {broken, "is not valid YAML (line"},
+	for name, c := range map[string]struct {
+		doc, note string
+		limited   bool // a bound of ours, not a document cloud-init cannot read either
+	}{
+		"deep":   {deep, "nested deeper than 64 levels", true},
+		"big":    {big, "over 1 MiB", true},
+		"many":   {many, fmt.Sprintf("more than %d YAML nodes", maxYAMLNodes), true},
+		"marks":  {marks, fmt.Sprintf("more than %d YAML nodes", maxYAMLNodes), true},
+		"broken": {broken, "is not valid YAML (line", false},
 	} {
 		s := d.ScanInput([]byte(c.doc), []byte("k"))
-		if len(s.Notes) != 1 || !strings.Contains(s.Notes[0], c.note) || !strings.Contains(s.Notes[0], "part plain") {
-			t.Errorf("%s: notes %q, want one saying %q", name, s.Notes, c.note)
+		if len(s.Notes) != 1 || !strings.Contains(s.Notes[0], c.note) || !strings.Contains(s.Notes[0], "part plain") || s.Limited != c.limited {
+			t.Errorf("%s: notes %q (limited %v), want one saying %q (limited %v)", name, s.Notes, s.Limited, c.note, c.limited)
 		}
 		if len(s.Findings) != 1 || s.Findings[0].Rule != "chpasswd-echo" {
 			t.Errorf("%s: %+v, want the chpasswd password", name, s.Findings)

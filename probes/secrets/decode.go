@@ -49,6 +49,10 @@ type Decoded struct {
 	// Notes say what was read less closely than it could have been (a cloud-config
 	// document scanned as text only, and why); they hold no input text.
 	Notes []string
+	// Limited: a bound of the cloud-config reader (size, depth, nodes, parts) left a
+	// document's YAML unread, which may hide what only it shows (a base64 write_files).
+	// A document that is not YAML at all is noted, not limited.
+	Limited bool
 }
 
 // Decode undoes what users and tools wrap around user data: whole-body base64 (wrapped or
@@ -58,7 +62,7 @@ type Decoded struct {
 func Decode(raw []byte) Decoded {
 	d := &decoder{budget: MaxDecoded}
 	d.decode(raw, nil, 0)
-	return Decoded{Parts: d.parts, Truncated: d.truncated, Notes: d.notes}
+	return Decoded{Parts: d.parts, Truncated: d.truncated, Notes: d.notes, Limited: d.limited}
 }
 
 type decoder struct {
@@ -66,6 +70,7 @@ type decoder struct {
 	budget    int
 	truncated bool
 	notes     []string
+	limited   bool
 	// target is the write_files path of the content being decoded; cloudHint says that the
 	// MIME part being decoded is text/cloud-config, whatever its first line.
 	target    string

@@ -140,6 +140,8 @@ type Scanned struct {
 	Truncated bool
 	// Notes say what was read less closely than it could have been (Decoded.Notes).
 	Notes []string
+	// Limited: a bound left a cloud-config document's YAML unread (Decoded.Limited).
+	Limited bool
 }
 
 // ScanInput is ScanData, with the decoder's notes.
@@ -158,7 +160,7 @@ func (d *Detector) ScanInput(raw []byte, key []byte) Scanned {
 			}
 		}
 	}
-	return Scanned{Findings: findings, Truncated: dec.Truncated, Notes: dec.Notes}
+	return Scanned{Findings: findings, Truncated: dec.Truncated, Notes: dec.Notes, Limited: dec.Limited}
 }
 
 // Scan finds the secrets in text, a part reached through the decoding chain part ("plain"
