@@ -133,6 +133,7 @@ type Result struct {
 type pending struct {
 	f       types.AwsSecurityFinding
 	updated string
+	size    int
 }
 
 // Handle processes one invocation. It returns an error only when findings could not be
@@ -170,9 +171,12 @@ func (fw *Forwarder) Handle(ctx context.Context, ev []byte) (Result, error) {
 		}
 	}
 	fs := make([]types.AwsSecurityFinding, 0, len(byID))
+	sizes := make(map[string]int, len(byID))
 	for _, id := range slices.Sorted(maps.Keys(byID)) {
 		fs = append(fs, byID[id].f)
+		sizes[id] = byID[id].size
 	}
+	fw.Importer.Sizes = sizes // one invocation at a time
 	res.Findings = len(fs)
 	if len(fs) > 0 {
 		st, err := fw.Importer.Import(ctx, fs)
@@ -270,7 +274,7 @@ func (fw *Forwarder) event(res *Result, d *LogsData, e LogEvent, byID map[string
 			fw.reject(res, ReasonMalformedEvent, fmt.Errorf("finding %q: %v", rec.ID, err), d.LogStream, e.ID)
 			return
 		}
-		out = append(out, pending{sf, f.UpdatedAt})
+		out = append(out, pending{sf, f.UpdatedAt, len(b)})
 	}
 	for _, p := range out {
 		id := *p.f.Id

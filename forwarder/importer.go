@@ -91,6 +91,8 @@ type Importer struct {
 	Concurrency int           // default 3
 	MaxAttempts int           // default 6
 	BaseBackoff time.Duration // default 500ms, doubling, capped at 20s
+	// Sizes are the findings' JSON sizes by Id when the caller knows them (else measured).
+	Sizes map[string]int
 }
 
 // ImportStats says what became of the findings.
@@ -121,7 +123,7 @@ func (im *Importer) Import(ctx context.Context, fs []types.AwsSecurityFinding) (
 	}
 	pending := fs
 	for attempt := 1; len(pending) > 0; attempt++ {
-		batches := split(pending)
+		batches := im.split(pending)
 		var mu sync.Mutex
 		var again []types.AwsSecurityFinding
 		sem := make(chan struct{}, conc)
@@ -196,17 +198,21 @@ func (im *Importer) call(ctx context.Context, b []types.AwsSecurityFinding) (ok,
 }
 
 // split cuts fs into calls of at most 100 findings and sink.MaxCallBytes.
-func split(fs []types.AwsSecurityFinding) [][]types.AwsSecurityFinding {
+func (im *Importer) split(fs []types.AwsSecurityFinding) [][]types.AwsSecurityFinding {
 	var out [][]types.AwsSecurityFinding
 	var cur []types.AwsSecurityFinding
 	size := 0
 	for _, f := range fs {
-		b, _ := json.Marshal(f)
-		if len(cur) > 0 && (len(cur) == sink.MaxFindingsPerCall || size+len(b) > sink.MaxCallBytes) {
+		n := im.Sizes[aws.ToString(f.Id)]
+		if n == 0 {
+			b, _ := json.Marshal(f)
+			n = len(b)
+		}
+		if len(cur) > 0 && (len(cur) == sink.MaxFindingsPerCall || size+n > sink.MaxCallBytes) {
 			out, cur, size = append(out, cur), nil, 0
 		}
 		cur = append(cur, f)
-		size += len(b)
+		size += n
 	}
 	if len(cur) > 0 {
 		out = append(out, cur)

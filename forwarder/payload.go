@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // Bounds on what one invocation may make the forwarder hold: Lambda hands it at most 6 MB
@@ -113,11 +114,20 @@ func DecodePayload(gz []byte) (*LogsData, error) {
 // and simulations use it, with base64 on top for an invocation.
 func EncodePayload(d *LogsData) []byte {
 	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
+	zw, _ := gzipWriters.Get().(*gzip.Writer)
+	if zw == nil {
+		zw = gzip.NewWriter(&buf)
+	} else {
+		zw.Reset(&buf)
+	}
 	json.NewEncoder(zw).Encode(d)
 	zw.Close()
+	gzipWriters.Put(zw)
 	return buf.Bytes()
 }
+
+// gzipWriters keeps compressors for EncodePayload: each costs about a megabyte to make.
+var gzipWriters sync.Pool
 
 // SubscriptionEvent is the Lambda event of a subscription delivering d.
 func SubscriptionEvent(d *LogsData) []byte {

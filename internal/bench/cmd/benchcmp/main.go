@@ -57,6 +57,7 @@ type measure struct {
 type report struct {
 	when                       time.Time
 	fleetCost                  string      // Markdown of the fleet cost simulation (fleetcost.go)
+	centralFleet               string      // Markdown of the central-mode fleet simulation (centralfleet.go)
 	imdsWatch                  watchResult // the IMDS watcher's section (imdswatch.go)
 	machine                    []string
 	loadBefore, loadAfter      string
@@ -215,6 +216,8 @@ func run(out string, runs int, quick bool) error {
 
 	step("fleet telemetry cost: a simulated day of 1, 1,000 and 10,000 instances")
 	r.fleetCost = fleetCost(repo, tmp, quick)
+	step("central-mode fleet simulation (forwarder)")
+	r.centralFleet = centralFleet(repo, tmp, quick)
 
 	step("the run daemon: RSS between scans and idle wake-ups")
 	daemonLog := daemon(r, bin, fix, env, tmp, quick)
@@ -785,6 +788,7 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "\n100 consecutive scans with one detector (`TestNoGrowthOver100Scans`): %s.\n", r.growth)
 	fmt.Fprintf(&b, "\nDaemon: %s.\n", r.daemon)
 	b.WriteString("\n## Fleet telemetry: API calls, bytes, custom metrics, monthly cost\n\n" + r.fleetCost)
+	b.WriteString("\n## Central mode at fleet scale: the forwarder within Security Hub's limit\n\n" + r.centralFleet)
 	b.WriteString("\n## IMDS watcher (eBPF)\n\nMeasured in the benchcmp process as root (docs/imds-watch.md):\n\n" + r.imdsWatch.markdown)
 	b.WriteString(optimisations)
 	return b.String()
