@@ -25,6 +25,7 @@ const diskFullChildEnv = "EC2SEC_DISKFULL_CHILD_DIR"
 // bound. Mounting needs root (CAP_SYS_ADMIN); without it the test is skipped, also in CI,
 // since that is a missing privilege, not a missing peer.
 func TestSpoolDiskFull(t *testing.T) {
+	testenv.System(t)
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to mount a tmpfs in a private mount namespace")
 	}
@@ -53,6 +54,7 @@ func TestSpoolDiskFull(t *testing.T) {
 // everything is delivered: Security Hub ends with every finding's final state and every
 // spooled log event arrived or was counted as dropped.
 func TestSpoolDiskFullChild(t *testing.T) {
+	testenv.System(t)
 	dir := os.Getenv(diskFullChildEnv)
 	if dir == "" {
 		t.Skip("helper process for TestSpoolDiskFull")

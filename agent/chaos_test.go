@@ -275,6 +275,7 @@ func duplicateVersions(f *awsfake.Server) int {
 // with its final state, every log event arrived or is counted as dropped, and the spool never
 // outgrew its bound.
 func TestDeliveryChaos(t *testing.T) {
+	testenv.System(t)
 	f := awsfake.New(t)
 	useFake(t, f)
 	cfg := testConfig(t)
@@ -386,6 +387,7 @@ func TestDeliveryChaos(t *testing.T) {
 // stay within the bound, also when the events' JSON escaping makes them larger in the spool
 // than their messages (evidence full of <, > and &).
 func TestSummaryCountsEveryDrop(t *testing.T) {
+	testenv.System(t)
 	f := awsfake.New(t)
 	useFake(t, f)
 	cfg := testConfig(t)

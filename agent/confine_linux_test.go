@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"github.com/ec2sec/ec2sec/internal/testenv"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -102,6 +103,7 @@ func runConfineHelper(t *testing.T, confined bool, victim int, state, outside st
 }
 
 func TestConfinedWorkerCannotTouchOtherProcesses(t *testing.T) {
+	testenv.System(t)
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the attacks need CAP_SYS_PTRACE to succeed unconfined")
 	}
@@ -152,6 +154,7 @@ func llsysABI() (int, error) {
 // TestConfineWithoutLandlockSaysSo: on a kernel without Landlock the worker still installs
 // its seccomp filter and says, in a warning, that it is not confined to its state dir.
 func TestConfineWithoutLandlockSaysSo(t *testing.T) {
+	testenv.System(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "EC2SEC_CONFINE_HELPER=nolandlock", "EC2SEC_STATE="+filepath.Join(t.TempDir(), "state"), "EC2SEC_OUTSIDE="+filepath.Join(t.TempDir(), "outside"), "EC2SEC_VICTIM=1")
 	var stdout, stderr bytes.Buffer

@@ -87,6 +87,7 @@ func (w *statusWriter) WriteHeader(code int) { w.code = code; w.ResponseWriter.W
 // saying when it was last seen and to rotate it. A daily refresh keeps it so. Nothing the
 // agent sends holds the secret or a Workflow.
 func TestMotoExposureLifecycle(t *testing.T) {
+	testenv.System(t)
 	moto := testenv.StartMoto(t)
 	gate := newHubGate(t, moto)
 	t.Setenv("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", moto)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/ec2sec/ec2sec/internal/testenv"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -432,6 +433,7 @@ func (fl *fleet) stormed() bool {
 // EC2SEC_FLEET=10000 with -short=false runs 10,000 agents in-process and 500 over HTTP with
 // the default 10 min splay.
 func TestFleetDelivery(t *testing.T) {
+	testenv.System(t)
 	type run struct {
 		name string
 		o    fleetOptions
@@ -493,6 +495,7 @@ func TestFleetDelivery(t *testing.T) {
 // Call counts per instance do not depend on the fleet's size as long as nothing is
 // throttled, so 20 agents suffice; the rate limit is not binding here (a fast clock).
 func TestFleetCallsPerDay(t *testing.T) {
+	testenv.System(t)
 	o := fleetOptions{N: 20, Checks: 30, Failing: 10, Interval: time.Hour, Splay: 10 * time.Minute, Scale: 1e6, Base: fleetBase(t)}
 	const change = 0.1 // per scan, the chance that one result flips: ~2.4 changes a day
 	fl := newFleet(t, o, 48*time.Hour)

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
+	"github.com/ec2sec/ec2sec/internal/testenv"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -254,6 +255,7 @@ func metricBound() int { return len(fleetMetrics) + 1 + len(probes.Catalog()) + 
 // is small (1 and 20 instances); EC2SEC_FLEET_COST=10000 runs 1, 1,000 and 10,000 (what
 // `make bench` reports) and EC2SEC_FLEET_COST_OUT=file writes the figures as Markdown.
 func TestFleetCost(t *testing.T) {
+	testenv.System(t)
 	sizes := []int{1, 20}
 	if n, _ := strconv.Atoi(os.Getenv("EC2SEC_FLEET_COST")); n > 0 && !testing.Short() {
 		sizes = []int{1, min(1000, n), n}

@@ -19,6 +19,7 @@ import (
 // it); the call fails and the probe says NOT_AVAILABLE. The other endpoints are in
 // agent/sink and probes/metadata (TestHostileEndpointsBounded, TestHostileIMDSBounded).
 func TestHostileEC2EndpointBounded(t *testing.T) {
+	testenv.System(t)
 	const flood = 64 << 20
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		testenv.Flood(w, `<DescribeInstancesResponse><requestId>`, flood, false)

@@ -334,6 +334,7 @@ func failedAt(r *Report, check, resource string) *probes.Result {
 // TestHostileHost builds the hostile fixture once (100,000 files take a while), then scans
 // it in process and with the built binary.
 func TestHostileHost(t *testing.T) {
+	testenv.System(t)
 	if testing.Short() {
 		t.Skip("builds a 100,000-file fixture and the binary")
 	}
@@ -556,6 +557,7 @@ func hostileBinary(t *testing.T, h *hostile) {
 // TestHostileLiveProc scans the live /proc while short-lived children are started and exit
 // throughout: processes vanishing between listing and reading are skipped, never an error.
 func TestHostileLiveProc(t *testing.T) {
+	testenv.System(t)
 	root := t.TempDir()
 	writeFile(t, root, "etc/passwd", "root:x:0:0:root:/root:/bin/bash\n", 0o644)
 	stop := make(chan struct{})

@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/ec2sec/ec2sec/internal/testenv"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -77,6 +78,7 @@ func attackerStateDir(t *testing.T) (dir, target string) {
 // --report` exits 3 saying so; nothing is delivered (not the planted batch), no file is
 // created through the lock symlink, and secrets are not fingerprinted with their key.
 func TestAttackerStateDirRefused(t *testing.T) {
+	testenv.System(t)
 	needRoot(t)
 	dir, target := attackerStateDir(t)
 	f := awsfake.New(t)
@@ -128,6 +130,7 @@ func TestAttackerStateDirRefused(t *testing.T) {
 // TestStateFileOfAnotherUserRefused: inside the agent's own state dir, a file another user
 // owns (a planted spool batch, state, lock or key, via a hard link or a leftover) is refused.
 func TestStateFileOfAnotherUserRefused(t *testing.T) {
+	testenv.System(t)
 	needRoot(t)
 	cfg := testConfig(t)
 	if err := privateDir(cfg.StateDir); err != nil {
@@ -157,6 +160,7 @@ func TestStateFileOfAnotherUserRefused(t *testing.T) {
 // TestStateFilesNeverHang: a FIFO as fingerprint.key, fleet key, state.json or lock is
 // refused at once (O_NONBLOCK, then fstat), never waited on.
 func TestStateFilesNeverHang(t *testing.T) {
+	testenv.System(t)
 	cfg := testConfig(t)
 	if err := privateDir(cfg.StateDir); err != nil {
 		t.Fatal(err)
@@ -215,6 +219,7 @@ func TestStateFilesNeverHang(t *testing.T) {
 // TestConfigStrictModes: as sshd's StrictModes, a config file must be owned by root or the
 // agent's user and not group- or world-writable, and is not read through a symlink.
 func TestConfigStrictModes(t *testing.T) {
+	testenv.System(t)
 	needRoot(t)
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
@@ -242,6 +247,7 @@ func TestConfigStrictModes(t *testing.T) {
 // TestOutputNeverThroughSymlink: --output replaces what is at the path (a planted symlink, a
 // planted 0666 file) with a new file, 0600 unless --output-mode asks otherwise.
 func TestOutputNeverThroughSymlink(t *testing.T) {
+	testenv.System(t)
 	dir := t.TempDir()
 	victim := filepath.Join(dir, "victim")
 	os.WriteFile(victim, []byte("precious"), 0o644)

@@ -47,6 +47,7 @@ func killReport(i int, at time.Time) *Report {
 
 // TestKill9Child is the child of TestKill9: it spools and delivers forever until killed.
 func TestKill9Child(t *testing.T) {
+	testenv.System(t)
 	dir := os.Getenv(killChildEnv)
 	if dir == "" {
 		t.Skip("helper process for TestKill9")
@@ -88,6 +89,7 @@ func TestKill9Child(t *testing.T) {
 // the version the state last sent (same UpdatedAt and RecordState), unless Security Hub
 // refused that version for good, and every finding the state forgot is archived.
 func TestKill9(t *testing.T) {
+	testenv.System(t)
 	if runtime.GOOS == "windows" {
 		t.Skip("SIGKILL semantics")
 	}

@@ -20,6 +20,7 @@ import (
 // reached through AWS_ENDPOINT_URL_*; then the instance profile is attached, and the next
 // report archives the finding as PASSED.
 func TestMotoEndToEnd(t *testing.T) {
+	testenv.System(t)
 	url := testenv.StartMoto(t)
 	t.Setenv("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", url)
 	t.Setenv("AWS_ENDPOINT_URL_SECURITYHUB", url)

@@ -153,6 +153,7 @@ func wantFindings(t *testing.T, r *Report) {
 }
 
 func TestNoLeakScan(t *testing.T) {
+	testenv.System(t)
 	p := plant(t)
 	var log bytes.Buffer
 	cfg := DefaultConfig()
@@ -207,6 +208,7 @@ func (p *planted) assertNoLeakInDir(t *testing.T, dir string) {
 // TestNoLeakBinary runs the built ec2sec binary on the same plant, in every format, and
 // checks stdout, stderr, the --output file and the state dir.
 func TestNoLeakBinary(t *testing.T) {
+	testenv.System(t)
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
@@ -265,6 +267,7 @@ func buildBinary(t *testing.T, dir string) string {
 // TestProcessEnvNeedsPrivilege runs the binary as nobody against the live /proc: it cannot
 // read root's process environments, and must say NOT_AVAILABLE rather than PASSED.
 func TestProcessEnvNeedsPrivilege(t *testing.T) {
+	testenv.System(t)
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to drop to nobody")
 	}
@@ -312,6 +315,7 @@ func nobody() *syscall.SysProcAttr {
 // environment and in a child process's: the child is reported, the scanner itself is not,
 // and neither key shows in the output.
 func TestProcessEnvLive(t *testing.T) {
+	testenv.System(t)
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to read other processes' environments")
 	}

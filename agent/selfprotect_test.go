@@ -75,6 +75,7 @@ func listeningInodes() (map[uint64]bool, error) {
 // process's listening sockets throughout (the test's own fakes are there before it starts),
 // and records every dial the probes make through ScanOptions.Dial.
 func TestScanOpensNoListener(t *testing.T) {
+	testenv.System(t)
 	imds := selfIMDS(t)
 	ssm := httptest.NewServer(http.NotFoundHandler())
 	t.Cleanup(ssm.Close)
@@ -194,6 +195,7 @@ var (
 // connect(2) to an IP address goes to one of the fakes. strace sees what no injected dialer
 // can: the SDK's and the IMDS checks' own transports, and DNS.
 func TestBinaryNetworkFootprint(t *testing.T) {
+	testenv.System(t)
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
@@ -272,6 +274,7 @@ func TestBinaryNetworkFootprint(t *testing.T) {
 // route anywhere): the scan completes quickly, and the checks that need IMDS or the network
 // say NOT_AVAILABLE with the reason instead of hanging or passing.
 func TestBinaryWithoutNetwork(t *testing.T) {
+	testenv.System(t)
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}

@@ -77,6 +77,7 @@ func asUser(t *testing.T, uid int, fn func() error) <-chan error {
 // back to a read that followed the link after its owner check: root's key in about 1 of 200
 // scans.)
 func TestSymlinkSwapRace(t *testing.T) {
+	testenv.System(t)
 	ghp := "ghp_" + testenv.RandString(t, 36, testenv.Alnum)
 	root, rootKey := hostileHome(t,
 		entry{path: "/home/eve/.aws/credentials", content: "[default]\ngithub_token = " + ghp + "\n", mode: 0o600, uid: eveUID},
@@ -136,6 +137,7 @@ func TestSymlinkSwapRace(t *testing.T) {
 // (a hard link, as where fs.protected_hardlinks is off, or in an image): treated like a
 // link to another user's file, not read, and said.
 func TestHardLinkToAnotherUsersFile(t *testing.T) {
+	testenv.System(t)
 	root, rootKey := hostileHome(t)
 	if err := os.Link(filepath.Join(root, "root/.aws/credentials"), filepath.Join(root, "home/eve/.aws/credentials")); err != nil {
 		t.Fatal(err)
@@ -159,6 +161,7 @@ func TestHardLinkToAnotherUsersFile(t *testing.T) {
 // findings a file, stops scanning a file once its first 64 KiB hold more, and says so in one
 // WARNING per check; every check is answered. (The old probe returned 19,699 results.)
 func TestFindingsBounded(t *testing.T) {
+	testenv.System(t)
 	root := t.TempDir()
 	var h strings.Builder
 	for h.Len() < 250<<10 {
@@ -241,6 +244,7 @@ func (c *errAfter) Err() error {
 // probe made every check without a finding "could not read every credential location" and
 // left the FAILED one as if the look had been whole.)
 func TestDeadlineCostsOnlyUnreadFiles(t *testing.T) {
+	testenv.System(t)
 	root := t.TempDir()
 	id, secret := testenv.FakeAWSKey(t, "AKIA")
 	buildTree(t, root, []entry{
@@ -281,6 +285,7 @@ func TestDeadlineCostsOnlyUnreadFiles(t *testing.T) {
 // are WARNING naming what was not read. A cloud-init instance directory named i-0abc[1] is
 // read as the name it is, not taken for a pattern (the old probe never read it: PASSED).
 func TestNoSilentPassAtLimits(t *testing.T) {
+	testenv.System(t)
 	pw := testenv.RandString(t, 14, testenv.Alnum) + "#q"
 	line := "export DB_PASSWORD=" + pw + "\n"
 	t.Run("profile.d", func(t *testing.T) {

@@ -40,6 +40,7 @@ func (l *lockedBuf) String() string {
 // config on SIGHUP, and on SIGTERM stops with exit 0 after a final flush. Every log line on
 // stderr is JSON.
 func TestRunSignals(t *testing.T) {
+	testenv.System(t)
 	if runtime.GOOS == "windows" {
 		t.Skip("POSIX signals")
 	}

@@ -18,6 +18,7 @@ import (
 // TestWatchdog: the first signal cancels the command; one that has not ended grace later,
 // or a second signal, ends the process (exit 3) rather than hang.
 func TestWatchdog(t *testing.T) {
+	testenv.System(t)
 	for _, second := range []bool{false, true} {
 		sigs := make(chan os.Signal, 2)
 		cancelled, exited := make(chan struct{}), make(chan int, 1)
@@ -44,6 +45,7 @@ func TestWatchdog(t *testing.T) {
 // (exit 3, saying why), the host key replaced by an ephemeral one; a SIGTERM sent meanwhile
 // ends the process within seconds either way.
 func TestBinaryFIFOKeysNeverHang(t *testing.T) {
+	testenv.System(t)
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
 	os.MkdirAll(state, 0o700)

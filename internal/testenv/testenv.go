@@ -123,3 +123,14 @@ func FreePort(t testing.TB) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// System marks a system test: one that builds the binary, starts real peers or many agents,
+// or attacks the agent as a hostile host, user or endpoint would (hostile, fleet, chaos,
+// no-leak, self-protection, kill). `go test -short` skips them, so the unit tests of a
+// package run in seconds; `make test` runs everything.
+func System(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("system test; run without -short")
+	}
+}
