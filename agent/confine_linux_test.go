@@ -58,10 +58,18 @@ func confineHelper(confined bool) int {
 		f.Close()
 		out["mem_write"] = "ok"
 	}
+	_, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	out["read_environ"] = errName(err)
+	if f, err := os.OpenFile("/proc/"+strconv.Itoa(pid)+"/mem", os.O_RDONLY, 0); err != nil {
+		out["mem_read_open"] = errName(err)
+	} else {
+		f.Close()
+		out["mem_read_open"] = "ok"
+	}
 	buf := make([]byte, 8)
 	local := []unix.Iovec{{Base: &buf[0], Len: 8}}
 	remote := []unix.RemoteIovec{{Base: 0, Len: 8}} // address 0: EFAULT when the call runs at all
-	_, err := unix.ProcessVMWritev(pid, local, remote, 0)
+	_, err = unix.ProcessVMWritev(pid, local, remote, 0)
 	out["process_vm_writev"] = errName(err)
 	_, err = unix.ProcessVMReadv(pid, local, remote, 0)
 	out["process_vm_readv"] = errName(err)
@@ -119,7 +127,7 @@ func TestConfinedWorkerCannotTouchOtherProcesses(t *testing.T) {
 	state, outside := filepath.Join(dir, "state"), filepath.Join(dir, "outside")
 
 	open := runConfineHelper(t, false, victim.Process.Pid, state+"-open", outside+"-open")
-	for k, want := range map[string]string{"mem_write": "ok", "process_vm_writev": "EFAULT", "process_vm_readv": "EFAULT", "ptrace": "ok", "write_outside": "ok"} {
+	for k, want := range map[string]string{"mem_write": "ok", "mem_read_open": "ok", "read_environ": "ok", "process_vm_writev": "EFAULT", "process_vm_readv": "EFAULT", "ptrace": "ok", "write_outside": "ok"} {
 		if open[k] != want {
 			t.Errorf("unconfined %s = %v, want %s: the attack must work without confinement, or the test proves nothing", k, open[k], want)
 		}
@@ -130,6 +138,10 @@ func TestConfinedWorkerCannotTouchOtherProcesses(t *testing.T) {
 		"mem_write": "EACCES", "process_vm_writev": "EPERM", "process_vm_readv": "EPERM", "ptrace": "EPERM",
 		"write_outside": "EACCES", "write_state": "ok", "read": "ok", "drop": "ok",
 		"CapEff": "0000000000000000", "CapPrm": "0000000000000000", "CapAmb": "0000000000000000",
+		// What the scan needs still works confined: another process's environment (a
+		// PTRACE_MODE_READ access). /proc/<pid>/mem even for reading needs
+		// PTRACE_MODE_ATTACH, which Landlock's ptrace scoping refuses (mem_read_open).
+		"read_environ": "ok", "mem_read_open": "EACCES",
 	} {
 		if conf[k] != want {
 			t.Errorf("confined %s = %v, want %s", k, conf[k], want)
