@@ -340,3 +340,31 @@ func TestNoSilentPassAtLimits(t *testing.T) {
 		}
 	})
 }
+
+// TestCachedUserDataBounded: a cached user data script of 300 password lines gives at most
+// maxFindingsPerFile findings and one WARNING counting the rest.
+func TestCachedUserDataBounded(t *testing.T) {
+	root := t.TempDir()
+	var b strings.Builder
+	b.WriteString("#!/bin/sh\n")
+	for range 300 {
+		b.WriteString("export DB_PASSWORD=" + testenv.RandString(t, 16, testenv.Alnum) + "\n")
+	}
+	buildTree(t, root, []entry{{path: "/var/lib/cloud/instances/i-0abc/user-data.txt", content: b.String()}})
+	rs := cachedUserData(context.Background(), secretsEnv(t, root, "", testenv.Closed))
+	failed, warnings := 0, 0
+	for _, r := range rs {
+		switch r.Status {
+		case Failed:
+			failed++
+		case Warning:
+			warnings++
+			if !strings.Contains(r.Reason, "more findings not reported") || !strings.Contains(r.Reason, "i-0abc/user-data.txt") {
+				t.Errorf("WARNING: %s", r.Reason)
+			}
+		}
+	}
+	if failed == 0 || failed > maxFindingsPerFile || warnings != 1 {
+		t.Errorf("%d findings, %d warnings; want 1 to %d and 1", failed, maxFindingsPerFile, warnings)
+	}
+}

@@ -196,25 +196,37 @@ func cachedUserData(ctx context.Context, env *Env) []Result {
 	var odd skips
 	var notes []string    // the decoder's, each with its file
 	cloudLimited := false // a cloud-config document's YAML left unread at a bound
+	notReported := 0      // findings over the caps
+	var cutFiles []string
 	scanned := 0
 	for _, cf := range files {
 		if ctx.Err() != nil {
 			bad.add(cf.path, ctx.Err())
 			continue
 		}
-		fi, err := env.FS.Lstat(cf.path)
+		// Looked at once, and what is read is what was looked at (hostfs.Entry): a file
+		// swapped for a link after the look is not read through it.
+		entry, err := env.FS.LstatEntry(cf.path)
+		if err != nil {
+			continue // gone
+		}
+		fi := entry.Info
 		switch {
-		case err != nil, fi.IsDir():
-			continue // gone, or a directory (scripts/vendor): nothing of its own to read
+		case fi.IsDir():
+			entry.Close()
+			continue // a directory (scripts/vendor): nothing of its own to read
 		case fi.Mode()&fs.ModeSymlink != 0:
 			// cloud-init writes these files itself; a link here is not its doing.
+			entry.Close()
 			odd.links = append(odd.links, cf.path)
 			continue
 		case !fi.Mode().IsRegular():
+			entry.Close()
 			odd.special = append(odd.special, cf.path)
 			continue
 		}
-		data, truncated, err := env.FS.ReadFile(cf.path, maxSecretFile)
+		data, truncated, _, err := entry.ReadInto(nil, maxSecretFile, false)
+		entry.Close()
 		if err != nil {
 			bad.add(cf.path, err)
 			continue
@@ -231,7 +243,15 @@ func cachedUserData(ctx context.Context, env *Env) []Result {
 			}
 		}
 		cloudLimited = cloudLimited || got.Limited
-		for _, f := range got.Findings {
+		for i, f := range got.Findings {
+			// Bounded as the credentials probe's: per file and per check, the rest counted.
+			if i >= maxFindingsPerFile || len(out) >= maxResultsPerCheck {
+				notReported++
+				if len(cutFiles) == 0 || cutFiles[len(cutFiles)-1] != cf.path {
+					cutFiles = append(cutFiles, cf.path)
+				}
+				continue
+			}
 			r := withNotes(secretResult(check, f, sourceFile, cf.path, cf.path, cachedReason(f, cf, current, truncated || got.Truncated)), got.Notes)
 			if cf.instanceID != "" {
 				r.Evidence["instance_id"] = cf.instanceID
@@ -246,6 +266,9 @@ func cachedUserData(ctx context.Context, env *Env) []Result {
 	}
 	if cloudLimited {
 		limited = strings.TrimPrefix(limited+"; "+strings.Join(notes, "; "), "; ")
+	}
+	if notReported > 0 {
+		limited = strings.TrimPrefix(limited+"; "+fmt.Sprintf("%s not reported: at most %d findings per file and %d per check are (in %s)", plural(notReported, "more finding", "more findings"), maxFindingsPerFile, maxResultsPerCheck, joinMax(cutFiles, 3)), "; ")
 	}
 	if len(out) > 0 {
 		odd.annotate(out)
