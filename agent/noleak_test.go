@@ -75,6 +75,11 @@ func plant(t *testing.T) *planted {
 	// idioms.
 	pw4, pw5, pw6, pw7, pw8 := p.password(t), p.password(t), p.password(t), p.password(t), p.password(t)
 	hash := p.add("$6$" + testenv.RandString(t, 8, testenv.Alnum) + "$" + testenv.RandString(t, 86, testenv.Alnum))
+	var keyLines []string
+	for range 6 {
+		keyLines = append(keyLines, p.add(testenv.RandString(t, 64, testenv.Alnum+"+/")))
+	}
+	hostKey := "-----BEGIN RSA PRIVATE KEY-----\\n" + strings.Join(keyLines, "\\n") + "\\n-----END RSA PRIVATE KEY-----\\n"
 	writeFile(t, p.root, "etc/passwd", "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\n", 0o644)
 	writeFile(t, p.root, "home/alice/.aws/credentials", fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n[tmp]\naws_access_key_id = %s\naws_secret_access_key = %s\naws_session_token = %s\n", id1, sk1, id2, sk2, token), 0o644)
 	writeFile(t, p.root, "root/.git-credentials", "https://root:"+ghp+"@github.com\n", 0o600)
@@ -82,7 +87,7 @@ func plant(t *testing.T) *planted {
 	writeFile(t, p.root, "var/lib/cloud/data/instance-id", "i-0123456789abcdef0\n", 0o644)
 	cloudConfig := "#cloud-config\npassword: " + pw2 + "\nwrite_files:\n  - path: /etc/app/db.env\n    encoding: gz+b64\n    content: " +
 		base64.StdEncoding.EncodeToString(gzipString("DB_PASSWORD="+pw4+"\n")) + "\nruncmd:\n  - [ sshpass, -p, '" + pw5 + "', ssh, admin@10.0.0.5 ]\n" +
-		"users:\n  - name: ops\n    passwd: '" + hash + "'\n"
+		"users:\n  - name: ops\n    passwd: '" + hash + "'\nssh_keys:\n  rsa_private: \"" + hostKey + "\"\n"
 	cached := "Content-Type: multipart/mixed; boundary=\"QQ\"\nMIME-Version: 1.0\n\n--QQ\nContent-Type: text/cloud-config\n\n" + cloudConfig + "--QQ--\n"
 	writeFile(t, p.root, "var/lib/cloud/instances/i-0fedcba9876543210/user-data.txt", string(gzipString(cached)), 0o600)
 
@@ -143,7 +148,7 @@ func wantFindings(t *testing.T, r *Report) {
 		}
 	}
 	for check, min := range map[string]int{
-		"userdata-secret": 5, "userdata-cached-secret": 4, "cred-long-lived-key": 1, "cred-session-key": 1,
+		"userdata-secret": 5, "userdata-cached-secret": 5, "cred-long-lived-key": 1, "cred-session-key": 1,
 		"secret-in-local-file": 2, "cred-process-env": 1, "cred-file-permissions": 1,
 	} {
 		if n[check] < min {

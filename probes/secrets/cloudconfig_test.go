@@ -210,6 +210,8 @@ func FuzzCloudConfig(f *testing.F) {
 		"users: [{name: u, passwd: '{SECRET}', hashed_passwd: '$6$abcdefgh$" + strings.Repeat("x", 40) + "'}]\n",
 		"ssh_keys: {ed25519_private: \"-----BEGIN OPENSSH PRIVATE KEY-----\\n{SECRET}\\n-----END OPENSSH PRIVATE KEY-----\"}\n",
 		"chef: {validation_key: \"-----BEGIN RSA PRIVATE KEY-----\\n{SECRET}\\n-----END RSA PRIVATE KEY-----\"}\n{SECRET}: x\n",
+		"ca_certs: {trusted: [\"-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\\n-----BEGIN EC PRIVATE KEY-----\\n{SECRET}{SECRET}\\n-----END EC PRIVATE KEY-----\"]}\n",
+		"bootcmd: [[sh, -c, 'net user Administrator {SECRET}']]\nuser: {name: a, plain_text_passwd: '{SECRET}'}\npassword: '{SECRET}'\n",
 		"a: &x [1]\nb: [*x, *x, *x]\n",
 		"[[[[[[[[",
 	} {
