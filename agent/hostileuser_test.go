@@ -28,9 +28,7 @@ import (
 // same peak RSS bound as TestHostileHost. (The old scan gave 19,699 results.) Its wall time
 // and RSS are logged, not asserted: they are figures, not targets a shared machine can hold.
 func TestHostileUserExhaustion(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
+	testenv.System(t) // builds the binary
 	base, err := os.MkdirTemp("", "ec2sec-exhaust-")
 	if err != nil {
 		t.Fatal(err)

@@ -78,6 +78,7 @@ func asUser(t *testing.T, uid int, fn func() error) <-chan error {
 // scans.)
 func TestSymlinkSwapRace(t *testing.T) {
 	testenv.System(t)
+	testenv.System(t)
 	ghp := "ghp_" + testenv.RandString(t, 36, testenv.Alnum)
 	root, rootKey := hostileHome(t,
 		entry{path: "/home/eve/.aws/credentials", content: "[default]\ngithub_token = " + ghp + "\n", mode: 0o600, uid: eveUID},
@@ -161,6 +162,7 @@ func TestHardLinkToAnotherUsersFile(t *testing.T) {
 // findings a file, stops scanning a file once its first 64 KiB hold more, and says so in one
 // WARNING per check; every check is answered. (The old probe returned 19,699 results.)
 func TestFindingsBounded(t *testing.T) {
+	testenv.System(t)
 	testenv.System(t)
 	root := t.TempDir()
 	var h strings.Builder
@@ -285,6 +287,7 @@ func TestDeadlineCostsOnlyUnreadFiles(t *testing.T) {
 // are WARNING naming what was not read. A cloud-init instance directory named i-0abc[1] is
 // read as the name it is, not taken for a pattern (the old probe never read it: PASSED).
 func TestNoSilentPassAtLimits(t *testing.T) {
+	testenv.System(t)
 	testenv.System(t)
 	pw := testenv.RandString(t, 14, testenv.Alnum) + "#q"
 	line := "export DB_PASSWORD=" + pw + "\n"
