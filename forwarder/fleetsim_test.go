@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,14 +37,30 @@ import (
 // the document (its cost is per event and measured by BenchmarkVerify); the importer makes one
 // call at a time here, so the simulated clock stays a single timeline.
 
-type simClock struct{ t time.Time }
+type simClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
 
-func (c *simClock) Now() time.Time { return c.t }
+func (c *simClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
 func (c *simClock) Sleep(ctx context.Context, d time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if d > 0 {
 		c.t = c.t.Add(d)
 	}
 	return ctx.Err()
+}
+
+func (c *simClock) set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
 }
 
 // simHub is Security Hub's limit on the simulated clock: a token bucket of 10 a second,
@@ -176,9 +193,6 @@ func simulateCentral(t testing.TB, o simOptions) simResult {
 		return payload(inst, fuzzEvent(sink.Proof{Document: doc, RSA2048: "sim"}, recs...))
 	}
 	res := simResult{o: o, events: len(sends)}
-	for _, s := range hub.scanned {
-		_ = s
-	}
 	cpu0 := cpuNow()
 	ctx := context.Background()
 	const batchSize, window = 1000, 30 * time.Second
@@ -189,22 +203,22 @@ func simulateCentral(t testing.TB, o simOptions) simResult {
 		if j := i + batchSize - 1; j < len(sends) && sends[j].at.Before(at) {
 			at = sends[j].at
 		}
-		if clock.t.After(at) {
-			at = clock.t
+		if now := clock.Now(); now.After(at) {
+			at = now
 		}
-		clock.t = at
+		clock.set(at)
 		var ds []*LogsData
 		for i < len(sends) && !sends[i].at.After(at) && len(ds) < batchSize {
 			ds = append(ds, event(sends[i]))
 			i++
 		}
-		begin := clock.t
+		begin := clock.Now()
 		r, err := fw.Handle(ctx, KinesisEvent(ds...))
 		if err != nil || len(r.Rejected) > 0 {
-			t.Fatalf("invocation at %s: %+v %v", clock.t, r, err)
+			t.Fatalf("invocation at %s: %+v %v", clock.Now(), r, err)
 		}
 		res.invocations++
-		res.maxInvocation = max(res.maxInvocation, clock.t.Sub(begin))
+		res.maxInvocation = max(res.maxInvocation, clock.Now().Sub(begin))
 	}
 	res.cpu = cpuNow() - cpu0
 	res.findings = len(hub.scanned)

@@ -3,6 +3,7 @@ package forwarder
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,7 +46,7 @@ func FuzzHandle(f *testing.F) {
 	f.Add(SubscriptionEvent(&LogsData{MessageType: "CONTROL_MESSAGE"}))
 	f.Add(EncodePayload(payload(instA, fuzzEvent(proof, rec))))
 	f.Add([]byte(`{"awslogs":{"data":""}}`))
-	imported := 0
+	var imported atomic.Int64
 	fw := &Forwarder{
 		Config:   Config{Verify: PKCS7Verifier(Trust{region: {ca.Cert}}), HubAccount: acct, HubRegion: region, Partition: "aws"},
 		Importer: &Importer{API: countingHub{&imported}, Limiter: NewLimiter(1e9, 1e9, RealClock), Clock: RealClock, Log: slog.New(slog.DiscardHandler)},

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/aws/aws-sdk-go-v2/service/securityhub"
 	"github.com/ec2sec/ec2sec/agent/asff"
@@ -32,10 +33,10 @@ func fuzzEvent(p sink.Proof, recs ...asff.Record) LogEvent {
 }
 
 // countingHub accepts every finding and counts them.
-type countingHub struct{ n *int }
+type countingHub struct{ n *atomic.Int64 }
 
 func (h countingHub) BatchImportFindings(_ context.Context, in *securityhub.BatchImportFindingsInput, _ ...func(*securityhub.Options)) (*securityhub.BatchImportFindingsOutput, error) {
-	*h.n += len(in.Findings)
+	h.n.Add(int64(len(in.Findings)))
 	return &securityhub.BatchImportFindingsOutput{}, nil
 }
 

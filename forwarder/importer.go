@@ -129,12 +129,14 @@ func (im *Importer) Import(ctx context.Context, fs []types.AwsSecurityFinding) (
 		sem := make(chan struct{}, conc)
 		var wg sync.WaitGroup
 		for _, b := range batches {
+			// A free worker first, then its slot: the call goes out at the slot it waited for.
+			sem <- struct{}{}
 			if err := im.Limiter.Wait(ctx); err != nil {
+				<-sem
 				wg.Wait()
 				st.Failed += len(pending)
 				return st, err
 			}
-			sem <- struct{}{}
 			wg.Go(func() {
 				defer func() { <-sem }()
 				ok, refused, retry, throttled := im.call(ctx, b)
