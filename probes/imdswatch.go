@@ -210,16 +210,29 @@ func callerEvidence(env *Env, r Result, c *imdswatch.Caller) Result {
 	return r
 }
 
-// redactCmdline replaces every argument in which the secret detector finds a secret.
+// redactCmdline runs the watcher's cheap pass again (a summary may come from an older
+// agent) and then the secret detector: the argument of each finding is replaced, and since a
+// finding names one line where a secret may span two arguments (an AWS key id and its
+// secret), every other long token-like argument too once anything was found.
 func redactCmdline(env *Env, cmdline string) string {
-	if cmdline == "" || env.Secrets == nil {
+	if cmdline == "" {
 		return cmdline
 	}
-	args := strings.Split(cmdline, " ")
+	args := imdswatch.RedactArgs(strings.Split(cmdline, " "))
+	if env.Secrets == nil {
+		return strings.Join(args, " ")
+	}
 	fs := env.Secrets.Scan(strings.Join(args, "\n"), "cmdline", env.FingerprintKey)
 	for _, f := range fs {
 		if f.Line >= 1 && f.Line <= len(args) {
 			args[f.Line-1] = imdswatch.Redacted
+		}
+	}
+	if len(fs) > 0 {
+		for i, a := range args {
+			if i > 0 && len(a) >= 16 && !strings.HasPrefix(a, "/") && !strings.Contains(a, "://") && !strings.HasPrefix(a, "-") {
+				args[i] = imdswatch.Redacted
+			}
 		}
 	}
 	return strings.Join(args, " ")

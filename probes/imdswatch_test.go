@@ -2,13 +2,16 @@ package probes
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ec2sec/ec2sec/internal/testenv"
 	"github.com/ec2sec/ec2sec/probes/imdswatch"
 	"github.com/ec2sec/ec2sec/probes/metadata"
+	"github.com/ec2sec/ec2sec/probes/secrets"
 )
 
 func watchEnv(sum *imdswatch.Summary, now time.Time) *Env {
@@ -119,5 +122,33 @@ func TestIMDSWatchRequireNow(t *testing.T) {
 		if got := strings.Contains(out[0].Remediation.Text, "IMDSv2 can be required now"); got != tc.want {
 			t.Errorf("watched %s: remediation %q, want 'required now' %v", tc.watched, out[0].Remediation.Text, tc.want)
 		}
+	}
+}
+
+// TestIMDSWatchRedactsCmdline: a secret the daemon's cheap pass let through (a key pair as
+// plain arguments) is redacted by the secret detector before it goes into a result.
+func TestIMDSWatchRedactsCmdline(t *testing.T) {
+	id, secret := testenv.FakeAWSKey(t, "AKIA")
+	now := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	sum := &imdswatch.Summary{Version: 1, Running: true, Updated: now,
+		Watching: []imdswatch.Segment{{From: now.Add(-time.Hour), To: now}},
+		Callers: []*imdswatch.Caller{{Key: "a", Identity: imdswatch.Identity{Pid: 7, Exe: "/usr/bin/tool", Netns: "host",
+			Cmdline: "/usr/bin/tool --id " + id + " --key " + secret + " --region us-east-1"}, V1: 1, LastV1: now, LastSeen: now}}}
+	env := watchEnv(sum, now)
+	det, err := secrets.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Secrets, env.FingerprintKey = det, []byte("0123456789abcdef0123456789abcdef")
+	rs, err := IMDSWatchProbe{}.Run(context.Background(), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(rs)
+	if strings.Contains(string(b), secret) || strings.Contains(string(b), id) {
+		t.Fatalf("a secret of the command line reached the results: %s", b)
+	}
+	if !strings.Contains(string(b), "--region us-east-1") || !strings.Contains(string(b), imdswatch.Redacted) {
+		t.Fatalf("cmdline not kept with its secrets redacted: %s", b)
 	}
 }

@@ -242,7 +242,7 @@ func RedactArgs(args []string) []string {
 			redactNext = true
 			continue
 		}
-		if len(a) >= 20 && secretValue.MatchString(a) && digit.MatchString(a) && !strings.Contains(a, "/") {
+		if len(a) >= 20 && secretValue.MatchString(a) && digit.MatchString(a) && !strings.HasPrefix(a, "/") && !strings.Contains(a, "://") {
 			out[i] = Redacted
 			continue
 		}

@@ -85,9 +85,9 @@ func TestParseCgroup(t *testing.T) {
 
 func TestRedactArgs(t *testing.T) {
 	in := []string{"curl", "-H", "X-aws-ec2-metadata-token: AQAEAexampletokenvalue==", "--password", "hunter2", "TOKEN=abc",
-		"wJalrXUtnFEMI0K7MDENGbPxRfiCYEXAMPLEKEY", "http://169.254.169.254/latest/meta-data/", "--verbose"}
+		"wJalrXUtnFEMI0K7MDENGbPxRfiCYEXAMPLEKEY", "AbCd/EfGh1234+IjKlMnOp/QrStUvWx", "http://169.254.169.254/latest/meta-data/", "--verbose"}
 	got := strings.Join(RedactArgs(in), " ")
-	for _, leak := range []string{"AQAEAexample", "hunter2", "abc", "wJalrXUtnFEMI"} {
+	for _, leak := range []string{"AQAEAexample", "hunter2", "abc", "wJalrXUtnFEMI", "AbCd/EfGh"} {
 		if strings.Contains(got, leak) {
 			t.Errorf("RedactArgs kept %q: %s", leak, got)
 		}
