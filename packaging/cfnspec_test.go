@@ -10,6 +10,7 @@ import (
 
 	"github.com/awslabs/goformation/v7"
 	"github.com/awslabs/goformation/v7/cloudformation"
+	"github.com/awslabs/goformation/v7/intrinsics"
 	"github.com/awslabs/goformation/v7/schema"
 	"gopkg.in/yaml.v3"
 )
@@ -151,6 +152,15 @@ func (s *cfnSchema) validate(path string, n *schemaNode, v any, errs *[]string) 
 	}
 }
 
+// nullIntrinsics replace every intrinsic goformation knows with null.
+var nullIntrinsics = func() map[string]intrinsics.IntrinsicHandler {
+	m := map[string]intrinsics.IntrinsicHandler{}
+	for _, k := range []string{"Ref", "Fn::Base64", "Fn::And", "Fn::Equals", "Fn::If", "Fn::Not", "Fn::Or", "Fn::FindInMap", "Fn::GetAtt", "Fn::GetAZs", "Fn::ImportValue", "Fn::Join", "Fn::Select", "Fn::Split", "Fn::Sub", "Fn::Cidr", "Fn::Transform"} {
+		m[k] = func(string, any, any) any { return nil }
+	}
+	return m
+}()
+
 // specErrors holds a template (as JSON) to the specification.
 func specErrors(t testing.TB, tmpl []byte) []string {
 	var doc struct {
@@ -161,9 +171,10 @@ func specErrors(t testing.TB, tmpl []byte) []string {
 	}
 	var errs []string
 	// goformation decodes each resource into its generated type, refusing unknown fields.
-	// Intrinsics are resolved as goformation can (parameters at their defaults, conditions
-	// evaluated), since its typed fields cannot hold an unresolved {"Ref": ...}.
-	if _, err := goformation.ParseJSONWithOptions(tmpl, nil); err != nil {
+	// Every intrinsic becomes null first: a typed field cannot hold {"Ref": ...}, and
+	// goformation's own resolution gives a Number parameter's default as a number where
+	// CloudFormation would give a string (an environment variable).
+	if _, err := goformation.ParseJSONWithOptions(tmpl, &intrinsics.ProcessorOptions{IntrinsicHandlerOverrides: nullIntrinsics}); err != nil {
 		errs = append(errs, "goformation: "+err.Error())
 	}
 	all := cloudformation.AllResources()
@@ -207,6 +218,17 @@ func TestCentralStackMatchesSpecification(t *testing.T) {
 		if count[typ] < n {
 			t.Errorf("%d %s, want at least %d", count[typ], typ, n)
 		}
+	}
+}
+
+// TestSpecificationCheckIntrinsics: an intrinsic stands for any value, whatever the
+// parameter's type (a Number parameter in a string field and in a number field).
+func TestSpecificationCheckIntrinsics(t *testing.T) {
+	tmpl := []byte(`{"AWSTemplateFormatVersion": "2010-09-09", "Parameters": {"N": {"Type": "Number", "Default": 10}},
+		"Resources": {"G": {"Type": "AWS::Logs::LogGroup", "Properties": {"RetentionInDays": {"Ref": "N"}, "LogGroupName": {"Fn::Sub": "x-${N}"}}},
+		"F": {"Type": "AWS::Lambda::Function", "Properties": {"Role": {"Fn::GetAtt": ["R", "Arn"]}, "Code": {"S3Bucket": "b", "S3Key": "k"}, "Environment": {"Variables": {"X": {"Ref": "N"}}}}}}}`)
+	if errs := specErrors(t, tmpl); len(errs) > 0 {
+		t.Errorf("%q", errs)
 	}
 }
 

@@ -271,7 +271,8 @@ func TestCloudFormationTemplate(t *testing.T) {
 			t.Errorf("no %s resource", want)
 		}
 	}
-	lg := c.Resources[types["AWS::Logs::LogGroup"]].Properties
+	// The findings log group by name: the stack has others (the forwarder's own logs).
+	lg := c.Resources["FindingsLogGroup"].Properties
 	for _, k := range []string{"LogGroupName", "RetentionInDays", "KmsKeyId"} {
 		if lg[k] == nil {
 			t.Errorf("log group lacks %s", k)
