@@ -15,6 +15,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
 )
 
 // Watcher is the loaded kernel side. Its programs are attached through bpf_link file
@@ -43,7 +44,15 @@ func Load(o Options) (_ *Watcher, err error) {
 	cg := o.Cgroup
 	if cg == "" {
 		if cg, err = cgroup2Root("/proc/self/mountinfo"); err != nil {
-			return nil, fail("%v", err)
+			// A cgroup v1-only host (Amazon Linux 2's default): the v2 hierarchy exists all
+			// the same, every process in its root. Mount it privately just long enough to
+			// attach; the programs stay attached to the root after the unmount.
+			dir, unmount, merr := mountCgroup2()
+			if merr != nil {
+				return nil, fail("%v; mounting a private cgroup2: %v", err, merr)
+			}
+			defer unmount()
+			cg = dir
 		}
 	}
 	// Kernels before 5.11 count BPF memory against RLIMIT_MEMLOCK (AL2's 5.10): raise it
@@ -226,4 +235,21 @@ func unescapeMount(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// mountCgroup2 mounts the cgroup v2 hierarchy on a fresh directory (CAP_SYS_ADMIN); unmount
+// detaches it and removes the directory.
+func mountCgroup2() (dir string, unmount func(), err error) {
+	dir, err = os.MkdirTemp("", "ec2sec-cgroup2-")
+	if err != nil {
+		return "", nil, err
+	}
+	if err := unix.Mount("cgroup2", dir, "cgroup2", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		os.Remove(dir)
+		return "", nil, err
+	}
+	return dir, func() {
+		unix.Unmount(dir, unix.MNT_DETACH)
+		os.Remove(dir)
+	}, nil
 }

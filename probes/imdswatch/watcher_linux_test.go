@@ -273,3 +273,31 @@ func TestOtherNetworkNamespace(t *testing.T) {
 		t.Errorf("callers %+v", s.Callers)
 	}
 }
+
+// TestPrivateCgroup2: on a host without a cgroup2 mount the watcher mounts the hierarchy
+// privately, attaches to its root and unmounts it: requests are still seen, no mount is left.
+func TestPrivateCgroup2(t *testing.T) {
+	needBPF(t, Options{}).Close()
+	dir, unmount, err := mountCgroup2()
+	if err != nil {
+		testenv.Missing(t, "cannot mount cgroup2: "+err.Error())
+	}
+	imds := fakeimds.New(t)
+	imds.Set(func(s *fakeimds.Server) { s.V1 = true })
+	dest := netip.MustParseAddrPort(strings.TrimPrefix(imds.URL, "http://"))
+	w, err := Load(Options{Dests: []netip.AddrPort{dest}, Cgroup: dir})
+	unmount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("private mount point %s left behind: %v", dir, err)
+	}
+	var col collector
+	go Serve(w, &Enricher{}, NewTable(nil, nil), col.add)
+	pid := run(t, helperCmd(t, "v1creds", imds.URL))
+	if evs, _ := col.wait(t, pid, 1); evs[0].Kind != KindV1 {
+		t.Errorf("event %+v", evs[0])
+	}
+}
