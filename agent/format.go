@@ -81,6 +81,9 @@ func WriteTable(w io.Writer, r *Report, color bool) error {
 		fmt.Fprintf(&b, " (%s)", strings.Join(where, ", "))
 	}
 	fmt.Fprintf(&b, " at %s\n", r.ScannedAt.Format("2006-01-02 15:04:05Z07:00"))
+	if facts := factsLine(r.Host.Facts); facts != "" {
+		fmt.Fprintf(&b, "%s\n", paint(ansiDim, oneLine(facts, 200)))
+	}
 	if id := r.identity; !id.OnEC2() && id.Reason != "" {
 		fmt.Fprintf(&b, "%s\n", paint(ansiDim, oneLine(id.Reason, 400)))
 	}
@@ -136,4 +139,23 @@ func oneLine(s string, n int) string {
 		return string(r[:n-1]) + "…"
 	}
 	return s
+}
+
+// factsLine is the OS facts as one line: "ubuntu 22.04, linux 6.1.0-1 x86_64, booted
+// 2026-12-01 08:00:00Z, kvm guest".
+func factsLine(f Facts) string {
+	var parts []string
+	if p := strings.TrimSpace(f.Platform + " " + f.PlatformVersion); p != "" {
+		parts = append(parts, p)
+	}
+	if k := strings.TrimSpace(strings.Join([]string{f.OS, f.KernelVersion, f.Arch}, " ")); k != "" && k != f.OS {
+		parts = append(parts, strings.Join(strings.Fields(k), " "))
+	}
+	if !f.BootTime.IsZero() {
+		parts = append(parts, "booted "+f.BootTime.Format("2006-01-02 15:04:05Z07:00"))
+	}
+	if f.Virtualization != "" {
+		parts = append(parts, f.Virtualization)
+	}
+	return strings.Join(parts, ", ")
 }

@@ -27,7 +27,7 @@ func TestTableIsInert(t *testing.T) {
 	id := metadata.Identity{InstanceID: "i-0abc" + evil, AccountID: "1234" + evil, Region: "us-east-1" + evil, AMIID: "ami-" + evil}
 	r := &Report{
 		ScannedAt: time.Unix(0, 0).UTC(),
-		Host:      hostOf(id),
+		Host:      hostOf(id, Facts{}),
 		identity:  id,
 		Results: []probes.Result{
 			{Check: "cred-process-env" + evil, Status: probes.Failed, Severity: probes.High, Resource: "/proc/1/environ" + evil, Reason: "process 1 (/usr/bin/" + evil + ") holds a key"},
@@ -46,7 +46,7 @@ func TestTableIsInert(t *testing.T) {
 	}
 	// Off EC2 the header shows the identity's reason, which may quote an endpoint's answer.
 	r.identity = metadata.Identity{Reason: "IMDS said " + evil}
-	r.Host = hostOf(r.identity)
+	r.Host = hostOf(r.identity, Facts{})
 	out.Reset()
 	if err := WriteTable(&out, r, true); err != nil {
 		t.Fatal(err)

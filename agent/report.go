@@ -177,7 +177,14 @@ func trunc(s string, n int) string {
 	return s
 }
 
-func hubHost(rep *Report) asff.Host { return hubHostOf(rep.Identity()) }
+// hubHost is the report's host as ASFF names it: identity, image and OS facts.
+func hubHost(rep *Report) asff.Host {
+	h := hubHostOf(rep.Identity())
+	f := rep.Host.Facts
+	h.ImageID = rep.Host.AMIID
+	h.OS, h.Platform, h.PlatformVersion, h.KernelVersion, h.Arch, h.Virtualization = f.OS, f.Platform, f.PlatformVersion, f.KernelVersion, f.Arch, f.Virtualization
+	return h
+}
 
 func hubHostOf(id metadata.Identity) asff.Host {
 	return asff.Host{AccountID: id.AccountID, Region: id.Region, Partition: id.Partition, InstanceARN: id.InstanceARN(), Hostname: id.Hostname}

@@ -91,7 +91,7 @@ func testIdentity(instanceID string) metadata.Identity {
 // synthetic builds a report with the given results (checks from the imds probe's catalog or
 // any id), as Scan would: ids from the identity, summary counted.
 func synthetic(id metadata.Identity, at time.Time, probesOK []string, rs ...probes.Result) *Report {
-	r := &Report{Schema: Schema, ScannedAt: at.UTC().Truncate(time.Second), Host: hostOf(id), identity: id}
+	r := &Report{Schema: Schema, ScannedAt: at.UTC().Truncate(time.Second), Host: hostOf(id, Facts{}), identity: id}
 	for _, p := range probesOK {
 		r.Probes = append(r.Probes, ProbeRun{Name: p, Status: "ok"})
 	}

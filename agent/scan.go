@@ -198,8 +198,9 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 	defer idCancel()
 	idReady := make(chan struct{})
 	var (
-		id  metadata.Identity
-		ec2 func(context.Context) (probes.EC2API, error)
+		id    metadata.Identity
+		facts Facts
+		ec2   func(context.Context) (probes.EC2API, error)
 	)
 	idOpts := o // a copy: prepareSecrets below fills in o
 	go func() {
@@ -213,6 +214,8 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 			id.Hostname = localHostname(fsys, idOpts.Root)
 		}
 		ec2 = ec2Factory(idOpts, id)
+		// The OS facts are read here too, while the detector is built, off the probes' path.
+		facts = hostFacts(idCtx, fsys, idOpts.Root, procfs.New(idOpts.Proc), !idOpts.Offline)
 		idOpts.Log.Debug("identity", "instance_id", id.InstanceID, "region", id.Region, "reason", id.Reason)
 	}()
 
@@ -273,7 +276,7 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 	r := &Report{
 		Schema:    Schema,
 		ScannedAt: start.UTC().Truncate(time.Second),
-		Host:      hostOf(id),
+		Host:      hostOf(id, facts),
 		Results:   probes.Correlate(slices.Concat(results...)),
 		Probes:    runs,
 		identity:  id,

@@ -197,7 +197,7 @@ func TestJSONShape(t *testing.T) {
 		t.Errorf("scanned_at: %v", err)
 	}
 	host := doc["host"].(map[string]any)
-	if got := keys(host); !slices.Equal(got, []string{"account_id", "ami_id", "hostname", "instance_id", "partition", "region"}) {
+	if got := keys(host); !slices.Equal(got, []string{"account_id", "ami_id", "arch", "boot_time", "hostname", "instance_id", "kernel_version", "os", "partition", "platform", "platform_version", "region", "virtualization"}) {
 		t.Errorf("host keys %v", got)
 	}
 	if host["instance_id"] != "i-0123456789abcdef0" || host["account_id"] != "123456789012" || host["partition"] != "aws" {

@@ -96,7 +96,13 @@ type Resource struct {
 
 // Details holds what ASFF has no typed field for, as at most 50 string pairs.
 type Details struct {
-	Other map[string]string `json:"Other,omitempty"`
+	AwsEc2Instance *AwsEc2Instance   `json:"AwsEc2Instance,omitempty"`
+	Other          map[string]string `json:"Other,omitempty"`
+}
+
+// AwsEc2Instance is the part of ASFF's AwsEc2InstanceDetails the agent knows from inside.
+type AwsEc2Instance struct {
+	ImageID string `json:"ImageId,omitempty"`
 }
 
 // Compliance is the result's status and the standards it maps to.
@@ -112,6 +118,10 @@ type Host struct {
 	Partition   string
 	InstanceARN string // "" off EC2
 	Hostname    string
+	// ImageID is the instance's AMI (Details.AwsEc2Instance.ImageId); the OS facts have no
+	// ASFF field and go to ProductFields as ec2sec/os, ec2sec/platform, … ("" = left out).
+	ImageID                                                            string
+	OS, Platform, PlatformVersion, KernelVersion, Arch, Virtualization string
 }
 
 // CanImport reports whether Security Hub could file findings of this host: it needs the
@@ -182,17 +192,16 @@ func FromResult(r probes.Result, h Host, t Times, o Options) Finding {
 		FindingProviderFields: FindingProviderFields{Severity: Severity{Label: sev.String(), Original: sev.String()}, Types: types},
 		Title:                 Trunc(cmp.Or(r.Title, r.Check), MaxTitle),
 		Description:           Trunc(cmp.Or(strings.TrimSpace(desc), r.Title, r.Check), MaxDescription),
-		ProductFields: limitMap(map[string]string{
-			"ec2sec/agent_version": cmp.Or(o.AgentVersion, "dev"),
-			"ec2sec/probe":         r.Probe,
-			"ec2sec/check":         r.Check,
-		}, MaxProductFields, MaxProductKey, MaxProductValue),
+		ProductFields:         limitMap(productFields(h, r, cmp.Or(o.AgentVersion, "dev")), MaxProductFields, MaxProductKey, MaxProductValue),
 		Resources: []Resource{{
 			Type: resType, ID: resID, Partition: h.Partition, Region: h.Region,
 			Details: &Details{Other: other(r)},
 		}},
 		Compliance:  Compliance{Status: status, RelatedRequirements: requirements(r.Compliance)},
 		RecordState: record,
+	}
+	if resType == "AwsEc2Instance" && h.ImageID != "" {
+		f.Resources[0].Details.AwsEc2Instance = &AwsEc2Instance{ImageID: h.ImageID}
 	}
 	if f.Resources[0].Partition == "" {
 		f.Resources[0].Partition = "aws" // ASFF requires one of the partition names
@@ -284,4 +293,19 @@ func Trunc(s string, n int) string {
 		return s
 	}
 	return string(r[:n-1]) + "…"
+}
+
+// productFields are the agent's own fields of a finding: version, probe and check, and the
+// host's OS facts that ASFF has no field for.
+func productFields(h Host, r probes.Result, version string) map[string]string {
+	m := map[string]string{"ec2sec/agent_version": version, "ec2sec/probe": r.Probe, "ec2sec/check": r.Check}
+	for k, v := range map[string]string{
+		"ec2sec/os": h.OS, "ec2sec/platform": h.Platform, "ec2sec/platform_version": h.PlatformVersion,
+		"ec2sec/kernel_version": h.KernelVersion, "ec2sec/arch": h.Arch, "ec2sec/virtualization": h.Virtualization,
+	} {
+		if v != "" {
+			m[k] = v
+		}
+	}
+	return m
 }

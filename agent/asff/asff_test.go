@@ -131,3 +131,29 @@ func TestTrunc(t *testing.T) {
 		t.Errorf("invalid UTF-8 kept: %q", got)
 	}
 }
+
+// TestFromResultHostFacts: the AMI goes to Details.AwsEc2Instance.ImageId, the OS facts
+// (which ASFF has no field for) to ProductFields; off EC2 there is no AwsEc2Instance.
+func TestFromResultHostFacts(t *testing.T) {
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	h := host
+	h.ImageID, h.OS, h.Platform, h.PlatformVersion, h.KernelVersion, h.Arch = "ami-0123456789abcdef0", "linux", "ubuntu", "24.04", "6.8.0-1015-aws", "x86_64"
+	r := probes.NewResult("imds-v1-enabled", probes.Failed, "", "v1")
+	r.ID, r.Probe, r.Severity = "i-1/imds-v1-enabled/abc", "imds", probes.High
+	f := FromResult(r, h, Times{at, at, at, at}, Options{AgentVersion: "1.2.3"})
+	if d := f.Resources[0].Details; d == nil || d.AwsEc2Instance == nil || d.AwsEc2Instance.ImageID != h.ImageID {
+		t.Errorf("Details %+v, want AwsEc2Instance.ImageId %s", d, h.ImageID)
+	}
+	for k, v := range map[string]string{"ec2sec/os": "linux", "ec2sec/platform": "ubuntu", "ec2sec/platform_version": "24.04", "ec2sec/kernel_version": "6.8.0-1015-aws", "ec2sec/arch": "x86_64"} {
+		if f.ProductFields[k] != v {
+			t.Errorf("ProductFields[%s] = %q, want %q", k, f.ProductFields[k], v)
+		}
+	}
+	if _, ok := f.ProductFields["ec2sec/virtualization"]; ok {
+		t.Errorf("an unknown fact is written: %v", f.ProductFields)
+	}
+	off := FromResult(r, Host{Hostname: "build", ImageID: "ami-0123456789abcdef0"}, Times{at, at, at, at}, Options{})
+	if off.Resources[0].Details.AwsEc2Instance != nil {
+		t.Errorf("AwsEc2Instance details on a resource of type %s", off.Resources[0].Type)
+	}
+}

@@ -154,3 +154,8 @@ func ParseStatus(b []byte) (Status, error) {
 	}
 	return s, nil
 }
+
+// Kernel reports whether the directory is a mounted procfs (the kernel's own files), rather
+// than a tree of files someone made (a fixture, a copy): only then may a reader that does not
+// guard against FIFOs and endless files (gopsutil) be pointed at it.
+func (p FS) Kernel() bool { return p.kernel }
