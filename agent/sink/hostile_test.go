@@ -91,8 +91,12 @@ func TestHostileEndpointsBounded(t *testing.T) {
 			if err == nil {
 				t.Error("a flooded answer was accepted")
 			}
-			if cost > hostileBudget {
-				t.Errorf("a %d MiB answer cost %.1f MiB of allocations, want at most %d MiB (err: %.200v)", floodSize>>20, float64(cost)/(1<<20), hostileBudget>>20, err)
+			budget := uint64(hostileBudget)
+			if testenv.Race { // io.ReadAll allocates twice as much under -race (testenv.Allocated)
+				budget *= 2
+			}
+			if cost > budget {
+				t.Errorf("a %d MiB answer cost %.1f MiB of allocations, want at most %d MiB (err: %.200v)", floodSize>>20, float64(cost)/(1<<20), budget>>20, err)
 			}
 		})
 	}
