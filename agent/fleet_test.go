@@ -122,7 +122,8 @@ type fleetOptions struct {
 	Splay    time.Duration // simulated
 	Scale    float64
 	InProc   bool
-	Base     string // where the state dirs go
+	Base     string        // where the state dirs go
+	Refresh  time.Duration // the Reporter's refresh period; 0: state.DefaultRefresh
 }
 
 // fleetAgent is one simulated instance.
@@ -231,6 +232,7 @@ func newFleet(t testing.TB, o fleetOptions, span time.Duration) *fleet {
 		a.rep, err = NewReporter(cc, log, ReporterOptions{
 			CloudWatch:  sink.NewCloudWatchAPI(fl.cw, cc.CloudWatchLogs.LogGroup, a.id, log),
 			SecurityHub: hub,
+			Refresh:     o.Refresh,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -496,7 +498,8 @@ func TestFleetDelivery(t *testing.T) {
 // throttled, so 20 agents suffice; the rate limit is not binding here (a fast clock).
 func TestFleetCallsPerDay(t *testing.T) {
 	testenv.System(t)
-	o := fleetOptions{N: 20, Checks: 30, Failing: 10, Interval: time.Hour, Splay: 10 * time.Minute, Scale: 1e6, Base: fleetBase(t)}
+	// A daily refresh (not the weekly default), so that both days show one.
+	o := fleetOptions{N: 20, Checks: 30, Failing: 10, Interval: time.Hour, Splay: 10 * time.Minute, Scale: 1e6, Base: fleetBase(t), Refresh: 23 * time.Hour}
 	const change = 0.1 // per scan, the chance that one result flips: ~2.4 changes a day
 	fl := newFleet(t, o, 48*time.Hour)
 	// DescribeLogStreams and AssumeRole are counted to show what the agent does not call:

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/ec2sec/ec2sec/internal/testenv"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -50,8 +51,9 @@ type fleetCost struct {
 	GzipBytes                      int64          // the day's log events gzipped per stream (level 6, as CloudWatch stores them)
 	Metrics                        int            // distinct custom metrics published in the day
 	MetricHours                    int            // metric-hours published in the day
-	Imports                        int            // findings imported (Security Hub ingestion events)
-	Active                         int            // ACTIVE findings at the end: what the daily refresh re-imports
+	Imports                        int            // findings imported (Security Hub ingestion events), Refreshes included
+	Refreshes                      int            // of those, the day's share of the refresh (refreshPerDay)
+	Active                         int            // ACTIVE findings at the end: what the refresh re-imports
 	Summaries                      int64          // run summaries (events the Contributor Insights rule matches)
 }
 
@@ -69,12 +71,23 @@ func (c fleetCost) monthly() map[string]float64 {
 	}
 }
 
-// weeklyRefresh is the same day with still-failing findings re-imported weekly instead
-// of daily (not the agent's default: the lifecycle refreshes daily).
-func (c fleetCost) weeklyRefresh() fleetCost {
-	w := c
-	w.Imports = c.Imports - c.Active + c.Active/7
-	return w
+// refreshPerDay is how many times a day, in the steady state, each still-failing finding is
+// re-imported with the agent's default (state.DefaultRefresh): scanning every interval, it is
+// refreshed at the first scan at least DefaultRefresh after its last import, so once per
+// DefaultRefresh rounded up to whole intervals (167 h at hourly scans). A fleet's agents
+// started at different times, so the refreshes are spread evenly over that period.
+func refreshPerDay(interval time.Duration) float64 {
+	period := (state.DefaultRefresh + interval - 1) / interval * interval
+	return float64(24*time.Hour) / float64(period)
+}
+
+// dailyRefresh is the same day with still-failing findings re-imported daily (the agent's
+// default before it was weekly): the comparison docs/fleet.md keeps.
+func (c fleetCost) dailyRefresh() fleetCost {
+	d := c
+	d.Imports = c.Imports - c.Refreshes + c.Active
+	d.Refreshes = c.Active
+	return d
 }
 
 // telemetry is what the goal counts: metrics, log ingestion and storage, Security Hub
@@ -126,9 +139,11 @@ func (a *fleetAgent) costReport(at time.Time, failing int, change float64) *Repo
 }
 
 // simulateCost runs n agents through a day of hourly scans after their first one (the
-// initial import, not counted: the day measured is the steady state, with the daily
-// refresh and ~2.4 changes per instance) and counts what reached CloudWatch Logs and
-// Security Hub.
+// initial import, not counted: the day measured is the steady state, with ~2.4 changes per
+// instance) and counts what reached CloudWatch Logs and Security Hub. The agents run with
+// the default refresh (weekly), which the simulated day, less than a week after the first
+// import, does not reach: its imports are the changes only, so the steady state's refresh
+// is added as its share of a day (Refreshes: the ACTIVE findings x refreshPerDay).
 func simulateCost(t *testing.T, n int) fleetCost {
 	const failing, change = 10, 0.1
 	accounts := max(1, n/1000) // about a thousand instances per account
@@ -211,6 +226,9 @@ func simulateCost(t *testing.T, n int) fleetCost {
 		c.Calls[op] = fl.f.Calls(op) - before[op]
 	}
 	c.Imports = len(fl.f.Accepted()) - imports0
+	if d := time.Duration(24) * o.Interval; d >= state.DefaultRefresh {
+		t.Fatalf("the simulated day (%v) reaches the refresh period %v: refreshes would be counted twice", d, state.DefaultRefresh)
+	}
 	for _, a := range fl.agents {
 		st, err := state.Load(filepath.Join(a.rep.dir, "state.json"))
 		if err != nil {
@@ -222,6 +240,8 @@ func simulateCost(t *testing.T, n int) fleetCost {
 			}
 		}
 	}
+	c.Refreshes = int(math.Round(float64(c.Active) * refreshPerDay(o.Interval)))
+	c.Imports += c.Refreshes
 	c.BytesSent = fl.sent.Load() - sent0
 	c.Metrics = len(metricsAt)
 	for _, hs := range metricsAt {
@@ -289,7 +309,7 @@ func TestFleetCost(t *testing.T) {
 // costMarkdown is the section `make bench` puts in BENCHMARKS.md.
 func costMarkdown(rows []fleetCost) string {
 	var b strings.Builder
-	b.WriteString("Simulated by `TestFleetCost` (agent/fleetcost_test.go): the real Reporter and sinks over the SDK against the strict fake, every instance scanning hourly with one result per catalog check, 10 of them FAILED, a 10% chance per scan that one result flips; the day after the first scan (steady state: delta reporting, the daily refresh of still-failing findings). About 1,000 instances per account. Monthly = the day x 30.4; prices of US East read on 2026-12-06 (docs/fleet.md has them with their sources).\n\n")
+	b.WriteString("Simulated by `TestFleetCost` (agent/fleetcost_test.go): the real Reporter and sinks over the SDK against the strict fake, every instance scanning hourly with one result per catalog check, 10 of them FAILED, a 10% chance per scan that one result flips; the day after the first scan (steady state: delta reporting, plus the default weekly refresh of still-failing findings as its share of a day, the ACTIVE findings x 24 h / 167 h). About 1,000 instances per account. Monthly = the day x 30.4; prices of US East read on 2026-12-06 (docs/fleet.md has them with their sources).\n\n")
 	b.WriteString("| instances | custom metrics | metric-hours/day | PutLogEvents/day | BatchImportFindings/day | log events/day | ingested MB/day | request MB/day | finding imports/day |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range rows {
 		fmt.Fprintf(&b, "| %d | %d | %d | %d | %d | %d | %.2f | %.2f | %d |\n", c.N, c.Metrics, c.MetricHours, c.Calls[awsfake.OpPutLogEvents], c.Calls[awsfake.OpBatchImportFindings], c.LogEvents, float64(c.LogBytes)/1e6, float64(c.BytesSent)/1e6, c.Imports)
@@ -313,15 +333,15 @@ func costMarkdown(rows []fleetCost) string {
 		fmt.Fprintf(&b, " %.2f | %s |\n", c.total(), per)
 	}
 	if c := rows[len(rows)-1]; c.N >= 1000 {
-		w := c.weeklyRefresh()
-		fmt.Fprintf(&b, "\nWith still-failing findings re-imported weekly instead of daily (not the default), %d instances would pay $%.2f for Security Hub ingestion, $%.2f of telemetry ($%.2f per 1,000 instances).\n",
-			c.N, w.monthly()["Security Hub ingestion"], w.telemetry(), w.telemetry()/float64(c.N)*1000)
+		d := c.dailyRefresh()
+		fmt.Fprintf(&b, "\nWith still-failing findings re-imported daily instead of weekly (the default before 2026-12-06), %d instances would pay $%.2f for Security Hub ingestion, $%.2f of telemetry ($%.2f per 1,000 instances).\n",
+			c.N, d.monthly()["Security Hub ingestion"], d.telemetry(), d.telemetry()/float64(c.N)*1000)
 		per := c.telemetry() / float64(c.N) * 1000
 		verdict := "PASS"
 		if per >= 10 {
 			verdict = "MISS"
 		}
-		fmt.Fprintf(&b, "\nGoal, ec2sec's own telemetry (metrics, log ingestion and storage, Security Hub ingestion) under $10 a month per 1,000 instances at hourly scans: %s, $%.2f per 1,000 at %d instances, of which Security Hub ingestion $%.2f: every still-failing finding is re-imported daily, so that line grows with the failing findings per instance (10 here).\n", verdict, per, c.N, c.monthly()["Security Hub ingestion"]/float64(c.N)*1000)
+		fmt.Fprintf(&b, "\nGoal, ec2sec's own telemetry (metrics, log ingestion and storage, Security Hub ingestion) under $10 a month per 1,000 instances at hourly scans: %s, $%.2f per 1,000 at %d instances, of which Security Hub ingestion $%.2f: every still-failing finding is re-imported weekly, so that line grows with the failing findings per instance (10 here).\n", verdict, per, c.N, c.monthly()["Security Hub ingestion"]/float64(c.N)*1000)
 	}
 	fmt.Fprintf(&b, "\nThe custom metric count is bounded by %d (the fleet series, Scans per agent version, Failed per catalog check, \"other\") whatever the instance count; `TestFleetCost` fails if it grows with it.\n", metricBound())
 	return b.String()

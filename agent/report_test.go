@@ -28,7 +28,7 @@ func TestReporterLifecycle(t *testing.T) {
 	f := awsfake.New(t)
 	useFake(t, f)
 	cfg := testConfig(t)
-	rep, err := NewReporter(cfg, nil, ReporterOptions{AWS: fastAWS()})
+	rep, err := NewReporter(cfg, nil, ReporterOptions{AWS: fastAWS(), Refresh: 23 * time.Hour}) // daily, to see refreshes within 30 h
 	if err != nil {
 		t.Fatal(err)
 	}

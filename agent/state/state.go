@@ -1,6 +1,6 @@
 // Package state is the finding lifecycle: it remembers what was reported for each result id
 // and, given a new scan, decides what to send: new and changed results (CloudWatch Logs and
-// Security Hub), daily refreshes of still-failing findings (so they never expire in Security
+// Security Hub), weekly refreshes (DefaultRefresh) of still-failing findings (so they never expire in Security
 // Hub), and archives of findings that passed or are gone. A partial scan never archives what
 // the probes it did not run had reported.
 //
@@ -8,7 +8,7 @@
 // catalog's Check.Exposure) is a secret the agent saw, and it may have been read while it was
 // there. When a scan no longer sees it, its finding is re-imported still FAILED and ACTIVE,
 // saying when it was last seen and that the value must be rotated (Lifecycle Unseen); it is
-// never archived, and it is refreshed daily like any failing finding, so it never expires.
+// never archived, and it is refreshed weekly like any failing finding, so it never expires.
 // A person resolves it in Security Hub (Workflow RESOLVED) after rotating: the agent never
 // writes Workflow, and re-imports that keep FAILED and ACTIVE leave a person's workflow
 // status as it is. The state keeps at most Options.MaxExposures exposures no longer seen; past
@@ -41,9 +41,13 @@ const Version = 1
 // maxFile bounds the state file when read; a real one holds one entry per result.
 const maxFile = 64 << 20
 
-// DefaultRefresh is how old a still-failing finding's last import may get before it is
-// re-imported. Below 24 h so that, scanning hourly, a finding is refreshed at least daily.
-const DefaultRefresh = 23 * time.Hour
+// DefaultRefresh is how old a still-failing finding's (or an exposure's) last import may get
+// before it is re-imported. Weekly, for cost: Security Hub bills every ingested finding, and
+// a daily re-import of each still-failing finding was two thirds of ec2sec's telemetry cost
+// (docs/fleet.md); Security Hub deletes a finding only 90 days after its last update, so a
+// weekly refresh keeps it alive with a wide margin. An hour short of 7 days so that, scanning
+// hourly, a finding is refreshed at least weekly.
+const DefaultRefresh = 7*24*time.Hour - time.Hour
 
 // Entry is what was last reported for one result id.
 type Entry struct {

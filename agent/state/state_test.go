@@ -31,7 +31,7 @@ func TestApply(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	ok := map[string]bool{"a": true, "b": true}
 	sc := func(at time.Duration, ok map[string]bool, rs ...probes.Result) map[string]Change {
-		return kinds(s.Apply(Scan{Host: "i-1", ScannedAt: t0.Add(at), Results: rs, ProbesOK: ok}, Options{}))
+		return kinds(s.Apply(Scan{Host: "i-1", ScannedAt: t0.Add(at), Results: rs, ProbesOK: ok}, Options{Refresh: 23 * time.Hour}))
 	}
 	c := sc(0, ok, res("1", "c1", "a", probes.Failed), res("2", "c2", "a", probes.Passed), res("3", "c3", "b", probes.Warning), res("4", "c4", "b", probes.Failed))
 	if len(c) != 4 || !c["1"].Import || c["2"].Import || !c["3"].Import || c["1"].Lifecycle != New {
@@ -72,7 +72,7 @@ func TestApply(t *testing.T) {
 	if _, ok := s.Entries["4"]; ok {
 		t.Error("resolved entry kept")
 	}
-	// Refresh of the still-warning 3 after 23 h, not before.
+	// Refresh of the still-warning 3 after the refresh period (23 h here), not before.
 	if c := sc(20*time.Hour, ok, res("1", "c1", "a", probes.Passed), res("2", "c2", "a", probes.Passed), res("3", "c3", "b", probes.Warning)); len(c) != 0 {
 		t.Errorf("early refresh: %+v", c)
 	}
@@ -130,14 +130,14 @@ func secret(id string) probes.Result {
 }
 
 // TestExposureStaysActive: a secret the scan no longer sees is re-imported still FAILED and
-// ACTIVE, saying when it was last seen and to rotate it; never archived, refreshed daily
+// ACTIVE, saying when it was last seen and to rotate it; never archived, refreshed
 // (even when its probe does not run), news again when it is seen again.
 func TestExposureStaysActive(t *testing.T) {
 	s := &State{}
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	ok := map[string]bool{"userdata": true, "a": true}
 	sc := func(at time.Duration, ok map[string]bool, rs ...probes.Result) map[string]Change {
-		return kinds(s.Apply(Scan{Host: "i-1", ScannedAt: t0.Add(at), Results: rs, ProbesOK: ok}, Options{}))
+		return kinds(s.Apply(Scan{Host: "i-1", ScannedAt: t0.Add(at), Results: rs, ProbesOK: ok}, Options{Refresh: 23 * time.Hour}))
 	}
 	if c := sc(0, ok, secret("s")); c["s"].Lifecycle != New || !c["s"].Import || c["s"].Exposure {
 		t.Fatalf("seen: %+v", c["s"])
@@ -227,7 +227,7 @@ func TestExposureBound(t *testing.T) {
 	s := &State{}
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	ok := map[string]bool{"userdata": true}
-	o := Options{MaxExposures: 2}
+	o := Options{MaxExposures: 2, Refresh: 23 * time.Hour}
 	s.Apply(Scan{Host: "i-1", ScannedAt: t0, Results: []probes.Result{secret("a"), secret("b")}, ProbesOK: ok}, o)
 	s.Apply(Scan{Host: "i-1", ScannedAt: t0.Add(time.Hour), Results: []probes.Result{secret("b"), secret("c")}, ProbesOK: ok}, o)
 	// a gone (last seen at 0), then b and c (last seen at 1h): three exposures, two kept.
@@ -255,5 +255,35 @@ func TestExposureBound(t *testing.T) {
 	}
 	if k := kinds(cs); len(cs) != 3 || ids["b"] != 1 || k["b"].Lifecycle != Untracked || k["c"].Lifecycle != Refresh || k["d"].Lifecycle != Unseen {
 		t.Errorf("second bound: %+v", cs)
+	}
+}
+
+// TestDefaultRefresh: with the default, scanning hourly, a still-failing finding and an
+// exposure are refreshed weekly (at 167 h), not daily; Security Hub keeps findings 90 days.
+func TestDefaultRefresh(t *testing.T) {
+	if DefaultRefresh >= 7*24*time.Hour || DefaultRefresh < 6*24*time.Hour {
+		t.Fatalf("DefaultRefresh %v, want just under a week", DefaultRefresh)
+	}
+	s := &State{}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ok := map[string]bool{"a": true, "userdata": true}
+	s.Apply(Scan{Host: "i-1", ScannedAt: t0, Results: []probes.Result{res("1", "c1", "a", probes.Failed), secret("s")}, ProbesOK: ok}, Options{})
+	s.Apply(Scan{Host: "i-1", ScannedAt: t0.Add(time.Hour), Results: []probes.Result{res("1", "c1", "a", probes.Failed)}, ProbesOK: ok}, Options{}) // s no longer seen
+	for h := 2; h <= 168; h++ {
+		c := kinds(s.Apply(Scan{Host: "i-1", ScannedAt: t0.Add(time.Duration(h) * time.Hour), Results: []probes.Result{res("1", "c1", "a", probes.Failed)}, ProbesOK: ok}, Options{}))
+		switch h {
+		case 167:
+			if len(c) != 1 || c["1"].Lifecycle != Refresh {
+				t.Errorf("at %d h: %+v, want the finding refreshed", h, c)
+			}
+		case 168:
+			if len(c) != 1 || c["s"].Lifecycle != Refresh || !c["s"].Exposure {
+				t.Errorf("at %d h: %+v, want the exposure refreshed", h, c)
+			}
+		default:
+			if len(c) != 0 {
+				t.Errorf("at %d h: %+v, want nothing before a week", h, c)
+			}
+		}
 	}
 }
