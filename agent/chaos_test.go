@@ -191,7 +191,7 @@ func checkHubMatchesState(t *testing.T, f *awsfake.Server, dir string) int {
 			continue
 		}
 		if refused[[2]string{id, asff.Stamp(e.LastImported)}] {
-			continue // refused for good (logged and counted); the daily refresh sends it again
+			continue // refused for good (logged and counted); the next refresh sends it again
 		}
 		raw, ok := got[id]
 		if !ok {

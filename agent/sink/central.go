@@ -103,7 +103,7 @@ func (c *Central) Send(ctx context.Context, items []json.RawMessage) ([]Outcome,
 			c.log.Error("central: dropping a malformed or oversized spooled finding record", "bytes", len(raw))
 		case r.SchemaVersion != "" || r.ID == "" || len(r.Result) == 0:
 			// An ASFF finding spooled in direct mode before the mode changed: only Security
-			// Hub could take it, and this host may not call it. The daily refresh sends
+			// Hub could take it, and this host may not call it. The (weekly) refresh sends
 			// still-failing findings again as records.
 			out[i] = Rejected
 			c.log.Warn("central: dropping a finding spooled in direct mode; the next refresh sends it again", "bytes", len(raw))
