@@ -79,11 +79,22 @@ func TestIMDSWatchCommand(t *testing.T) {
 	curl := testenv.Tool(t, "curl")
 	imds := fakeimds.New(t)
 	imds.Set(func(s *fakeimds.Server) { s.V1 = true })
-	c := IMDSWatchCommand{Format: "json", Duration: 3 * time.Second, ConfigPath: watchConfig(t),
+	c := IMDSWatchCommand{Format: "json", Duration: 5 * time.Second, ConfigPath: watchConfig(t),
 		Getenv:      func(string) string { return imds.URL },
 		ScanOptions: ScanOptions{IMDS: metadata.New(metadata.Options{Endpoint: imds.URL})}}
+	// curl calls once the programs are attached (loading them took over a second on a busy
+	// machine, and a call before that is not seen); the watch lasts Duration from then.
+	loaded := make(chan struct{})
+	c.load = func(o imdswatch.Options) (imdswatch.Source, func() error, error) {
+		defer close(loaded)
+		w, err := imdswatch.Load(o)
+		if err != nil {
+			return nil, nil, err
+		}
+		return w, w.Close, nil
+	}
 	go func() {
-		time.Sleep(time.Second) // the watcher is loaded by then
+		<-loaded
 		exec.Command(curl, "-s", "-o", "/dev/null", imds.URL+"/latest/meta-data/iam/security-credentials/web").Run()
 	}()
 	code, doc, out := runWatch(t, c)
