@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 )
 
 // Trust says who may own a file the agent reads.
@@ -69,7 +70,8 @@ func kind(m fs.FileMode) string {
 }
 
 // PrivateDir creates dir 0700, or accepts an existing one only when it is a directory (not a
-// symlink) owned by the agent's user, and then tightens it to 0700: the state dir holds the
+// symlink, except the one systemd makes for StateDirectory= under DynamicUser=yes) owned by
+// the agent's user, and then tightens it to 0700: the state dir holds the
 // fingerprint key, the reported state and the spool, which no other user may read, plant or
 // swap. A directory another user owns is refused, never adopted.
 func PrivateDir(dir string) error {
@@ -77,7 +79,11 @@ func PrivateDir(dir string) error {
 		return err
 	}
 	if fi, err := os.Lstat(dir); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
-		return fmt.Errorf("%s: not a directory (a symlink is not accepted)", dir)
+		if !systemdStateLink(dir, fi) {
+			return fmt.Errorf("%s: not a directory (a symlink is not accepted)", dir)
+		}
+		// The unit's StateDirectory= under DynamicUser=yes: check the real directory.
+		dir = filepath.Join(filepath.Dir(dir), "private", filepath.Base(dir))
 	}
 	d, err := os.OpenFile(dir, os.O_RDONLY|noFollow|nonBlock|directory, 0)
 	if err != nil {

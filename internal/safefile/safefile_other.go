@@ -26,3 +26,6 @@ func checkOwnerOnly(path string, fi fs.FileInfo) error {
 	}
 	return nil
 }
+
+// systemdStateLink: there is no systemd here, so no link of its making to follow.
+func systemdStateLink(string, fs.FileInfo) bool { return false }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"syscall"
 )
 
@@ -41,4 +42,22 @@ func checkOwnerOnly(path string, fi fs.FileInfo) error {
 		return fmt.Errorf("%s: owned by uid %d, not by the agent's user (uid %d): refusing it", path, uid, me)
 	}
 	return nil
+}
+
+// systemdStateLink reports whether dir, a symlink (lfi its lstat), is the link systemd makes
+// for StateDirectory= under DynamicUser=yes: <parent>/<name> -> private/<name>, the link, the
+// parent and <parent>/private owned by root, private open to nobody else. Only root could
+// have made that, so following it hands the agent nothing a local user chose.
+func systemdStateLink(dir string, lfi fs.FileInfo) bool {
+	name := filepath.Base(dir)
+	if target, err := os.Readlink(dir); err != nil || target != "private/"+name || owner(lfi) != 0 {
+		return false
+	}
+	parent := filepath.Dir(dir)
+	pfi, err := os.Lstat(parent)
+	if err != nil || !pfi.IsDir() || owner(pfi) != 0 || pfi.Mode().Perm()&0o022 != 0 {
+		return false
+	}
+	priv, err := os.Lstat(filepath.Join(parent, "private"))
+	return err == nil && priv.IsDir() && owner(priv) == 0 && priv.Mode().Perm()&0o077 == 0
 }
