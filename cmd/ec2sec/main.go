@@ -118,15 +118,8 @@ func scan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.FailOn, "fail-on", "none", "exit 1 when a FAILED result has `SEVERITY` or higher (low, medium, high, critical, none)")
 	fs.StringVar(&c.ConfigPath, "config", "", "config `FILE` (default "+agent.DefaultConfigPath+" when it exists)")
 	fs.BoolVar(&c.Report, "report", false, "also deliver to the configured CloudWatch Logs group and Security Hub")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return agent.ExitOK
-		}
-		return agent.ExitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "ec2sec scan: unexpected argument %q\n", fs.Arg(0))
-		return agent.ExitUsage
+	if code, ok := parseArgs(fs, args, stderr); !ok {
+		return code
 	}
 	fs.Visit(func(f *flag.Flag) { c.ProcSet = c.ProcSet || f.Name == "proc" })
 	m, err := strconv.ParseUint(*outputMode, 8, 32)
@@ -149,15 +142,8 @@ func checks(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	format := fs.String("format", "table", "output `FORMAT`: table or markdown (docs/checks.md)")
 	output := fs.String("output", "", "write the catalog to `FILE` instead of stdout")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return agent.ExitOK
-		}
-		return agent.ExitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "ec2sec checks: unexpected argument %q\n", fs.Arg(0))
-		return agent.ExitUsage
+	if code, ok := parseArgs(fs, args, stderr); !ok {
+		return code
 	}
 	if *format != "table" && *format != "markdown" {
 		fmt.Fprintf(stderr, "ec2sec checks: --format %q: want table or markdown\n", *format)
@@ -189,15 +175,8 @@ func imdsWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.DurationVar(&c.Duration, "duration", 0, "watch for `D` (e.g. 10m), then print the result (default: until interrupted)")
 	fs.StringVar(&c.Format, "format", "table", "output `FORMAT`: table (live on a terminal) or json (an ec2sec/v1 document at the end)")
 	fs.StringVar(&c.ConfigPath, "config", "", "config `FILE` (default "+agent.DefaultConfigPath+" when it exists)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return agent.ExitOK
-		}
-		return agent.ExitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "ec2sec imds-watch: unexpected argument %q\n", fs.Arg(0))
-		return agent.ExitUsage
+	if code, ok := parseArgs(fs, args, stderr); !ok {
+		return code
 	}
 	return c.Run(ctx)
 }
@@ -221,15 +200,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&c.Root, "root", "/", "read the host's files under `DIR`")
 	fs.StringVar(&c.Proc, "proc", "", "procfs `DIR` (default /proc when --root is /)")
 	worker := fs.Bool("worker", false, "internal: one scan cycle or delivery for the agent, asked for on stdin")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return agent.ExitOK
-		}
-		return agent.ExitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "ec2sec run: unexpected argument %q\n", fs.Arg(0))
-		return agent.ExitUsage
+	if code, ok := parseArgs(fs, args, stderr); !ok {
+		return code
 	}
 	c.Log = slog.New(slog.NewJSONHandler(stderr, nil))
 	if *worker {
@@ -257,4 +229,20 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return agent.ExitNoScan
 	}
 	return code
+}
+
+// parseArgs parses a subcommand's flags, which take no positional arguments. When it returns
+// false the command ends with code: ExitOK for -h, ExitUsage for anything else.
+func parseArgs(fs *flag.FlagSet, args []string, stderr io.Writer) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return agent.ExitOK, false
+		}
+		return agent.ExitUsage, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return agent.ExitUsage, false
+	}
+	return 0, true
 }
