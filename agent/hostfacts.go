@@ -40,28 +40,34 @@ const maxReleaseFile = 64 << 10
 // hostFacts reads the facts of the host under root. gopsutil reads whatever paths it is
 // given with plain opens (a FIFO would block it, a link could lead it out of the root, a
 // device would never end), so it is only pointed at trees that cannot do that:
-//   - the distribution: for root "/" the host's own /etc (root-owned); for any other root a
-//     private copy of the release files, each read through fsys (regular files only, links
-//     resolved inside the root, bounded), handed to gopsutil as HOST_ETC in its context
-//     environment (never the process environment, which the probes and the SDK share);
+//   - the distribution: a private copy of the release files under /etc of root (also for "/"),
+//     each read through fsys (regular files only, links resolved inside the root, bounded),
+//     made in tmp (the state dir, the one place a confined worker may write; "" for the
+//     system's temp dir) and handed to gopsutil as HOST_ETC in its context environment (never
+//     the process environment, which the probes and the SDK share). The copy always holds an
+//     lsb-release, empty when root has none: without one gopsutil runs /usr/bin/lsb_release,
+//     which is the agent's host's program even for an image (the wrong distribution), a
+//     process the agent must not start, and most of a scan's wall time;
 //   - the kernel, architecture, boot time and virtualization only for a live host whose proc
 //     is a mounted procfs (HOST_PROC); an offline image or a procfs fixture leaves them "".
-func hostFacts(ctx context.Context, fsys *hostfs.FS, root string, proc procfs.FS, live bool) Facts {
-	env := common.EnvMap{}
-	if filepath.Clean(root) != "/" {
-		dir, err := os.MkdirTemp("", "ec2sec-etc-")
-		if err != nil {
-			return Facts{}
-		}
-		defer os.RemoveAll(dir)
-		for _, name := range releaseFiles {
-			data, _, err := fsys.ReadFile("/etc/"+name, maxReleaseFile)
-			if err == nil {
-				os.WriteFile(filepath.Join(dir, name), data, 0o600)
-			}
-		}
-		env[common.HostEtcEnvKey] = dir
+func hostFacts(ctx context.Context, fsys *hostfs.FS, root, tmp string, proc procfs.FS, live bool) Facts {
+	dir, err := os.MkdirTemp(tmp, "ec2sec-etc-")
+	if err != nil {
+		return Facts{}
 	}
+	defer os.RemoveAll(dir)
+	for _, name := range releaseFiles {
+		data, _, err := fsys.ReadFile("/etc/"+name, maxReleaseFile)
+		if err == nil {
+			os.WriteFile(filepath.Join(dir, name), data, 0o600)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "lsb-release")); err != nil {
+		if os.WriteFile(filepath.Join(dir, "lsb-release"), nil, 0o600) != nil {
+			return Facts{} // better no facts than a process started
+		}
+	}
+	env := common.EnvMap{common.HostEtcEnvKey: dir}
 	kernel := live && proc.Dir != "" && proc.Kernel()
 	if kernel {
 		env[common.HostProcEnvKey] = proc.Dir
@@ -96,4 +102,13 @@ func hostFacts(ctx context.Context, fsys *hostfs.FS, root string, proc procfs.FS
 		}
 	}
 	return f
+}
+
+// factsTmp is where hostFacts makes its copy: the state dir when it exists (a confined worker
+// may write nowhere else), else the system's temp dir ("").
+func factsTmp(stateDir string) string {
+	if fi, err := os.Stat(stateDir); stateDir != "" && err == nil && fi.IsDir() {
+		return stateDir
+	}
+	return ""
 }

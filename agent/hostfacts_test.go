@@ -26,7 +26,7 @@ func TestHostFactsOfImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fsys.Close()
-	f := hostFacts(context.Background(), fsys, root, procfs.New(""), false)
+	f := hostFacts(context.Background(), fsys, root, "", procfs.New(""), false)
 	if f.Platform != "amazon" || f.PlatformVersion != "2023" || f.OS != "linux" {
 		t.Errorf("image facts %+v, want amazon 2023 on linux", f)
 	}
@@ -48,12 +48,12 @@ func TestHostFactsLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fsys.Close()
-	f := hostFacts(context.Background(), fsys, "/", procfs.New("/proc"), true)
+	f := hostFacts(context.Background(), fsys, "/", "", procfs.New("/proc"), true)
 	if f.OS != "linux" || f.KernelVersion == "" || f.Arch == "" || f.BootTime.IsZero() || f.BootTime.After(time.Now()) {
 		t.Errorf("live facts %+v", f)
 	}
 	// A procfs fixture is not the kernel's: no kernel facts from it.
-	if g := hostFacts(context.Background(), fsys, "/", procfs.New(t.TempDir()), true); g.KernelVersion != "" || !g.BootTime.IsZero() {
+	if g := hostFacts(context.Background(), fsys, "/", "", procfs.New(t.TempDir()), true); g.KernelVersion != "" || !g.BootTime.IsZero() {
 		t.Errorf("kernel facts from a fixture procfs: %+v", g)
 	}
 }

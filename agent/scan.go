@@ -215,7 +215,7 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 		}
 		ec2 = ec2Factory(idOpts, id)
 		// The OS facts are read here too, while the detector is built, off the probes' path.
-		facts = hostFacts(idCtx, fsys, idOpts.Root, procfs.New(idOpts.Proc), !idOpts.Offline)
+		facts = hostFacts(idCtx, fsys, idOpts.Root, factsTmp(idOpts.Config.StateDir), procfs.New(idOpts.Proc), !idOpts.Offline)
 		idOpts.Log.Debug("identity", "instance_id", id.InstanceID, "region", id.Region, "reason", id.Reason)
 	}()
 
