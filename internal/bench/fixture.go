@@ -31,13 +31,21 @@ type Fixture struct {
 	Planted map[string]int
 }
 
-// Size says how large a fixture to build.
-type Size struct{ Users, Processes int }
+// Size says how large a fixture to build, and which host it is.
+type Size struct {
+	Users, Processes int
+	// NoPublicSSH makes a host whose sshd listens on loopback only, beside a public nginx,
+	// and whose processes hold a few sockets and files each: the sshd probe cannot settle on
+	// sshd's own sockets and walks every process's file descriptors, a scan's worst case.
+	NoPublicSSH bool
+}
 
 // Full is the benchmark fixture's size; Small is for tests that only need every code path.
+// FullNoPublicSSH is Full on a host with no public sshd.
 var (
-	Full  = Size{Users: Users, Processes: Processes}
-	Small = Size{Users: 5, Processes: 20}
+	Full            = Size{Users: Users, Processes: Processes}
+	Small           = Size{Users: 5, Processes: 20}
+	FullNoPublicSSH = Size{Users: Users, Processes: Processes, NoPublicSSH: true}
 )
 
 type gen struct {
@@ -252,7 +260,8 @@ func (g *gen) userData() {
 }
 
 // processes writes a procfs tree of 2,000 processes with status, comm, cmdline, an exe link
-// and a 1-3 KB environment; one in 250 holds an AWS key pair. sshd listens on port 22.
+// and a 1-3 KB environment; one in 250 holds an AWS key pair. sshd listens on port 22
+// (on 127.0.0.1 only, beside nginx on port 80, with NoPublicSSH).
 func (g *gen) processes() {
 	write := func(rel string, content string) {
 		if g.err != nil {
@@ -265,9 +274,17 @@ func (g *gen) processes() {
 		}
 		g.err = os.WriteFile(p, []byte(content), 0o644)
 	}
-	const sshdInode = 424242
-	write("net/tcp", "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"+
-		fmt.Sprintf("   0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 %d 1 0000000000000000 100 0 0 10 0\n", sshdInode))
+	const sshdInode, nginxInode = 424242, 434343
+	listen := func(sl int, addr string, inode int) string {
+		return fmt.Sprintf("  %2d: %s 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 %d 1 0000000000000000 100 0 0 10 0\n", sl, addr, inode)
+	}
+	tcp := "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+	if g.size.NoPublicSSH {
+		tcp += listen(0, "0100007F:0016", sshdInode) + listen(1, "00000000:0050", nginxInode) // 127.0.0.1:22, 0.0.0.0:80
+	} else {
+		tcp += listen(0, "00000000:0016", sshdInode) // 0.0.0.0:22
+	}
+	write("net/tcp", tcp)
 	write("net/tcp6", "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n")
 	write("cmdline", "BOOT_IMAGE=/vmlinuz root=/dev/nvme0n1p1 ro console=tty1 nvme_core.io_timeout=4294967295\n")
 	progs := []struct{ comm, exe string }{
@@ -302,12 +319,23 @@ func (g *gen) processes() {
 		write(d+"environ", env.String())
 		g.symlink(pr.exe, filepath.Join(g.proc, d+"exe"))
 		fd := filepath.Join(g.proc, d+"fd")
-		if pr.comm == "sshd" {
+		switch {
+		case pr.comm == "sshd":
 			g.symlink(fmt.Sprintf("socket:[%d]", sshdInode), filepath.Join(fd, "3"))
-		} else if g.err == nil {
+		case g.size.NoPublicSSH && pr.comm == "nginx":
+			g.symlink(fmt.Sprintf("socket:[%d]", nginxInode), filepath.Join(fd, "3"))
+		case g.err == nil:
 			g.err = os.MkdirAll(fd, 0o755)
 		}
 		g.symlink("/dev/null", filepath.Join(fd, "0"))
+		if g.size.NoPublicSSH {
+			// What a service holds: its log, a pipe, connections (sockets not in net/tcp).
+			g.symlink("/var/log/"+pr.comm+".log", filepath.Join(fd, "1"))
+			g.symlink(fmt.Sprintf("pipe:[%d]", 600000+n), filepath.Join(fd, "2"))
+			for k := range 2 + n%5 {
+				g.symlink(fmt.Sprintf("socket:[%d]", 700000+8*n+k), filepath.Join(fd, strconv.Itoa(4+k)))
+			}
+		}
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 func main() {
 	out := flag.String("out", "", "write the fixture into `DIR` (must not exist)")
+	noSSH := flag.Bool("no-public-ssh", false, "a host whose sshd listens on loopback only (the scan walks every process's sockets)")
 	flag.Parse()
 	if *out == "" {
 		fmt.Fprintln(os.Stderr, "usage: benchfix -out DIR")
@@ -21,7 +22,11 @@ func main() {
 		fmt.Fprintf(os.Stderr, "benchfix: %s exists\n", *out)
 		os.Exit(2)
 	}
-	f, err := bench.Build(*out)
+	size := bench.Full
+	if *noSSH {
+		size = bench.FullNoPublicSSH
+	}
+	f, err := bench.BuildSize(*out, size)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "benchfix: %v\n", err)
 		os.Exit(1)
