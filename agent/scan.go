@@ -82,7 +82,38 @@ func scanTarget(root, proc string, procSet bool) (string, string, bool) {
 // Scan runs the selected probes once, concurrently, and returns their results. It fails only
 // when it cannot run at all (bad root, unknown probe); a probe that fails, times out or panics
 // yields NOT_AVAILABLE results instead.
+//
+// The steps: defaults, the root and procfs, the probes; who the host is (IMDS) and its OS
+// facts, asked in the background while the secret detector is prepared; every probe at once,
+// IdentityFree ones with at most identityHeadStart of waiting for IMDS; the report.
 func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
+	o.setDefaults()
+	fsys, err := openTarget(o)
+	if err != nil {
+		return nil, err
+	}
+	defer fsys.Close() // probes abandoned at their deadline go on by the walk
+	selected, err := selectProbes(o)
+	if err != nil {
+		return nil, err
+	}
+
+	start := o.Now()
+	idCtx, idCancel := context.WithCancel(ctx)
+	defer idCancel()
+	host := learnHost(idCtx, o, fsys) // a copy of o: prepareSecrets below fills in o
+	if err := prepareSecrets(&o, selected); err != nil {
+		idCancel()
+		<-host.ready
+		return nil, err
+	}
+	results, runs := runProbes(ctx, o, fsys, selected, host)
+	return assembleReport(o, start, host, results, runs), nil
+}
+
+// setDefaults fills in what the caller left zero (see ScanOptions). An offline scan gets a
+// dialer that refuses every address.
+func (o *ScanOptions) setDefaults() {
 	if o.Root == "" {
 		o.Root = "/"
 	}
@@ -116,6 +147,11 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 	if o.Getenv == nil {
 		o.Getenv = os.Getenv
 	}
+}
+
+// openTarget opens the root to scan, and checks that the procfs, if one was given, is a
+// directory.
+func openTarget(o ScanOptions) (*hostfs.FS, error) {
 	newFS := hostfs.New
 	if o.portableFS {
 		newFS = hostfs.NewPortable
@@ -124,17 +160,24 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer fsys.Close() // probes abandoned at their deadline go on by the walk
 	if o.Proc != "" {
 		if fi, err := os.Stat(o.Proc); err != nil || !fi.IsDir() {
+			fsys.Close()
 			return nil, fmt.Errorf("procfs %s: not a directory", o.Proc)
 		}
 	}
-	if o.Available == nil {
-		o.Available = probes.All()
+	return fsys, nil
+}
+
+// selectProbes returns the probes named in o.Probes, or when none is named every available
+// probe the config does not disable.
+func selectProbes(o ScanOptions) ([]probes.Probe, error) {
+	avail := o.Available
+	if avail == nil {
+		avail = probes.All()
 	}
 	names := o.Probes
-	selected, err := probes.Select(o.Available, names)
+	selected, err := probes.Select(avail, names)
 	if err != nil {
 		return nil, err
 	}
@@ -143,42 +186,65 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 			return slices.Contains(o.Config.Probes.Disable, p.Name())
 		})
 	}
+	return selected, nil
+}
 
-	// Who the host is comes from IMDS: a round trip on EC2, up to the IMDS timeout off it.
-	// It is asked while the secret detector is built. Probes that never read it
-	// (IdentityFree) start without it when it is slow; the others wait for the answer.
-	start := o.Now()
-	idCtx, idCancel := context.WithCancel(ctx)
-	defer idCancel()
-	idReady := make(chan struct{})
-	var (
-		id    metadata.Identity
-		facts Facts
-		ec2   func(context.Context) (probes.EC2API, error)
-	)
-	idOpts := o // a copy: prepareSecrets below fills in o
+// hostInfo is who the host is and what it runs, learned in the background while the scan
+// prepares. Its other fields are set once ready is closed, and never after.
+type hostInfo struct {
+	ready chan struct{}
+	id    metadata.Identity
+	facts Facts
+	ec2   func(context.Context) (probes.EC2API, error)
+}
+
+// learnHost asks, in the background, who the host is and reads its OS facts. Who the host
+// is comes from IMDS: a round trip on EC2, up to the IMDS timeout off it. It is asked while
+// the secret detector is built. Probes that never read it (IdentityFree) start without it
+// when it is slow; the others wait for the answer (hostInfo.await).
+func learnHost(ctx context.Context, o ScanOptions, fsys *hostfs.FS) *hostInfo {
+	h := &hostInfo{ready: make(chan struct{})}
 	go func() {
-		defer close(idReady)
-		if idOpts.Offline {
-			id = metadata.Identity{Reason: OfflineReason}
+		defer close(h.ready)
+		if o.Offline {
+			h.id = metadata.Identity{Reason: OfflineReason}
 		} else {
-			id = idOpts.IMDS.Identity(idCtx)
+			h.id = o.IMDS.Identity(ctx)
 		}
-		if id.Hostname == "" {
-			id.Hostname = localHostname(fsys, idOpts.Root)
+		if h.id.Hostname == "" {
+			h.id.Hostname = localHostname(fsys, o.Root)
 		}
-		ec2 = ec2Factory(idOpts, id)
+		h.ec2 = ec2Factory(o, h.id)
 		// The OS facts are read here too, while the detector is built, off the probes' path.
-		facts = hostFacts(idCtx, fsys, idOpts.Root, factsTmp(idOpts.Config.StateDir), procfs.New(idOpts.Proc), !idOpts.Offline)
-		idOpts.Log.Debug("identity", "instance_id", id.InstanceID, "region", id.Region, "reason", id.Reason)
+		h.facts = hostFacts(ctx, fsys, o.Root, factsTmp(o.Config.StateDir), procfs.New(o.Proc), !o.Offline)
+		o.Log.Debug("identity", "instance_id", h.id.InstanceID, "region", h.id.Region, "reason", h.id.Reason)
 	}()
+	return h
+}
 
-	if err := prepareSecrets(&o, selected); err != nil {
-		idCancel()
-		<-idReady
-		return nil, err
+// await holds a probe until the host is known and hands it the identity and the EC2 API.
+// An IdentityFree probe (free) waits at most identityHeadStart and is handed nothing.
+func (h *hostInfo) await(env *probes.Env, free bool) {
+	if free {
+		// On EC2, IMDS answers within a few milliseconds: let it, so its round trips
+		// do not queue behind host probes that keep every CPU busy (Go's scheduler
+		// would look at the network only every 10 ms). Off EC2 it may not answer
+		// before its timeout, and these probes need nothing from it.
+		t := time.NewTimer(identityHeadStart)
+		select {
+		case <-h.ready:
+		case <-t.C:
+		}
+		t.Stop()
+		return
 	}
+	<-h.ready
+	env.Identity, env.EC2 = h.id, h.ec2
+}
 
+// runProbes runs every selected probe at once, each under its own deadline, and returns
+// their results (finished with the host's identity) and how each ran, in selection order.
+func runProbes(ctx context.Context, o ScanOptions, fsys *hostfs.FS, selected []probes.Probe, host *hostInfo) ([][]probes.Result, []ProbeRun) {
 	timeout := o.Config.ProbeTimeout.Duration
 	if timeout <= 0 {
 		timeout = DefaultConfig().ProbeTimeout.Duration
@@ -191,55 +257,52 @@ func Scan(ctx context.Context, o ScanOptions) (*Report, error) {
 	results := make([][]probes.Result, len(selected))
 	var wg sync.WaitGroup
 	for i, p := range selected {
-		env := &probes.Env{
-			Root: o.Root, FS: fsys, Proc: o.Proc, Procs: procs,
-			IMDS: o.IMDS, Offline: o.Offline,
-			Identity: metadata.Identity{Reason: "the scan had not heard from IMDS yet (a probe marked IdentityFree read the identity)"},
-			Now:      o.Now, Log: o.Log.With("probe", p.Name()),
-			Dial: o.Dial, Resolver: o.Resolver,
-			DialTimeout: 2 * time.Second, HTTPTimeout: o.IMDS.Timeout(),
-			Getenv:  o.Getenv,
-			Secrets: o.Secrets, FingerprintKey: o.FingerprintKey,
-			IMDSWatch: o.IMDSWatch,
-		}
+		env := probeEnv(o, fsys, procs, p)
 		free, _ := p.(IdentityFree)
 		early := free != nil && free.IdentityFree()
 		wg.Go(func() {
-			if early {
-				// On EC2, IMDS answers within a few milliseconds: let it, so its round trips
-				// do not queue behind host probes that keep every CPU busy (Go's scheduler
-				// would look at the network only every 10 ms). Off EC2 it may not answer
-				// before its timeout, and these probes need nothing from it.
-				t := time.NewTimer(identityHeadStart)
-				select {
-				case <-idReady:
-				case <-t.C:
-				}
-				t.Stop()
-			} else {
-				<-idReady
-				env.Identity, env.EC2 = id, ec2
-			}
+			host.await(env, early)
 			rs, run := runProbe(ctx, p, env, timeout)
-			<-idReady
-			results[i], runs[i] = finish(p, rs, run, id), run
+			<-host.ready
+			results[i], runs[i] = finish(p, rs, run, host.id), run
 		})
 	}
 	wg.Wait()
+	return results, runs
+}
 
+// probeEnv is what probe p is handed; the identity and the EC2 API are added when the host
+// is known (hostInfo.await).
+func probeEnv(o ScanOptions, fsys *hostfs.FS, procs *procfs.Table, p probes.Probe) *probes.Env {
+	return &probes.Env{
+		Root: o.Root, FS: fsys, Proc: o.Proc, Procs: procs,
+		IMDS: o.IMDS, Offline: o.Offline,
+		Identity: metadata.Identity{Reason: "the scan had not heard from IMDS yet (a probe marked IdentityFree read the identity)"},
+		Now:      o.Now, Log: o.Log.With("probe", p.Name()),
+		Dial: o.Dial, Resolver: o.Resolver,
+		DialTimeout: 2 * time.Second, HTTPTimeout: o.IMDS.Timeout(),
+		Getenv:  o.Getenv,
+		Secrets: o.Secrets, FingerprintKey: o.FingerprintKey,
+		IMDSWatch: o.IMDSWatch,
+	}
+}
+
+// assembleReport correlates the probes' results across probes, counts them and dates the
+// report. Call it once every probe is done (and so the host is known).
+func assembleReport(o ScanOptions, start time.Time, host *hostInfo, results [][]probes.Result, runs []ProbeRun) *Report {
 	r := &Report{
 		Schema:    Schema,
 		ScannedAt: start.UTC().Truncate(time.Second),
-		Host:      hostOf(id, facts),
+		Host:      hostOf(host.id, host.facts),
 		Results:   probes.Correlate(slices.Concat(results...)),
 		Probes:    runs,
-		identity:  id,
+		identity:  host.id,
 	}
 	for _, res := range r.Results {
 		r.Summary.count(res.Status)
 	}
 	r.Summary.DurationMS = o.Now().Sub(start).Milliseconds()
-	return r, nil
+	return r
 }
 
 // identityHeadStart is how long IdentityFree probes wait for IMDS to say who the host is
