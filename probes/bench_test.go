@@ -4,7 +4,6 @@ package probes
 
 import (
 	"context"
-	"log/slog"
 	"net"
 	"os"
 	"testing"
@@ -12,29 +11,19 @@ import (
 
 	"github.com/ec2sec/ec2sec/internal/bench"
 	"github.com/ec2sec/ec2sec/internal/fakeimds"
-	"github.com/ec2sec/ec2sec/probes/hostfs"
-	"github.com/ec2sec/ec2sec/probes/metadata"
 )
 
 // benchEnv is the Env a scan gives each probe, over the large fixture, with IMDS a fake on
-// loopback that answers as an instance does (IMDSv2 required, hop limit 1).
+// loopback that answers as an instance does (IMDSv2 required, hop limit 1). The clock, the
+// resolver and the environment are the agent's own, as in a scan.
 func benchEnv(b *testing.B, f *bench.Fixture) *Env {
 	b.Helper()
 	imds := fakeimds.New(b)
-	fsys, err := hostfs.New(f.Root)
-	if err != nil {
-		b.Fatal(err)
-	}
-	c := metadata.New(metadata.Options{Endpoint: imds.URL, Timeout: time.Second})
-	d := &net.Dialer{}
-	return &Env{
-		Root: f.Root, FS: fsys, Proc: f.Proc, IMDS: c, Identity: c.Identity(context.Background()),
-		Now: time.Now, Log: slog.New(slog.DiscardHandler),
-		Dial: d.DialContext, Resolver: &net.Resolver{},
-		DialTimeout: time.Second, HTTPTimeout: time.Second,
-		Getenv:  os.Getenv,
-		Secrets: testDetector(b), FingerprintKey: []byte("bench-key"),
-	}
+	env := testEnv(b, onRoot(f.Root), withProc(f.Proc), withIMDS(imds.URL), withSecrets())
+	env.Now, env.Resolver, env.Getenv = time.Now, &net.Resolver{}, os.Getenv
+	env.DialTimeout = time.Second
+	env.FingerprintKey = []byte("bench-key")
+	return env
 }
 
 // BenchmarkProbe runs each probe once per iteration over the large fixture. The imds

@@ -54,7 +54,7 @@ func TestSerialConsoleLogin(t *testing.T) {
 			if c.procs != nil {
 				proc = procfstest.Build(t, t.TempDir(), c.procs, map[string]string{"cmdline": c.cmdline})
 			}
-			rs, err := ConsoleProbe{}.Run(context.Background(), mgmtEnv(t, mgmtRoot(t, c.files), proc))
+			rs, err := ConsoleProbe{}.Run(context.Background(), testEnv(t, onRoot(fixtureRoot(t, c.files)), withProc(proc)))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -63,7 +63,7 @@ func TestCredentialsFiles(t *testing.T) {
 		{path: "/etc/systemd/system/app.service", content: "[Service]\nEnvironmentFile=-/opt/app/app.env\nEnvironment=API_TOKEN=" + apiToken + "\nExecStart=/opt/app/bin/app\n"},
 		{path: "/opt/app/app.env", content: "AWS_ACCESS_KEY_ID=" + unitID + "\nAWS_SECRET_ACCESS_KEY=" + unitSecret + "\n", mode: 0o600},
 	})
-	env := secretsEnv(t, root, "", testenv.Closed)
+	env := testEnv(t, onRoot(root), withSecrets())
 	rs, err := CredentialsProbe{}.Run(context.Background(), env)
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +135,7 @@ func TestCredentialsProcessEnv(t *testing.T) {
 	os.Symlink("/usr/bin/app", filepath.Join(proc, "200", "exe"))
 	root := t.TempDir()
 	buildTree(t, root, []entry{{path: "/etc/passwd", content: passwdFixture}})
-	env := secretsEnv(t, root, proc, testenv.Closed)
+	env := testEnv(t, onRoot(root), withProc(proc), withSecrets())
 	rs, err := CredentialsProbe{}.Run(context.Background(), env)
 	if err != nil {
 		t.Fatal(err)
@@ -185,7 +185,7 @@ func BenchmarkSecretProbes(b *testing.B) {
 		os.MkdirAll(d, 0o755)
 		os.WriteFile(filepath.Join(d, "environ"), []byte("HOME=/root\x00PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin\x00LANG=C.UTF-8\x00INVOCATION_ID=0123456789abcdef0123456789abcdef\x00"), 0o400)
 	}
-	env := secretsEnv(b, root, proc, testenv.Closed)
+	env := testEnv(b, onRoot(root), withProc(proc), withSecrets())
 	b.ResetTimer()
 	for b.Loop() {
 		if _, err := (CredentialsProbe{}).Run(context.Background(), env); err != nil {
@@ -212,7 +212,7 @@ func TestCredentialsReadersAgree(t *testing.T) {
 	}
 	entries = append(entries, entry{path: "/etc/profile.d/z.sh", link: "a00.sh"})
 	buildTree(t, root, entries)
-	env := secretsEnv(t, root, "", testenv.Closed)
+	env := testEnv(t, onRoot(root), withSecrets())
 	var first string
 	for run := range 20 {
 		rs, err := CredentialsProbe{}.Run(context.Background(), env)
@@ -260,7 +260,7 @@ func TestCredentialsProcessesShared(t *testing.T) {
 	}
 	root := t.TempDir()
 	buildTree(t, root, []entry{{path: "/etc/passwd", content: passwdFixture}})
-	env := secretsEnv(t, root, proc, testenv.Closed)
+	env := testEnv(t, onRoot(root), withProc(proc), withSecrets())
 	for range 10 {
 		rs, err := CredentialsProbe{}.Run(context.Background(), env)
 		if err != nil {
@@ -282,7 +282,7 @@ func TestCredentialsProcessesShared(t *testing.T) {
 		t.Errorf("cancelled: %+v", pe)
 	}
 	// A procfs without processes is read, and found clean.
-	env = secretsEnv(t, root, t.TempDir(), testenv.Closed)
+	env = testEnv(t, onRoot(root), withProc(t.TempDir()), withSecrets())
 	rs, _ = CredentialsProbe{}.Run(context.Background(), env)
 	if pe := byCheck(rs, "cred-process-env"); len(pe) != 1 || pe[0].Status != Passed || !strings.Contains(pe[0].Reason, "of 0 processes") {
 		t.Errorf("no process: %+v", pe)
@@ -302,7 +302,7 @@ func TestCredentialsIdiomsInHostFiles(t *testing.T) {
 		{path: "/etc/systemd/system/seed.service", content: "[Service]\nType=oneshot\nExecStart=/usr/bin/mysql -e \"CREATE USER 'app'@'%' IDENTIFIED BY '" + pw() + "';\"\n"},
 		{path: "/home/alice/.aws/config", content: "[default]\nregion = eu-west-1\n[profile ec2]\nrole_arn = arn:aws:iam::123456789012:role/app\ncredential_source = Ec2InstanceMetadata\n", mode: 0o600, uid: 1000},
 	})
-	rs, err := CredentialsProbe{}.Run(context.Background(), secretsEnv(t, root, "", testenv.Closed))
+	rs, err := CredentialsProbe{}.Run(context.Background(), testEnv(t, onRoot(root), withSecrets()))
 	if err != nil {
 		t.Fatal(err)
 	}

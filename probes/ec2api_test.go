@@ -33,12 +33,12 @@ const ec2Listeners = `  sl  local_address rem_address   st tx_queue rx_queue tr 
 // the EC2 API at endpoint.
 func ec2Env(t *testing.T, s fakeec2.Seeded, endpoint string) *Env {
 	t.Helper()
-	root := mgmtRoot(t, map[string]string{"etc/ssh/sshd_config": "Port 22\nPort 2222\nPort 2022\n"})
+	root := fixtureRoot(t, map[string]string{"etc/ssh/sshd_config": "Port 22\nPort 2222\nPort 2022\n"})
 	proc := procfstest.Build(t, t.TempDir(), []procfstest.Proc{
 		{PID: 812, Comm: "sshd", Exe: "/usr/sbin/sshd", Sockets: []uint64{1001, 1002, 1003}},
 		{PID: 900, Comm: "mysqld", Exe: "/usr/sbin/mysqld", Sockets: []uint64{1004}},
 	}, map[string]string{"net/tcp": ec2Listeners, "net/tcp6": ""})
-	env := mgmtEnv(t, root, proc)
+	env := testEnv(t, onRoot(root), withProc(proc))
 	env.Identity = metadata.Identity{
 		InstanceID: s.InstanceID, AccountID: fakeec2.Account, Region: fakeec2.Region,
 		Partition: "aws", Domain: "amazonaws.com", AMIID: s.ImageID, Reachable: true,
@@ -243,7 +243,7 @@ func TestEC2APIAccessDenied(t *testing.T) {
 }
 
 func TestEC2APIOffWithoutCredentialsOrInstance(t *testing.T) {
-	env := mgmtEnv(t, t.TempDir(), "")
+	env := testEnv(t)
 	env.Identity = metadata.Identity{InstanceID: "i-0123456789abcdef0", AccountID: "123456789012", Region: "us-east-1", Partition: "aws"}
 	env.EC2 = func(context.Context) (EC2API, error) { return nil, ErrNoAWSCredentials }
 	if _, err := (EC2APIProbe{}).Run(context.Background(), env); !errors.Is(err, ErrNoAWSCredentials) || err.Error() != "no AWS credentials found; the probe is off" {

@@ -2,4 +2,4 @@ package probes
 
 import "syscall"
 
-func mgmtMkfifo(p string) error { return syscall.Mkfifo(p, 0o644) }
+func mkfifo(p string) error { return syscall.Mkfifo(p, 0o644) }

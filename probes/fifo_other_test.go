@@ -4,4 +4,4 @@ package probes
 
 import "errors"
 
-func mgmtMkfifo(string) error { return errors.New("no FIFOs on this platform") }
+func mkfifo(string) error { return errors.New("no FIFOs on this platform") }

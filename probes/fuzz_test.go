@@ -6,16 +6,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
-
-	"github.com/ec2sec/ec2sec/probes/hostfs"
-	"github.com/ec2sec/ec2sec/probes/secrets"
 )
 
 // Fuzz targets for the probes' own small parsers and for the credentials probe end to end
@@ -101,11 +96,6 @@ func FuzzPortOf(f *testing.F) {
 	})
 }
 
-var (
-	fuzzSecretsOnce sync.Once
-	fuzzSecrets     *secrets.Detector
-)
-
 // FuzzCredentialsFile runs the credentials probe over a host whose ~/.aws/credentials,
 // /etc/environment and systemd unit are fuzz input, with a real key pair planted at the
 // markers {ID} and {SECRET}: it never fails, and no result holds the secret key.
@@ -127,13 +117,8 @@ func FuzzCredentialsFile(f *testing.F) {
 		}
 	}
 	os.WriteFile(filepath.Join(root, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\n"), 0o644)
-	fsys, err := hostfs.New(root)
-	if err != nil {
-		f.Fatal(err)
-	}
 	const id, secret = "AKIAZ7QW3ER4TY5UI6OP", "q8Hf2kLm9Zx4Vb7Nc1Rt6Yw3Pj5Ds0Ga+Ke/Ui8O"
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fuzzSecretsOnce.Do(func() { fuzzSecrets, _ = secrets.New() })
 		b = bytes.ReplaceAll(b, []byte("{ID}"), []byte(id))
 		b = bytes.ReplaceAll(b, []byte("{SECRET}"), []byte(secret))
 		for _, p := range []string{"home/alice/.aws/credentials", "etc/environment", "etc/systemd/system/app.service"} {
@@ -141,8 +126,7 @@ func FuzzCredentialsFile(f *testing.F) {
 				t.Fatal(err)
 			}
 		}
-		env := &Env{Root: root, FS: fsys, Secrets: fuzzSecrets, FingerprintKey: []byte("k"), Log: slog.New(slog.DiscardHandler)}
-		rs, err := CredentialsProbe{}.Run(context.Background(), env)
+		rs, err := CredentialsProbe{}.Run(context.Background(), testEnv(t, onRoot(root), withSecrets()))
 		if err != nil {
 			t.Fatal(err)
 		}

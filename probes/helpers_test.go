@@ -1,28 +1,16 @@
 package probes
 
 import (
-	"context"
 	"encoding/json"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/ec2sec/ec2sec/internal/testenv"
-	"github.com/ec2sec/ec2sec/probes/hostfs"
-	"github.com/ec2sec/ec2sec/probes/metadata"
 )
 
-// mgmtNow is the fixed clock of the management-access probe tests; log fixtures are dated
-// relative to it.
-var mgmtNow = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
-
-// mgmtRoot writes a host tree: path -> content; a content starting with "->" makes a
+// fixtureRoot writes a host tree: path -> content; a content starting with "->" makes a
 // symlink to the rest instead (git keeps no symlinks, so they are made here).
-func mgmtRoot(t *testing.T, files map[string]string) string {
+func fixtureRoot(t *testing.T, files map[string]string) string {
 	t.Helper()
 	root := t.TempDir()
 	for name, content := range files {
@@ -51,28 +39,6 @@ func testdataFile(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-// mgmtEnv is an Env on a fixture root and procfs ("" for none) that can reach nothing but
-// loopback: IMDS at a closed port, no environment overrides, DNS that fails locally.
-func mgmtEnv(t *testing.T, root, proc string) *Env {
-	t.Helper()
-	fsys, err := hostfs.New(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &Env{
-		Root: root, FS: fsys, Proc: proc,
-		IMDS: metadata.New(metadata.Options{Endpoint: testenv.Closed, Getenv: func(string) string { return "" }}),
-		Now:  func() time.Time { return mgmtNow },
-		Log:  slog.New(slog.DiscardHandler),
-		Dial: (&net.Dialer{}).DialContext,
-		Resolver: &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return nil, &net.OpError{Op: "dial", Net: "udp", Err: os.ErrClosed}
-		}},
-		DialTimeout: 2 * time.Second, HTTPTimeout: time.Second,
-		Getenv: func(string) string { return "" },
-	}
 }
 
 // byCheck returns the results of one check.

@@ -86,7 +86,7 @@ func TestSymlinkSwapRace(t *testing.T) {
 	)
 	aws := filepath.Join(root, "home/eve/.aws")
 	os.Lchown(filepath.Join(aws, "swap"), eveUID, eveUID)
-	env := secretsEnv(t, root, "", testenv.Closed)
+	env := testEnv(t, onRoot(root), withSecrets())
 
 	var stop atomic.Bool
 	var swaps atomic.Int64
@@ -143,7 +143,7 @@ func TestHardLinkToAnotherUsersFile(t *testing.T) {
 	if err := os.Link(filepath.Join(root, "root/.aws/credentials"), filepath.Join(root, "home/eve/.aws/credentials")); err != nil {
 		t.Fatal(err)
 	}
-	rs, err := CredentialsProbe{}.Run(context.Background(), secretsEnv(t, root, "", testenv.Closed))
+	rs, err := CredentialsProbe{}.Run(context.Background(), testEnv(t, onRoot(root), withSecrets()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestFindingsBounded(t *testing.T) {
 		{path: "/home/b/.zsh_history", content: strings.ReplaceAll(h.String(), "password=", "export DB_PASSWORD="), mode: 0o600},
 		{path: "/etc/profile.d/dense.sh", content: d.String()},
 	})
-	rs, err := CredentialsProbe{}.Run(context.Background(), secretsEnv(t, root, "", testenv.Closed))
+	rs, err := CredentialsProbe{}.Run(context.Background(), testEnv(t, onRoot(root), withSecrets()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +256,7 @@ func TestDeadlineCostsOnlyUnreadFiles(t *testing.T) {
 	})
 	ctx := &errAfter{Context: context.Background()}
 	ctx.n.Store(1)
-	rs, err := CredentialsProbe{}.Run(ctx, secretsEnv(t, root, "", testenv.Closed))
+	rs, err := CredentialsProbe{}.Run(ctx, testEnv(t, onRoot(root), withSecrets()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +299,7 @@ func TestNoSilentPassAtLimits(t *testing.T) {
 		}
 		es = append(es, entry{path: "/etc/profile.d/z.sh", content: line})
 		buildTree(t, root, es)
-		rs, err := CredentialsProbe{}.Run(context.Background(), secretsEnv(t, root, "", testenv.Closed))
+		rs, err := CredentialsProbe{}.Run(context.Background(), testEnv(t, onRoot(root), withSecrets()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -315,7 +315,7 @@ func TestNoSilentPassAtLimits(t *testing.T) {
 		}
 		passwd.WriteString("last:x:1000:1000::/home/last:/bin/sh\n")
 		buildTree(t, root, []entry{{path: "/etc/passwd", content: passwd.String()}, {path: "/home/last/.bashrc", content: line}})
-		rs, err := CredentialsProbe{}.Run(context.Background(), secretsEnv(t, root, "", testenv.Closed))
+		rs, err := CredentialsProbe{}.Run(context.Background(), testEnv(t, onRoot(root), withSecrets()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -327,7 +327,7 @@ func TestNoSilentPassAtLimits(t *testing.T) {
 		root := t.TempDir()
 		es := []entry{{path: "/var/lib/cloud/instances/i-0abc[1]/user-data.txt", content: "#!/bin/sh\n" + line}}
 		buildTree(t, root, es)
-		env := secretsEnv(t, root, "", testenv.Closed)
+		env := testEnv(t, onRoot(root), withSecrets())
 		rs := cachedUserData(context.Background(), env)
 		if r := one(t, rs, "userdata-cached-secret"); r.Status != Failed || r.Resource != "/var/lib/cloud/instances/i-0abc[1]/user-data.txt" {
 			t.Errorf("instance dir i-0abc[1]: %s %s: %s", r.Status, r.Resource, r.Reason)
@@ -354,7 +354,7 @@ func TestCachedUserDataBounded(t *testing.T) {
 		b.WriteString("export DB_PASSWORD=" + testenv.RandString(t, 16, testenv.Alnum) + "\n")
 	}
 	buildTree(t, root, []entry{{path: "/var/lib/cloud/instances/i-0abc/user-data.txt", content: b.String()}})
-	rs := cachedUserData(context.Background(), secretsEnv(t, root, "", testenv.Closed))
+	rs := cachedUserData(context.Background(), testEnv(t, onRoot(root), withSecrets()))
 	failed, warnings := 0, 0
 	for _, r := range rs {
 		switch r.Status {

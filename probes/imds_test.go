@@ -38,7 +38,7 @@ func TestIMDSv1(t *testing.T) {
 			s := fakeimds.New(t)
 			// Identity is looked up before the endpoint is turned off, as on a host where
 			// someone disabled IMDS between two scans; the v1 check must still say why.
-			env := testEnv(t, "", s.URL)
+			env := testEnv(t, withIMDS(s.URL))
 			s.Set(tc.set)
 			r := runIMDS(t, env)["imds-v1-enabled"]
 			if r.Status != tc.status || !strings.Contains(r.Reason, tc.reason) {
@@ -51,7 +51,7 @@ func TestIMDSv1(t *testing.T) {
 func TestIMDSEndpointOffFromTheStart(t *testing.T) {
 	s := fakeimds.New(t)
 	s.Off = true
-	r := runIMDS(t, testEnv(t, "", s.URL))
+	r := runIMDS(t, testEnv(t, withIMDS(s.URL)))
 	if r["imds-v1-enabled"].Status != Passed || r["imds-hop-limit"].Status != Passed {
 		t.Errorf("endpoint off: v1 %s, hop %s; want both PASSED", r["imds-v1-enabled"].Status, r["imds-hop-limit"].Status)
 	}
@@ -68,7 +68,7 @@ func TestIMDSHopLimitOnTheWire(t *testing.T) {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			s := fakeimds.New(t)
 			s.HopLimit = n
-			r := runIMDS(t, testEnv(t, "", s.URL))["imds-hop-limit"]
+			r := runIMDS(t, testEnv(t, withIMDS(s.URL)))["imds-hop-limit"]
 			if got := r.Evidence["hop_limit"]; got != n {
 				t.Fatalf("measured hop limit %v, want %d (%s: %s)", got, n, r.Status, r.Reason)
 			}
@@ -102,7 +102,7 @@ func TestIMDSHopLimitRaisedByContainerRuntime(t *testing.T) {
 		t.Skipf("unix socket: %v", err)
 	}
 	defer l.Close()
-	r := runIMDS(t, testEnv(t, root, s.URL))["imds-hop-limit"]
+	r := runIMDS(t, testEnv(t, onRoot(root), withIMDS(s.URL)))["imds-hop-limit"]
 	if r.Status != Failed || r.Severity != High || !strings.Contains(r.Reason, "docker") {
 		t.Errorf("docker socket: got %s %s %q, want FAILED HIGH naming docker", r.Status, r.Severity, r.Reason)
 	}
@@ -113,7 +113,7 @@ func TestIMDSHopLimitRaisedByContainerRuntime(t *testing.T) {
 	os.WriteFile(filepath.Join(root2, "run", "docker.sock"), nil, 0o644)
 	os.MkdirAll(filepath.Join(proc, "812"), 0o755)
 	os.WriteFile(filepath.Join(proc, "812", "comm"), []byte("containerd\n"), 0o644)
-	env := testEnv(t, root2, s.URL)
+	env := testEnv(t, onRoot(root2), withIMDS(s.URL))
 	env.Proc = proc
 	r = runIMDS(t, env)["imds-hop-limit"]
 	rts, _ := r.Evidence["container_runtimes"].([]string)
@@ -129,7 +129,7 @@ func TestIMDSHopLimitOneIsFast(t *testing.T) {
 		t.Skip("IP_MINTTL is Linux-only")
 	}
 	s := fakeimds.New(t)
-	runIMDS(t, testEnv(t, "", s.URL))
+	runIMDS(t, testEnv(t, withIMDS(s.URL)))
 	puts := 0
 	for _, r := range s.Requested() {
 		if r == "PUT /latest/api/token" {
@@ -144,13 +144,13 @@ func TestIMDSHopLimitOneIsFast(t *testing.T) {
 
 func TestIMDSInstanceProfile(t *testing.T) {
 	s := fakeimds.New(t)
-	r := runIMDS(t, testEnv(t, "", s.URL))["imds-no-instance-profile"]
+	r := runIMDS(t, testEnv(t, withIMDS(s.URL)))["imds-no-instance-profile"]
 	if r.Status != Passed || r.Evidence["instance_profile_arn"] != "arn:aws:iam::123456789012:instance-profile/web" {
 		t.Errorf("with profile: %s %v", r.Status, r.Evidence)
 	}
 	// Under the lock: a dropped hop-limit attempt of the first run may still be served.
 	s.Set(func(s *fakeimds.Server) { delete(s.Paths, "meta-data/iam/info") })
-	r = runIMDS(t, testEnv(t, "", s.URL))["imds-no-instance-profile"]
+	r = runIMDS(t, testEnv(t, withIMDS(s.URL)))["imds-no-instance-profile"]
 	if r.Status != Failed {
 		t.Errorf("without profile: %s %q, want FAILED", r.Status, r.Reason)
 	}
@@ -163,7 +163,7 @@ func TestIMDSInstanceProfile(t *testing.T) {
 
 func TestIMDSNotOnEC2(t *testing.T) {
 	start := time.Now()
-	env := testEnv(t, "", "http://127.0.0.1:1")
+	env := testEnv(t, withIMDS("http://127.0.0.1:1"))
 	_, err := IMDSProbe{}.Run(context.Background(), env)
 	if err == nil || !strings.Contains(err.Error(), "not on EC2") {
 		t.Fatalf("closed port: err %v, want 'not on EC2'", err)
@@ -174,9 +174,8 @@ func TestIMDSNotOnEC2(t *testing.T) {
 }
 
 func TestIMDSDisabled(t *testing.T) {
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	s := fakeimds.New(t)
-	env := testEnv(t, "", s.URL)
+	env := testEnv(t, withEnviron(map[string]string{"AWS_EC2_METADATA_DISABLED": "true"}), withIMDS(s.URL))
 	_, err := IMDSProbe{}.Run(context.Background(), env)
 	if err == nil || !strings.Contains(err.Error(), "AWS_EC2_METADATA_DISABLED") {
 		t.Fatalf("err %v, want disabled", err)
@@ -192,7 +191,7 @@ func TestIMDSFaults(t *testing.T) {
 		t.Run(fmt.Sprint(f), func(t *testing.T) {
 			s := fakeimds.New(t)
 			s.V1 = true
-			env := testEnv(t, "", s.URL)
+			env := testEnv(t, withIMDS(s.URL))
 			s.Set(func(s *fakeimds.Server) { s.Fault = f })
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
@@ -220,7 +219,7 @@ func TestIMDSIdentityFaults(t *testing.T) {
 		t.Run(fmt.Sprint(f), func(t *testing.T) {
 			s := fakeimds.New(t)
 			s.Fault = f
-			env := testEnv(t, "", s.URL)
+			env := testEnv(t, withIMDS(s.URL))
 			if env.Identity.OnEC2() || env.Identity.Reason == "" {
 				t.Errorf("identity from a broken IMDS: %+v", env.Identity)
 			}
@@ -239,7 +238,7 @@ func TestIMDSHopLimitIPv6(t *testing.T) {
 	for _, n := range []int{1, 3} {
 		s := fakeimds.NewOn(t, l)
 		s.HopLimit = n
-		r := runIMDS(t, testEnv(t, "", s.URL))["imds-hop-limit"]
+		r := runIMDS(t, testEnv(t, withIMDS(s.URL)))["imds-hop-limit"]
 		if r.Evidence["hop_limit"] != n {
 			t.Errorf("IPv6 endpoint %s: hop limit %v, want %d (%s)", s.URL, r.Evidence["hop_limit"], n, r.Reason)
 		}

@@ -14,19 +14,29 @@ import (
 	"github.com/ec2sec/ec2sec/probes/secrets"
 )
 
-func watchEnv(sum *imdswatch.Summary, now time.Time) *Env {
-	return &Env{Now: func() time.Time { return now }, Identity: metadata.Identity{Reachable: true},
-		IMDSWatch: func() (*imdswatch.Summary, error) { return sum, nil }}
+// watchEnv is an Env on EC2 at now whose watcher's window is sum.
+func watchEnv(t *testing.T, sum *imdswatch.Summary, now time.Time) *Env {
+	env := testEnv(t)
+	env.Now = func() time.Time { return now }
+	env.Identity = metadata.Identity{Reachable: true}
+	env.IMDSWatch = func() (*imdswatch.Summary, error) { return sum, nil }
+	return env
 }
 
 func TestIMDSWatchNotAvailable(t *testing.T) {
 	now := time.Now()
+	noWatcher := watchEnv(t, nil, now)
+	noWatcher.IMDSWatch = nil
+	offEC2 := watchEnv(t, nil, now)
+	offEC2.Identity = metadata.Identity{Reason: "not on EC2"}
+	offline := watchEnv(t, nil, now)
+	offline.Offline, offline.Identity = true, metadata.Identity{}
 	for name, env := range map[string]*Env{
-		"no watcher":   {Now: time.Now, Identity: metadata.Identity{Reachable: true}},
-		"off EC2":      {Now: time.Now, Identity: metadata.Identity{Reason: "not on EC2"}, IMDSWatch: watchEnv(nil, now).IMDSWatch},
-		"no summary":   watchEnv(nil, now),
-		"never loaded": watchEnv(&imdswatch.Summary{Version: 1, Unavailable: "IMDS watcher not available: load BPF programs: operation not permitted"}, now),
-		"offline":      {Now: time.Now, Offline: true, IMDSWatch: func() (*imdswatch.Summary, error) { return nil, nil }},
+		"no watcher":   noWatcher,
+		"off EC2":      offEC2,
+		"no summary":   watchEnv(t, nil, now),
+		"never loaded": watchEnv(t, &imdswatch.Summary{Version: 1, Unavailable: "IMDS watcher not available: load BPF programs: operation not permitted"}, now),
+		"offline":      offline,
 	} {
 		_, err := IMDSWatchProbe{}.Run(context.Background(), env)
 		if err == nil {
@@ -43,7 +53,7 @@ func TestIMDSWatchPassedStatesWindow(t *testing.T) {
 	sum := &imdswatch.Summary{Version: 1, Running: true, Updated: now,
 		Watching: []imdswatch.Segment{{From: now.Add(-(6*24 + 23) * time.Hour), To: now}},
 		Callers:  []*imdswatch.Caller{{Key: "k", Identity: imdswatch.Identity{Exe: "/usr/bin/aws", Netns: "host"}, V2: 5, Token: 1, LastSeen: now}}}
-	rs, err := IMDSWatchProbe{}.Run(context.Background(), watchEnv(sum, now))
+	rs, err := IMDSWatchProbe{}.Run(context.Background(), watchEnv(t, sum, now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +77,7 @@ func TestIMDSWatchFailedPerCaller(t *testing.T) {
 			{Key: "b", Identity: imdswatch.Identity{Pid: 8, Exe: "/usr/bin/python3", Netns: "other", Container: ctr, Runtime: "docker"}, V2: 2, Creds: 2, LastSeen: now},
 			{Key: "c", Identity: imdswatch.Identity{Pid: 9, Exe: "/opt/old", Netns: "host"}, V1: 1, LastV1: now.Add(-8 * 24 * time.Hour), LastSeen: now},
 		}}
-	rs, err := IMDSWatchProbe{}.Run(context.Background(), watchEnv(sum, now))
+	rs, err := IMDSWatchProbe{}.Run(context.Background(), watchEnv(t, sum, now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +122,7 @@ func TestIMDSWatchRequireNow(t *testing.T) {
 		want    bool
 	}{{7 * 24 * time.Hour, true}, {6 * 24 * time.Hour, false}} {
 		sum := &imdswatch.Summary{Version: 1, Running: true, Updated: now, Watching: []imdswatch.Segment{{From: now.Add(-tc.watched), To: now}}}
-		rs, err := IMDSWatchProbe{}.Run(context.Background(), watchEnv(sum, now))
+		rs, err := IMDSWatchProbe{}.Run(context.Background(), watchEnv(t, sum, now))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -134,7 +144,7 @@ func TestIMDSWatchRedactsCmdline(t *testing.T) {
 		Watching: []imdswatch.Segment{{From: now.Add(-time.Hour), To: now}},
 		Callers: []*imdswatch.Caller{{Key: "a", Identity: imdswatch.Identity{Pid: 7, Exe: "/usr/bin/tool", Netns: "host",
 			Cmdline: "/usr/bin/tool --id " + id + " --key " + secret + " --region us-east-1"}, V1: 1, LastV1: now, LastSeen: now}}}
-	env := watchEnv(sum, now)
+	env := watchEnv(t, sum, now)
 	det, err := secrets.New()
 	if err != nil {
 		t.Fatal(err)

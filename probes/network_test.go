@@ -2,6 +2,7 @@ package probes
 
 import (
 	"context"
+	"github.com/ec2sec/ec2sec/internal/fakeimds"
 	"testing"
 
 	"github.com/ec2sec/ec2sec/probes/metadata"
@@ -20,8 +21,10 @@ func TestPublicIPv4(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			env := mgmtEnv(t, t.TempDir(), "")
-			env.IMDS = metadata.New(metadata.Options{Endpoint: mgmtIMDS(t, c.metaData), Getenv: func(string) string { return "" }})
+			imds := fakeimds.New(t)
+			imds.Set(func(s *fakeimds.Server) { s.Paths = metaData(c.metaData) })
+			env := testEnv(t)
+			env.IMDS = metadata.New(metadata.Options{Endpoint: imds.URL, Getenv: env.Getenv})
 			env.Identity = metadata.Identity{Reachable: true, InstanceID: "i-0123456789abcdef0", Region: "eu-west-1"}
 			rs, err := NetworkProbe{}.Run(context.Background(), env)
 			if err != nil {
@@ -39,9 +42,18 @@ func TestPublicIPv4(t *testing.T) {
 }
 
 func TestPublicIPv4OffEC2(t *testing.T) {
-	env := mgmtEnv(t, t.TempDir(), "")
+	env := testEnv(t)
 	env.Identity = metadata.Identity{Reason: "not on EC2: IMDS did not answer"}
 	if _, err := (NetworkProbe{}).Run(context.Background(), env); err == nil || err.Error() != env.Identity.Reason {
 		t.Errorf("off EC2 the probe must say why it cannot look; got %v", err)
 	}
+}
+
+// metaData is fakeimds paths answering only the given meta-data/ entries (others are 404).
+func metaData(entries map[string]string) map[string]string {
+	paths := map[string]string{}
+	for k, v := range entries {
+		paths["meta-data/"+k] = v
+	}
+	return paths
 }

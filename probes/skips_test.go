@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/ec2sec/ec2sec/internal/testenv"
 )
 
 // TestSecretProbesSayWhatTheySkipped: FIFOs, link loops and files larger than the read limit
@@ -32,7 +30,7 @@ func TestSecretProbesSayWhatTheySkipped(t *testing.T) {
 	os.WriteFile(cached, []byte("#!/bin/sh\n"), 0o600)
 	os.Truncate(cached, 3*maxSecretFile)
 
-	env := secretsEnv(t, root, "", testenv.Closed)
+	env := testEnv(t, onRoot(root), withSecrets())
 	rs, err := CredentialsProbe{}.Run(context.Background(), env)
 	if err != nil {
 		t.Fatal(err)

@@ -79,7 +79,7 @@ func TestSSHDSettings(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			rs, err := SSHDProbe{}.Run(context.Background(), mgmtEnv(t, mgmtRoot(t, c.files), ""))
+			rs, err := SSHDProbe{}.Run(context.Background(), testEnv(t, onRoot(fixtureRoot(t, c.files))))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -160,7 +160,7 @@ func TestSSHDListeners(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			proc := procfstest.Build(t, t.TempDir(), c.procs, procnet(t))
-			rs, err := SSHDProbe{}.Run(context.Background(), mgmtEnv(t, mgmtRoot(t, c.files), proc))
+			rs, err := SSHDProbe{}.Run(context.Background(), testEnv(t, onRoot(fixtureRoot(t, c.files)), withProc(proc)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -236,7 +236,7 @@ func TestSSHDRealDaemon(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	env := mgmtEnv(t, mgmtRoot(t, map[string]string{"/etc/ssh/sshd_config": cfgText, "/usr/sbin/sshd": "ELF"}), "/proc")
+	env := testEnv(t, onRoot(fixtureRoot(t, map[string]string{"/etc/ssh/sshd_config": cfgText, "/usr/sbin/sshd": "ELF"})), withProc("/proc"))
 	found, _, err := findSSHListeners(context.Background(), env, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -269,11 +269,11 @@ func TestSSHDRealDaemon(t *testing.T) {
 // %ProgramData%\ssh.
 func TestSSHDWindowsLayout(t *testing.T) {
 	lay := sshdLayoutFor("windows")
-	env := mgmtEnv(t, mgmtRoot(t, map[string]string{
+	env := testEnv(t, onRoot(fixtureRoot(t, map[string]string{
 		"/ProgramData/ssh/sshd_config":            "Include sshd_config.d/*.conf\nPasswordAuthentication yes\n",
 		"/ProgramData/ssh/sshd_config.d/ec2.conf": "PasswordAuthentication no\n",
 		"/etc/ssh/sshd_config.d/ignored.conf":     "PasswordAuthentication yes\n",
-	}), "")
+	})))
 	cfg, err := loadSSHDConfig(env, lay)
 	if err != nil {
 		t.Fatal(err)
@@ -301,7 +301,7 @@ func TestSSHListenersLikelyOwnersFirst(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			proc := procfstest.Build(t, t.TempDir(), []procfstest.Proc{c.sshd, hidden}, procnet(t))
-			env := mgmtEnv(t, mgmtRoot(t, ubuntuSSH(t)), proc)
+			env := testEnv(t, onRoot(fixtureRoot(t, ubuntuSSH(t))), withProc(proc))
 			cfg, _ := loadSSHDConfig(env, sshdLayoutFor("linux"))
 			found, unreadable, err := findSSHListeners(context.Background(), env, cfg)
 			if err != nil || len(found) != c.found || unreadable != c.unreadable {

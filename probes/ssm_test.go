@@ -64,7 +64,7 @@ func TestSSMAgentState(t *testing.T) {
 			if c.procs != nil {
 				proc = procfstest.Build(t, t.TempDir(), c.procs, nil)
 			}
-			rs, err := SSMProbe{}.Run(context.Background(), mgmtEnv(t, mgmtRoot(t, c.files), proc))
+			rs, err := SSMProbe{}.Run(context.Background(), testEnv(t, onRoot(fixtureRoot(t, c.files)), withProc(proc)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -89,7 +89,7 @@ func TestSSMAgentLogs(t *testing.T) {
 		files := with(base,
 			logDir+"amazon-ssm-agent.log", testdataFile(t, "ssm/amazon-ssm-agent.log"),
 			logDir+"errors.log", testdataFile(t, "ssm/errors.log"))
-		rs, _ := SSMProbe{}.Run(context.Background(), mgmtEnv(t, mgmtRoot(t, files), ""))
+		rs, _ := SSMProbe{}.Run(context.Background(), testEnv(t, onRoot(fixtureRoot(t, files))))
 		r := one(t, rs, "ssm-agent-unhealthy")
 		if r.Status != Failed {
 			t.Fatalf("status %s (%s)", r.Status, r.Reason)
@@ -120,7 +120,7 @@ func TestSSMAgentLogs(t *testing.T) {
 	})
 	t.Run("healthy", func(t *testing.T) {
 		files := with(base, logDir+"amazon-ssm-agent.log", testdataFile(t, "ssm/healthy.log"))
-		rs, _ := SSMProbe{}.Run(context.Background(), mgmtEnv(t, mgmtRoot(t, files), ""))
+		rs, _ := SSMProbe{}.Run(context.Background(), testEnv(t, onRoot(fixtureRoot(t, files))))
 		r := one(t, rs, "ssm-agent-unhealthy")
 		if r.Status != Passed || r.Evidence["version"] != "3.3.1142.0" || r.Evidence["other_errors"] != 1 {
 			t.Errorf("%s (%s) %v", r.Status, r.Reason, r.Evidence)
@@ -128,26 +128,26 @@ func TestSSMAgentLogs(t *testing.T) {
 	})
 	t.Run("too old", func(t *testing.T) {
 		files := with(base, logDir+"amazon-ssm-agent.log", testdataFile(t, "ssm/old-agent.log"))
-		rs, _ := SSMProbe{}.Run(context.Background(), mgmtEnv(t, mgmtRoot(t, files), ""))
+		rs, _ := SSMProbe{}.Run(context.Background(), testEnv(t, onRoot(fixtureRoot(t, files))))
 		r := one(t, rs, "ssm-agent-unhealthy")
 		if r.Status != Failed || !strings.Contains(r.Reason, "2.3.1319.0 is older than "+SSMAgentMinVersion) {
 			t.Errorf("%s (%s)", r.Status, r.Reason)
 		}
 	})
 	t.Run("no logs", func(t *testing.T) {
-		rs, _ := SSMProbe{}.Run(context.Background(), mgmtEnv(t, mgmtRoot(t, base), ""))
+		rs, _ := SSMProbe{}.Run(context.Background(), testEnv(t, onRoot(fixtureRoot(t, base))))
 		if r := one(t, rs, "ssm-agent-unhealthy"); r.Status != NotAvailable || !strings.Contains(r.Reason, "no SSM Agent log") {
 			t.Errorf("%s (%s)", r.Status, r.Reason)
 		}
 	})
 	t.Run("a log is a FIFO", func(t *testing.T) {
-		root := mgmtRoot(t, base)
+		root := fixtureRoot(t, base)
 		p := filepath.Join(root, "var/log/amazon/ssm/amazon-ssm-agent.log")
 		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := mgmtMkfifo(p); err != nil {
+		if err := mkfifo(p); err != nil {
 			t.Skipf("mkfifo: %v", err)
 		}
-		rs, _ := SSMProbe{}.Run(context.Background(), mgmtEnv(t, root, ""))
+		rs, _ := SSMProbe{}.Run(context.Background(), testEnv(t, onRoot(root)))
 		if r := one(t, rs, "ssm-agent-unhealthy"); r.Status != NotAvailable {
 			t.Errorf("%s (%s)", r.Status, r.Reason)
 		}
@@ -166,7 +166,7 @@ func TestSSMAgentLogs(t *testing.T) {
 			if !errorFirst {
 				b.WriteString(errLine)
 			}
-			rs, _ := SSMProbe{}.Run(context.Background(), mgmtEnv(t, mgmtRoot(t, with(base, logDir+"amazon-ssm-agent.log", b.String())), ""))
+			rs, _ := SSMProbe{}.Run(context.Background(), testEnv(t, onRoot(fixtureRoot(t, with(base, logDir+"amazon-ssm-agent.log", b.String())))))
 			r := one(t, rs, "ssm-agent-unhealthy")
 			if want := map[bool]Status{true: Passed, false: Failed}[errorFirst]; r.Status != want {
 				t.Errorf("%s (%s), want %s", r.Status, r.Reason, want)
@@ -308,7 +308,7 @@ func TestSSMReachability(t *testing.T) {
 	}
 
 	t.Run("environment overrides", func(t *testing.T) {
-		env := mgmtEnv(t, t.TempDir(), "")
+		env := testEnv(t)
 		vars := map[string]string{
 			"AWS_ENDPOINT_URL_SSM":         "https://" + open + "/",
 			"AWS_ENDPOINT_URL_SSMMESSAGES": closed,
@@ -327,7 +327,7 @@ func TestSSMReachability(t *testing.T) {
 	})
 
 	t.Run("regional names through DNS", func(t *testing.T) {
-		env := mgmtEnv(t, t.TempDir(), "")
+		env := testEnv(t)
 		env.Identity = metadata.Identity{InstanceID: "i-0123456789abcdef0", Region: "eu-west-1", Domain: "amazonaws.com", Reachable: true}
 		env.Resolver = fakeDNS(t, []string{"ssm.eu-west-1.amazonaws.com", "ec2messages.eu-west-1.amazonaws.com"})
 		// Port 443 of the resolved address is where the loopback listener stands in.
@@ -350,9 +350,9 @@ func TestSSMReachability(t *testing.T) {
 	})
 
 	t.Run("partition domain", func(t *testing.T) {
-		env := mgmtEnv(t, t.TempDir(), "")
+		env := testEnv(t)
 		env.Identity = metadata.Identity{Region: "cn-north-1", Domain: "amazonaws.com.cn", Reachable: true}
-		got := run(t, env) // mgmtEnv's resolver fails locally: every lookup fails
+		got := run(t, env) // testEnv's resolver fails locally: every lookup fails
 		check(t, got, map[string]want{
 			"ssm":         {Failed, "ssm.cn-north-1.amazonaws.com.cn:443", "DNS lookup failed"},
 			"ssmmessages": {Failed, "ssmmessages.cn-north-1.amazonaws.com.cn:443", "DNS lookup failed"},
@@ -369,7 +369,7 @@ func TestSSMReachability(t *testing.T) {
 			{Region: "eu-west-1.attacker.example", Domain: "amazonaws.com", Reachable: true},
 			{Region: "eu-west-1", Domain: "amazonaws.com.", Reachable: true},
 		} {
-			env := mgmtEnv(t, t.TempDir(), "")
+			env := testEnv(t)
 			env.Identity = id
 			var asked []string
 			var mu sync.Mutex
@@ -396,7 +396,7 @@ func TestSSMReachability(t *testing.T) {
 
 	t.Run("the agent's own endpoint config", func(t *testing.T) {
 		cfg := strings.Replace(testdataFile(t, "ssm/amazon-ssm-agent.json"), "MGS_ENDPOINT", open, 1)
-		env := mgmtEnv(t, mgmtRoot(t, map[string]string{"/etc/amazon/ssm/amazon-ssm-agent.json": cfg}), "")
+		env := testEnv(t, onRoot(fixtureRoot(t, map[string]string{"/etc/amazon/ssm/amazon-ssm-agent.json": cfg})))
 		env.Identity = metadata.Identity{Region: "eu-west-1", Domain: "amazonaws.com", Reachable: true}
 		got := run(t, env)
 		check(t, got, map[string]want{
@@ -409,7 +409,7 @@ func TestSSMReachability(t *testing.T) {
 	})
 
 	t.Run("no injected resolver: no network", func(t *testing.T) {
-		env := mgmtEnv(t, t.TempDir(), "")
+		env := testEnv(t)
 		env.Identity = metadata.Identity{Region: "eu-west-1", Domain: "amazonaws.com", Reachable: true}
 		env.Resolver = nil
 		for svc, r := range run(t, env) {
@@ -420,7 +420,7 @@ func TestSSMReachability(t *testing.T) {
 	})
 
 	t.Run("off EC2", func(t *testing.T) {
-		env := mgmtEnv(t, t.TempDir(), "")
+		env := testEnv(t)
 		env.Identity = metadata.Identity{Reason: "not on EC2: IMDS did not answer"}
 		for svc, r := range run(t, env) {
 			if r.Status != NotAvailable || !strings.Contains(r.Reason, "not on EC2: IMDS did not answer") {
@@ -430,7 +430,7 @@ func TestSSMReachability(t *testing.T) {
 	})
 
 	t.Run("a silent endpoint is bounded by the dial timeout", func(t *testing.T) {
-		env := mgmtEnv(t, t.TempDir(), "")
+		env := testEnv(t)
 		env.DialTimeout = 100 * time.Millisecond
 		env.Getenv = func(k string) string {
 			if k == "AWS_ENDPOINT_URL" {
@@ -451,7 +451,7 @@ func TestSSMReachability(t *testing.T) {
 }
 
 func TestLiveWindowsRoot(t *testing.T) {
-	env := mgmtEnv(t, t.TempDir(), "")
+	env := testEnv(t)
 	env.Getenv = func(k string) string { return map[string]string{"SystemDrive": "D:"}[k] }
 	for root, want := range map[string]bool{"/": true, `D:\`: true, "d:": true, "D:/": true, `C:\`: false, `E:\mnt\image`: false} {
 		env.Root = root
@@ -465,7 +465,7 @@ func TestLiveWindowsRoot(t *testing.T) {
 // found under the root, and the service manager (which knows only the live system) is not
 // asked, so running and enabled are NOT_AVAILABLE with the reason.
 func TestSSMWindowsOfflineImage(t *testing.T) {
-	env := mgmtEnv(t, mgmtRoot(t, map[string]string{"/Program Files/Amazon/SSM/amazon-ssm-agent.exe": "MZ"}), "")
+	env := testEnv(t, onRoot(fixtureRoot(t, map[string]string{"/Program Files/Amazon/SSM/amazon-ssm-agent.exe": "MZ"})))
 	env.Getenv = func(k string) string { return map[string]string{"SystemDrive": "C:"}[k] }
 	st := ssmLocalWindows(env)
 	if m := ssmMissing(st); m.Status != Passed || m.Resource != "/Program Files/Amazon/SSM/amazon-ssm-agent.exe" {

@@ -7,6 +7,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/base64"
+	"github.com/ec2sec/ec2sec/internal/fakeimds"
 	"strings"
 	"testing"
 
@@ -41,8 +42,8 @@ func TestUserDataLive(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			srv := fakeIMDS(t, "i-0aaaaaaaaaaaaaaa1", c.data)
-			env := secretsEnv(t, t.TempDir(), "", srv.URL)
+			srv := userDataIMDS(t, "i-0aaaaaaaaaaaaaaa1", c.data)
+			env := testEnv(t, withIMDS(srv.URL), withSecrets())
 			rs, err := UserDataProbe{}.Run(context.Background(), env)
 			if err != nil {
 				t.Fatal(err)
@@ -79,7 +80,7 @@ func TestUserDataLive(t *testing.T) {
 }
 
 func TestUserDataLiveNotAvailable(t *testing.T) {
-	env := secretsEnv(t, t.TempDir(), "", testenv.Closed)
+	env := testEnv(t, withSecrets())
 	rs, err := UserDataProbe{}.Run(context.Background(), env)
 	if err != nil {
 		t.Fatal(err)
@@ -104,8 +105,8 @@ func TestUserDataCached(t *testing.T) {
 		{path: "/var/lib/cloud/data/instance-id", content: current + "\n"},
 		{path: "/Windows/Temp/EC2Launch123/UserScript.ps1", content: "<powershell>\nnet user ops " + pw + " /add\n</powershell>\n"},
 	})
-	srv := fakeIMDS(t, current, nil)
-	env := secretsEnv(t, root, "", srv.URL)
+	srv := userDataIMDS(t, current, nil)
+	env := testEnv(t, onRoot(root), withIMDS(srv.URL), withSecrets())
 	rs, err := UserDataProbe{}.Run(context.Background(), env)
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +126,7 @@ func TestUserDataCached(t *testing.T) {
 		}
 	}
 	// The same tree scanned offline (--root, no IMDS): cloud-init's record names the current instance.
-	env = secretsEnv(t, root, "", testenv.Closed)
+	env = testEnv(t, onRoot(root), withSecrets())
 	env.Root = root
 	rs, _ = UserDataProbe{}.Run(context.Background(), env)
 	for _, r := range byCheck(rs, "userdata-cached-secret") {
@@ -136,7 +137,7 @@ func TestUserDataCached(t *testing.T) {
 }
 
 func TestUserDataCachedNone(t *testing.T) {
-	env := secretsEnv(t, t.TempDir(), "", testenv.Closed)
+	env := testEnv(t, withSecrets())
 	rs, _ := UserDataProbe{}.Run(context.Background(), env)
 	if c := byCheck(rs, "userdata-cached-secret"); len(c) != 1 || c[0].Status != Passed {
 		t.Fatalf("%+v", c)
@@ -159,7 +160,7 @@ func TestUserDataCloudConfig(t *testing.T) {
 		{path: "/var/lib/cloud/instances/" + current + "/vendor-data.txt", content: deep, mode: 0o600},
 		{path: "/var/lib/cloud/data/instance-id", content: current + "\n"},
 	})
-	env := secretsEnv(t, root, "", testenv.Closed)
+	env := testEnv(t, onRoot(root), withSecrets())
 	env.Root = root
 	rs, _ := UserDataProbe{}.Run(context.Background(), env)
 	cached := byCheck(rs, "userdata-cached-secret")
@@ -202,4 +203,18 @@ func TestUserDataCloudConfig(t *testing.T) {
 	if len(c) != 1 || c[0].Status != Passed || !strings.Contains(c[0].Reason, "is not valid YAML (line") {
 		t.Errorf("%+v", c)
 	}
+}
+
+// userDataIMDS is IMDS for instance (in eu-west-1) with data as its user data (nil: none,
+// a 404, as for an instance launched without).
+func userDataIMDS(t *testing.T, instance string, data []byte) *fakeimds.Server {
+	t.Helper()
+	s := fakeimds.New(t)
+	s.Set(func(s *fakeimds.Server) {
+		s.Paths["dynamic/instance-identity/document"] = fakeimds.Document(instance, "eu-west-1")
+		if data != nil {
+			s.Paths["user-data"] = string(data)
+		}
+	})
+	return s
 }

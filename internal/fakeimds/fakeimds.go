@@ -80,15 +80,22 @@ func Start(l net.Listener) (s *Server, stop func()) {
 	}
 }
 
-// Instance returns the metadata of a typical instance.
+// Instance returns the metadata of a typical instance: i-0123456789abcdef0 in us-east-1,
+// account 123456789012, with an instance profile and no user data.
 func Instance() map[string]string {
 	return map[string]string{
-		"dynamic/instance-identity/document": `{"accountId":"123456789012","architecture":"x86_64","availabilityZone":"us-east-1a","imageId":"ami-0123456789abcdef0","instanceId":"i-0123456789abcdef0","instanceType":"t3.micro","privateIp":"10.0.0.12","region":"us-east-1","version":"2017-09-30"}`,
+		"dynamic/instance-identity/document": Document("i-0123456789abcdef0", "us-east-1"),
 		"meta-data/hostname":                 "ip-10-0-0-12.ec2.internal",
 		"meta-data/services/domain":          "amazonaws.com",
 		"meta-data/services/partition":       "aws",
 		"meta-data/iam/info":                 `{"Code":"Success","LastUpdated":"2026-11-28T10:00:00Z","InstanceProfileArn":"arn:aws:iam::123456789012:instance-profile/web","InstanceProfileId":"AIPAEXAMPLE"}`,
 	}
+}
+
+// Document is the instance identity document of instance in region (account 123456789012,
+// image ami-0123456789abcdef0), for tests that need another instance than Instance's.
+func Document(instance, region string) string {
+	return `{"accountId":"123456789012","architecture":"x86_64","availabilityZone":"` + region + `a","imageId":"ami-0123456789abcdef0","instanceId":"` + instance + `","instanceType":"t3.micro","privateIp":"10.0.0.12","region":"` + region + `","version":"2017-09-30"}`
 }
 
 // Requested returns a copy of the requests seen so far ("METHOD path"), safe to call while
