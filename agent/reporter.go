@@ -203,19 +203,60 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 		return st, err
 	}
 	defer lk.Release()
-	s := r.recoverState()
-	if !s.Exists() {
-		// No state saved yet, so no commit point: batches this report writes and a crash
-		// leaves without the state saved would count as committed and be delivered, though
-		// the next report diffs from an empty state again and never archives what they hold.
-		// Save the empty state first, naming the batches already there.
-		s.SpoolSeq = r.spool.Last()
-		if err := s.Save(r.statePath()); err != nil {
-			return st, err
-		}
+	s, err := r.openState()
+	if err != nil {
+		return st, err
 	}
 	backlog, _, _ := r.spool.Size() // batches of earlier scans still waiting: delivery health
 	checks := checkMetricsDue(rep.ScannedAt, s.CheckMetricsAt)
+	out, err := r.outgoing(rep, r.diff(s, rep), &st)
+	if err != nil {
+		return st, err
+	}
+	st.HubIssue = r.hubIssue
+	// Findings first: they are never dropped, and the log batch's room is made after them.
+	droppedByFindings, err := r.spool.Put(spool.Findings, out.findings)
+	if err != nil {
+		return st, err
+	}
+	findingsSeq := r.spool.Last()
+	if r.cfg.CloudWatchLogs.LogGroup != "" {
+		if err := r.spoolLogs(rep, out.events, droppedByFindings, backlog, checks, &st); err != nil {
+			return st, err
+		}
+	}
+	r.opts.at("spooled")
+	if err := r.commitState(s, rep, checks); err != nil {
+		return st, err
+	}
+	if st.HubSkipped > 0 {
+		r.log.Warn("findings not sent to security hub", "count", st.HubSkipped, "reason", r.hubIssue)
+	}
+	if len(out.findings) > 0 {
+		st.Superseded = r.supersede(findingsSeq, out.newIDs)
+	}
+	return st, nil
+}
+
+// openState recovers the lifecycle state (recoverState). With no state saved yet, it saves
+// an empty one naming the batches already spooled: there is no commit point otherwise, and
+// batches this report writes and a crash leaves without the state saved would count as
+// committed and be delivered, though the next report diffs from an empty state again and
+// never archives what they hold. Call it holding the lock.
+func (r *Reporter) openState() (*state.State, error) {
+	s := r.recoverState()
+	if !s.Exists() {
+		s.SpoolSeq = r.spool.Last()
+		if err := s.Save(r.statePath()); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// diff applies the report to the lifecycle state and returns what is to be sent. A probe
+// that did not run "ok" archives nothing.
+func (r *Reporter) diff(s *state.State, rep *Report) []state.Change {
 	ok := map[string]bool{}
 	for _, p := range rep.Probes {
 		if p.Status == "ok" {
@@ -223,15 +264,26 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 		}
 	}
 	id := rep.Identity()
-	changes := s.Apply(state.Scan{
+	return s.Apply(state.Scan{
 		Host: cmp.Or(id.InstanceID, id.Hostname, "unknown-host"), ScannedAt: rep.ScannedAt,
 		Results: rep.Results, ProbesOK: ok,
 	}, state.Options{Refresh: r.opts.Refresh, NoImport: !r.hubOK(), MaxExposures: r.opts.MaxExposures})
+}
 
+// outgoingItems is what one report sends: its log events, and its findings (encoded) with
+// their ids.
+type outgoingItems struct {
+	events   []sink.LogEvent
+	findings []json.RawMessage
+	newIDs   map[string]bool // the findings' ids, as Security Hub has them (asff.Trunc)
+}
+
+// outgoing turns the lifecycle's changes into what is sent: a log event per change to log
+// (with a log group), and per change to import a finding, or in central mode its record,
+// when Security Hub can take it. It counts them in st.
+func (r *Reporter) outgoing(rep *Report, changes []state.Change, st *SpoolStats) (outgoingItems, error) {
 	host := hubHost(rep)
-	var findings []json.RawMessage
-	newIDs := map[string]bool{}
-	var events []sink.LogEvent
+	out := outgoingItems{newIDs: map[string]bool{}}
 	ts := rep.ScannedAt.UnixMilli()
 	for _, c := range changes {
 		if c.Exposure {
@@ -242,7 +294,7 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 			r.log.Warn("too many exposures no longer seen: this one is sent a last time and no longer refreshed", "id", c.Result.ID, "check", c.Result.Check, "last_seen", c.LastObserved)
 		}
 		if c.Log && r.cfg.CloudWatchLogs.LogGroup != "" {
-			events = append(events, sink.LogEvent{Timestamp: ts, Message: resultEvent(rep, c)})
+			out.events = append(out.events, sink.LogEvent{Timestamp: ts, Message: resultEvent(rep, c)})
 		}
 		if c.Import && r.cfg.SecurityHub.Enabled && r.hubIssue != "" {
 			st.HubSkipped++
@@ -267,92 +319,91 @@ func (r *Reporter) Spool(ctx context.Context, rep *Report) (SpoolStats, error) {
 			b, err = json.Marshal(rec.Finding(host))
 		}
 		if err != nil {
-			return st, fmt.Errorf("encode finding: %w", err)
+			return out, fmt.Errorf("encode finding: %w", err)
 		}
-		findings = append(findings, b)
-		newIDs[asff.Trunc(rec.ID, asff.MaxID)] = true
+		out.findings = append(out.findings, b)
+		out.newIDs[asff.Trunc(rec.ID, asff.MaxID)] = true
 		st.Findings++
 		if c.Archive {
 			st.Archived++
 		}
 	}
-	st.HubIssue = r.hubIssue
-	// Findings first: they are never dropped, and the log batch's room is made after them.
-	droppedByFindings, err := r.spool.Put(spool.Findings, findings)
+	return out, nil
+}
+
+// spoolLogs spools the log batch: the report's events, then the run summary and metrics
+// (which count the events dropped to make room, droppedByFindings among them).
+func (r *Reporter) spoolLogs(rep *Report, events []sink.LogEvent, droppedByFindings, backlog int, checks bool, st *SpoolStats) error {
+	ts := rep.ScannedAt.UnixMilli()
+	items := make([]json.RawMessage, len(events), len(events)+1)
+	for i, e := range events {
+		items[i], _ = json.Marshal(e)
+	}
+	// Make room for the batch as the spool writes it: JSON escapes the messages again, so
+	// it is larger than they are; 64 bytes more for the digits the dropped count may add
+	// to the summary. With room made here, Put drops nothing the summary would not count.
+	st.DroppedEvents = droppedByFindings
+	metrics := func() []json.RawMessage {
+		var out []json.RawMessage
+		for _, m := range metricEvents(rep, *st, backlog, checks) {
+			b, _ := json.Marshal(sink.LogEvent{Timestamp: ts, Message: m})
+			out = append(out, b)
+		}
+		return out
+	}
+	ms := metrics()
+	b, _ := json.Marshal(spool.Batch{Kind: spool.Logs, Items: append(items, ms...)})
+	dropped, err := r.spool.MakeRoom(int64(len(b)) + 64)
 	if err != nil {
-		return st, err
+		return err
 	}
-	findingsSeq := r.spool.Last()
-	if r.cfg.CloudWatchLogs.LogGroup != "" {
-		items := make([]json.RawMessage, len(events), len(events)+1)
-		for i, e := range events {
-			items[i], _ = json.Marshal(e)
-		}
-		// Make room for the batch as the spool writes it: JSON escapes the messages again, so
-		// it is larger than they are; 64 bytes more for the digits the dropped count may add
-		// to the summary. With room made here, Put drops nothing the summary would not count.
-		st.DroppedEvents = droppedByFindings
-		metrics := func() []json.RawMessage {
-			var out []json.RawMessage
-			for _, m := range metricEvents(rep, st, backlog, checks) {
-				b, _ := json.Marshal(sink.LogEvent{Timestamp: ts, Message: m})
-				out = append(out, b)
-			}
-			return out
-		}
-		ms := metrics()
-		b, _ := json.Marshal(spool.Batch{Kind: spool.Logs, Items: append(items, ms...)})
-		dropped, err := r.spool.MakeRoom(int64(len(b)) + 64)
-		if err != nil {
-			return st, err
-		}
-		st.DroppedEvents += dropped
-		if st.DroppedEvents > 0 {
-			r.log.Warn("spool full: dropped the oldest log events", "dropped_events", st.DroppedEvents, "max_mb", r.cfg.Spool.MaxMB)
-			ms = metrics()
-		}
-		items = append(items, ms...)
-		more, err := r.spool.Put(spool.Logs, items)
-		st.DroppedEvents += more
-		if err != nil {
-			return st, err
-		}
-		st.LogEvents = len(items)
+	st.DroppedEvents += dropped
+	if st.DroppedEvents > 0 {
+		r.log.Warn("spool full: dropped the oldest log events", "dropped_events", st.DroppedEvents, "max_mb", r.cfg.Spool.MaxMB)
+		ms = metrics()
 	}
-	r.opts.at("spooled")
+	items = append(items, ms...)
+	more, err := r.spool.Put(spool.Logs, items)
+	st.DroppedEvents += more
+	if err != nil {
+		return err
+	}
+	st.LogEvents = len(items)
+	return nil
+}
+
+// commitState saves the state naming the batches just spooled: the commit point, after
+// which they are delivered and the state is what the next report diffs from.
+func (r *Reporter) commitState(s *state.State, rep *Report, checks bool) error {
 	s.SpoolSeq, s.Identity = r.spool.Last(), rep.Identity()
 	if checks && r.cfg.CloudWatchLogs.LogGroup != "" {
 		s.CheckMetricsAt = rep.ScannedAt
 	}
-	if err := s.Save(r.statePath()); err != nil {
-		return st, err
-	}
-	if st.HubSkipped > 0 {
-		r.log.Warn("findings not sent to security hub", "count", st.HubSkipped, "reason", r.hubIssue)
-	}
-	if len(findings) > 0 {
-		// Committed: older pending versions of these findings are superseded (imports are
-		// upserts by id), so the findings queue holds at most one version per id however long
-		// Security Hub stays unreachable; except that an exposure's oldest pending FAILED
-		// version stays too (pendingExposure), so at most two.
-		first := map[string]bool{}
-		n, err := r.spool.Filter(spool.Findings, findingsSeq, func(raw json.RawMessage) bool {
-			id, exposure, ok := pendingExposure(raw)
-			switch {
-			case !ok || !newIDs[id]:
-				return true
-			case exposure && !first[id]:
-				first[id] = true
-				return true
-			}
-			return false
-		})
-		if err != nil {
-			r.log.Warn("spool: could not drop superseded findings", "err", err)
+	return s.Save(r.statePath())
+}
+
+// supersede drops from the findings queue the pending versions, older than seq, of the
+// findings newIDs names, and returns how many it dropped. Committed: older pending versions
+// of these findings are superseded (imports are upserts by id), so the findings queue holds
+// at most one version per id however long Security Hub stays unreachable; except that an
+// exposure's oldest pending FAILED version stays too (pendingExposure), so at most two.
+func (r *Reporter) supersede(seq uint64, newIDs map[string]bool) int {
+	first := map[string]bool{}
+	n, err := r.spool.Filter(spool.Findings, seq, func(raw json.RawMessage) bool {
+		id, exposure, ok := pendingExposure(raw)
+		switch {
+		case !ok || !newIDs[id]:
+			return true
+		case exposure && !first[id]:
+			first[id] = true
+			return true
 		}
-		st.Superseded = n
+		return false
+	})
+	if err != nil {
+		r.log.Warn("spool: could not drop superseded findings", "err", err)
 	}
-	return st, nil
+	return n
 }
 
 // pendingExposure reads a spooled finding's id, and whether it is an exposure as seen
