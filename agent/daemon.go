@@ -76,6 +76,10 @@ type work interface {
 var errNoReporter = errors.New("reporting unavailable")
 
 // Run runs the agent until ctx is done and returns the exit code.
+//
+// The steps: load the config, load the IMDS watcher, start the work (workers or in-process),
+// deliver what an earlier run left, then serve the loop: a stop signal (final flush), a
+// reload, a scan cycle, a delivery retry.
 func (c RunCommand) Run(ctx context.Context) int {
 	log := c.Log
 	if log == nil {
@@ -86,37 +90,91 @@ func (c RunCommand) Run(ctx context.Context) int {
 		log.Error("cannot start", "err", err)
 		return ExitUsage
 	}
+	d := &daemon{c: c, cfg: cfg, log: log}
 	// The IMDS watcher stays loaded in this process for the daemon's life (imdswatch.go).
 	getenv := c.ScanOptions.Getenv
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	watch := startWatch(cfg, getenv, log)
-	defer func() { watch.stop() }()
+	d.watch = startWatch(cfg, getenv, log)
+	defer func() { d.watch.stop() }()
 	releaseMemory() // loading BPF allocates; the scheduler should idle small
 
-	var w work
-	if c.Executable != "" {
-		w = &children{exe: c.Executable, root: c.Root, proc: c.Proc, log: log, out: c.WorkerLog}
-	} else {
-		limitMemory()
-		ip := &inProcess{c: c, log: log}
-		if err := ip.start(cfg); err != nil {
-			log.Error("cannot start", "err", err)
-			return ExitUsage
-		}
-		w = ip
+	if err := d.startWork(); err != nil {
+		log.Error("cannot start", "err", err)
+		return ExitUsage
 	}
+	first := d.firstScanIn()
+	log.Info("ec2sec agent started", "version", Version(), "interval", d.interval().String(), "first_scan_in", first.String(), "state_dir", cfg.StateDir, "workers", c.Executable != "")
 
-	interval := func() time.Duration {
-		if c.interval > 0 {
-			return c.interval
+	d.scanT = time.NewTimer(first)
+	defer d.scanT.Stop()
+	d.retryT = time.NewTimer(0)
+	d.retryT.Stop()
+	defer d.retryT.Stop()
+
+	d.deliverLeftovers(ctx)
+	releaseMemory()
+
+	for {
+		select {
+		case <-ctx.Done():
+			d.stop()
+			return ExitOK
+		case <-c.Reload:
+			d.reload()
+		case <-d.scanT.C:
+			d.scanCycle(ctx)
+		case <-d.retryT.C:
+			d.retryDelivery(ctx)
 		}
-		return cfg.Interval.Duration
 	}
-	splay := c.splay
+}
+
+// daemon is the state of Run's loop: the config in force, the work that does the cycles and
+// deliveries, the IMDS watcher, the timers, and the deliveries failed in a row.
+type daemon struct {
+	c     RunCommand
+	cfg   Config
+	log   *slog.Logger
+	w     work
+	watch *residentWatch // nil once stopped, or when not loaded
+
+	scanT, retryT *time.Timer
+	failures      int
+}
+
+// startWork sets up who does the cycles and deliveries: worker processes of c.Executable,
+// or this process (within its memory limit).
+func (d *daemon) startWork() error {
+	c := d.c
+	if c.Executable != "" {
+		d.w = &children{exe: c.Executable, root: c.Root, proc: c.Proc, log: d.log, out: c.WorkerLog}
+		return nil
+	}
+	limitMemory()
+	ip := &inProcess{c: c, log: d.log}
+	if err := ip.start(d.cfg); err != nil {
+		return err
+	}
+	d.w = ip
+	return nil
+}
+
+// interval is the time between scans, under the config in force.
+func (d *daemon) interval() time.Duration {
+	if d.c.interval > 0 {
+		return d.c.interval
+	}
+	return d.cfg.Interval.Duration
+}
+
+// firstScanIn is the wait before the first scan: random within the splay, so that a fleet
+// started at once does not scan (and report) at once.
+func (d *daemon) firstScanIn() time.Duration {
+	splay := d.c.splay
 	if splay == 0 {
-		splay = cfg.Splay.Duration
+		splay = d.cfg.Splay.Duration
 	}
 	if splay < 0 {
 		splay = 0
@@ -125,96 +183,102 @@ func (c RunCommand) Run(ctx context.Context) int {
 	if splay > 0 {
 		first = rand.N(splay)
 	}
-	log.Info("ec2sec agent started", "version", Version(), "interval", interval().String(), "first_scan_in", first.String(), "state_dir", cfg.StateDir, "workers", c.Executable != "")
+	return first
+}
 
-	scanT := time.NewTimer(first)
-	defer scanT.Stop()
-	retryT := time.NewTimer(0)
-	retryT.Stop()
-	defer retryT.Stop()
-	failures := 0
-	backoff := func() time.Duration {
-		base := c.retryBase
-		if base <= 0 {
-			base = 30 * time.Second
-		}
-		ceil := min(15*time.Minute, interval())
-		d := base << min(max(failures-1, 0), 20)
-		if d > ceil || d <= 0 {
-			d = ceil
-		}
-		return d/2 + rand.N(d/2+1) // jitter: a fleet recovering from an outage does not stampede
+// backoff is the wait before the next delivery retry: exponential in the failures in a row,
+// capped at 15 minutes and at the interval, and jittered.
+func (d *daemon) backoff() time.Duration {
+	base := d.c.retryBase
+	if base <= 0 {
+		base = 30 * time.Second
 	}
-	afterFlush := func(err error) {
-		if err == nil {
-			failures = 0
-			retryT.Stop()
-			return
-		}
-		failures++
-		d := backoff()
-		log.Warn("delivery incomplete; will retry", "err", err, "retry_in", d.String(), "failures", failures)
-		retryT.Reset(d)
+	ceil := min(15*time.Minute, d.interval())
+	dur := base << min(max(d.failures-1, 0), 20)
+	if dur > ceil || dur <= 0 {
+		dur = ceil
 	}
+	return dur/2 + rand.N(dur/2+1) // jitter: a fleet recovering from an outage does not stampede
+}
 
-	// Deliver what an earlier run left before waiting out the splay.
-	if st, err := w.flush(ctx, cfg, startFlush); !errors.Is(err, errNoReporter) {
-		if err != nil || sum(st.Accepted) > 0 {
-			log.Info("spool left by an earlier run", "accepted", st.Accepted, "pending", st.Pending, "err", errString(err))
-		}
-		if err != nil && ctx.Err() == nil {
-			afterFlush(err)
-		}
+// afterFlush schedules a retry after a failed delivery, or stops retrying after one that
+// succeeded.
+func (d *daemon) afterFlush(err error) {
+	if err == nil {
+		d.failures = 0
+		d.retryT.Stop()
+		return
 	}
+	d.failures++
+	wait := d.backoff()
+	d.log.Warn("delivery incomplete; will retry", "err", err, "retry_in", wait.String(), "failures", d.failures)
+	d.retryT.Reset(wait)
+}
+
+// deliverLeftovers delivers what an earlier run left before waiting out the splay.
+func (d *daemon) deliverLeftovers(ctx context.Context) {
+	st, err := d.w.flush(ctx, d.cfg, startFlush)
+	if errors.Is(err, errNoReporter) {
+		return
+	}
+	if err != nil || sum(st.Accepted) > 0 {
+		d.log.Info("spool left by an earlier run", "accepted", st.Accepted, "pending", st.Pending, "err", errString(err))
+	}
+	if err != nil && ctx.Err() == nil {
+		d.afterFlush(err)
+	}
+}
+
+// stop unloads the IMDS watcher and delivers what it can within finalFlush.
+func (d *daemon) stop() {
+	d.watch.stop()
+	d.watch = nil
+	st, err := d.w.flush(context.Background(), d.cfg, finalFlush)
+	if errors.Is(err, errNoReporter) {
+		d.log.Info("ec2sec agent stopping")
+	} else {
+		d.log.Info("ec2sec agent stopping", "final_flush_pending", sum(st.Pending), "err", errString(err))
+	}
+}
+
+// reload re-reads the config and hands it to the work; on any error the running config
+// stays.
+func (d *daemon) reload() {
+	next, err := LoadConfig(d.c.ConfigPath)
+	if err == nil {
+		err = d.w.reload(next)
+	}
+	if err != nil {
+		d.log.Error("config reload failed; keeping the running config", "err", err)
+		return
+	}
+	d.cfg = next
+	d.log.Info("config reloaded", "interval", d.interval().String())
+}
+
+// scanCycle runs one scan cycle (scan, spool, deliver) and schedules the next.
+func (d *daemon) scanCycle(ctx context.Context) {
+	d.watch.save() // the scan reads the window from the state dir
+	cy := d.w.cycle(ctx, d.cfg)
 	releaseMemory()
-
-	for {
-		select {
-		case <-ctx.Done():
-			watch.stop()
-			watch = nil
-			st, err := w.flush(context.Background(), cfg, finalFlush)
-			if errors.Is(err, errNoReporter) {
-				log.Info("ec2sec agent stopping")
-			} else {
-				log.Info("ec2sec agent stopping", "final_flush_pending", sum(st.Pending), "err", errString(err))
-			}
-			return ExitOK
-
-		case <-c.Reload:
-			next, err := LoadConfig(c.ConfigPath)
-			if err == nil {
-				err = w.reload(next)
-			}
-			if err != nil {
-				log.Error("config reload failed; keeping the running config", "err", err)
-				continue
-			}
-			cfg = next
-			log.Info("config reloaded", "interval", interval().String())
-
-		case <-scanT.C:
-			watch.save() // the scan reads the window from the state dir
-			cy := w.cycle(ctx, cfg)
-			releaseMemory()
-			scanT.Reset(interval())
-			if ctx.Err() == nil && !errors.Is(cy.err, errNoReporter) {
-				afterFlush(cy.err)
-			}
-			if c.scanned != nil {
-				c.scanned <- cy
-			}
-
-		case <-retryT.C:
-			st, err := w.flush(ctx, cfg, cycleFlush)
-			releaseMemory()
-			if errors.Is(err, errNoReporter) {
-				continue
-			}
-			log.Info("delivery retry", "accepted", st.Accepted, "pending", st.Pending, "err", errString(err))
-			afterFlush(err)
-		}
+	d.scanT.Reset(d.interval())
+	if ctx.Err() == nil && !errors.Is(cy.err, errNoReporter) {
+		d.afterFlush(cy.err)
 	}
+	if d.c.scanned != nil {
+		d.c.scanned <- cy
+	}
+}
+
+// retryDelivery delivers the spool again after a failed delivery.
+func (d *daemon) retryDelivery(ctx context.Context) {
+	st, err := d.w.flush(ctx, d.cfg, cycleFlush)
+	releaseMemory()
+	if errors.Is(err, errNoReporter) {
+		return
+	}
+	d.log.Info("delivery retry", "accepted", st.Accepted, "pending", st.Pending, "err", errString(err))
+	d.afterFlush(err)
 }
 
 // inProcess does the daemon's work in its own process, keeping the detector, the fingerprint
