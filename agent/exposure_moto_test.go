@@ -145,7 +145,7 @@ func TestMotoExposureLifecycle(t *testing.T) {
 	firstSeen := time.Now().UTC()
 
 	// 2. The user data is cleaned; Security Hub is back.
-	imds.clean.Store(true)
+	imds.cleanUserData()
 	gate.down.Store(false)
 	time.Sleep(1100 * time.Millisecond) // scans a second apart: distinct UpdatedAt
 	if stderr := scan(0); stderr != "" {

@@ -89,7 +89,7 @@ func TestMotoEndToEnd(t *testing.T) {
 		assertNoLeak(t, "cloudwatch event", []byte(aws.ToString(e.Message)))
 	}
 
-	imds.profile.Store(true)
+	imds.attachProfile()
 	scan()
 	fs = findings()
 	if fs[profileID]["record"] != "ARCHIVED" || fs[profileID]["compliance"] != "PASSED" {

@@ -9,10 +9,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/ec2sec/ec2sec/internal/fakeimds"
 	"io/fs"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,7 +29,7 @@ type planted struct {
 	secrets []string
 	root    string
 	proc    string
-	imds    *httptest.Server
+	imds    *fakeimds.Server
 }
 
 func (p *planted) add(s string) string { p.secrets = append(p.secrets, s); return s }
@@ -100,27 +99,15 @@ func plant(t *testing.T) *planted {
 	live := "#!/bin/bash\nexport AWS_ACCESS_KEY_ID=" + id3 + "\nexport AWS_SECRET_ACCESS_KEY=" + sk3 + "\nmysql -uroot -p" + pw3 + " -e 'select 1'\n" +
 		"htpasswd -nb admin '" + pw6 + "' > /etc/nginx/.htpasswd\nmysql -e \"CREATE USER 'app'@'%' IDENTIFIED BY '" + pw7 + "';\"\nredis-cli -u redis://:" + pw8 + "@cache:6379 ping\n"
 	userData := []byte(base64.StdEncoding.EncodeToString(gzipString(live)))
-	p.imds = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		const tok = "noleak-token"
-		if r.URL.Path == "/latest/api/token" && r.Method == http.MethodPut {
-			w.Header().Set("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", r.Header.Get("X-Aws-Ec2-Metadata-Token-Ttl-Seconds"))
-			w.Write([]byte(tok))
-			return
+	// Only the identity and the user data: no instance profile, no hostname.
+	p.imds = fakeimds.New(t)
+	p.imds.Set(func(s *fakeimds.Server) {
+		s.HopLimit = 0
+		s.Paths = map[string]string{
+			"dynamic/instance-identity/document": fakeimds.Document("i-0123456789abcdef0", "eu-west-1"),
+			"user-data":                          string(userData),
 		}
-		if r.Header.Get("X-aws-ec2-metadata-token") != tok {
-			http.Error(w, "", http.StatusUnauthorized)
-			return
-		}
-		switch r.URL.Path {
-		case "/latest/dynamic/instance-identity/document":
-			w.Write([]byte(`{"instanceId":"i-0123456789abcdef0","accountId":"123456789012","region":"eu-west-1","imageId":"ami-0123456789abcdef0"}`))
-		case "/latest/user-data":
-			w.Write(userData)
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	t.Cleanup(p.imds.Close)
+	})
 	return p
 }
 

@@ -3,13 +3,11 @@ package agent
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/ec2sec/ec2sec/internal/fakeimds"
 	"io/fs"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,56 +26,32 @@ const (
 
 var plantedAll = []string{plantedKeyID, plantedSecret, plantedSigningKey, "role-secret-PLANTED", "role-session-token-PLANTED"}
 
-// fakeIMDS serves an instance identity (and user data holding planted secrets) on loopback.
-type imdsFake struct {
-	*httptest.Server
-	profile atomic.Bool // serve iam/info: an instance profile is attached
-	clean   atomic.Bool // serve user data without secrets: someone cleaned it
-}
+// imdsFake is IMDS (internal/fakeimds) for one instance in us-east-1 whose user data holds
+// planted secrets, with no instance profile attached and the kernel's default hop limit.
+type imdsFake struct{ *fakeimds.Server }
 
 func fakeIMDS(t *testing.T, instanceID string) *imdsFake {
 	t.Helper()
-	fake := &imdsFake{}
-	mux := http.NewServeMux()
-	mux.HandleFunc("PUT /latest/api/token", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", "21600")
-		w.Write([]byte("token-abc"))
+	s := fakeimds.New(t)
+	s.Set(func(s *fakeimds.Server) {
+		s.HopLimit = 0
+		s.Paths["dynamic/instance-identity/document"] = fakeimds.Document(instanceID, "us-east-1")
+		s.Paths["dynamic/instance-identity/rsa2048"] = fakeRSA2048 // central mode's proof of origin; verified only by the forwarder's tests
+		s.Paths["meta-data/hostname"] = "ip-10-0-0-1.ec2.internal"
+		s.Paths["user-data"] = "#!/bin/bash\nexport AWS_ACCESS_KEY_ID=" + plantedKeyID + "\nexport AWS_SECRET_ACCESS_KEY=" + plantedSecret + "\n"
+		delete(s.Paths, "meta-data/iam/info")
 	})
-	need := func(h http.HandlerFunc) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			if r.Header.Get("X-Aws-Ec2-Metadata-Token") != "token-abc" {
-				w.WriteHeader(401)
-				return
-			}
-			h(w, r)
-		}
-	}
-	mux.HandleFunc("GET /latest/dynamic/instance-identity/document", need(func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(map[string]string{"instanceId": instanceID, "accountId": "123456789012", "region": "us-east-1", "imageId": "ami-0123456789abcdef0"})
-	}))
-	mux.HandleFunc("GET /latest/dynamic/instance-identity/rsa2048", need(func(w http.ResponseWriter, r *http.Request) {
-		w.Write([]byte(fakeRSA2048)) // central mode's proof of origin; verified only by the forwarder's tests
-	}))
-	mux.HandleFunc("GET /latest/meta-data/hostname", need(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ip-10-0-0-1.ec2.internal")) }))
-	mux.HandleFunc("GET /latest/meta-data/services/partition", need(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("aws")) }))
-	mux.HandleFunc("GET /latest/meta-data/services/domain", need(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("amazonaws.com")) }))
-	mux.HandleFunc("GET /latest/user-data", need(func(w http.ResponseWriter, r *http.Request) {
-		if fake.clean.Load() {
-			w.Write([]byte("#!/bin/bash\nyum -y update\n"))
-			return
-		}
-		w.Write([]byte("#!/bin/bash\nexport AWS_ACCESS_KEY_ID=" + plantedKeyID + "\nexport AWS_SECRET_ACCESS_KEY=" + plantedSecret + "\n"))
-	}))
-	mux.HandleFunc("GET /latest/meta-data/iam/info", need(func(w http.ResponseWriter, r *http.Request) {
-		if !fake.profile.Load() {
-			http.NotFound(w, r)
-			return
-		}
-		w.Write([]byte(`{"Code":"Success","InstanceProfileArn":"arn:aws:iam::123456789012:instance-profile/web"}`))
-	}))
-	fake.Server = httptest.NewServer(mux)
-	t.Cleanup(fake.Close)
-	return fake
+	return &imdsFake{s}
+}
+
+// attachProfile attaches an instance profile: iam/info answers.
+func (f *imdsFake) attachProfile() {
+	f.Set(func(s *fakeimds.Server) { s.Paths["meta-data/iam/info"] = fakeimds.Instance()["meta-data/iam/info"] })
+}
+
+// cleanUserData is someone removing the secrets from the user data.
+func (f *imdsFake) cleanUserData() {
+	f.Set(func(s *fakeimds.Server) { s.Paths["user-data"] = "#!/bin/bash\nyum -y update\n" })
 }
 
 // fakeRSA2048 is what fakeIMDS serves as the identity's PKCS#7 signature (base64, lines of 64).
