@@ -3,15 +3,15 @@
 package agent
 
 // A hostile local user against what the agent keeps and reads of its own: the state dir and
-// its files, keys, config and --output (issue 15, item 6). The attacker is uid 65534
-// (nobody); tests that hand them files need root to chown and skip without it.
+// its files, keys, config and --output. The attacker is uid 65534 (nobody); tests that hand
+// them files need root to chown and skip without it. What a user writes into their own home
+// to exhaust the scan is a hostile host: TestHostileUserExhaustion in hostile_host_test.go.
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/ec2sec/ec2sec/internal/testenv"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -24,6 +24,7 @@ import (
 	"github.com/ec2sec/ec2sec/agent/spool"
 	"github.com/ec2sec/ec2sec/agent/state"
 	"github.com/ec2sec/ec2sec/internal/awsfake"
+	"github.com/ec2sec/ec2sec/internal/testenv"
 	"github.com/ec2sec/ec2sec/probes/metadata"
 )
 
