@@ -43,6 +43,8 @@ type RunCommand struct {
 	interval, splay, retryBase time.Duration
 	// scanned, when set, is told after every scan cycle (tests).
 	scanned chan<- cycle
+	// watchLoad replaces the BPF watcher's loader (tests).
+	watchLoad watchLoader
 }
 
 type cycle struct {
@@ -91,13 +93,15 @@ func (c RunCommand) Run(ctx context.Context) int {
 		return ExitUsage
 	}
 	d := &daemon{c: c, cfg: cfg, log: log}
-	// The IMDS watcher stays loaded in this process for the daemon's life (imdswatch.go).
+	// The IMDS watcher stays loaded in this process for the daemon's life, unless another
+	// process (ec2sec-imdswatch.service) holds the watch (imdswatch.go).
 	getenv := c.ScanOptions.Getenv
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	d.watch = startWatch(cfg, getenv, log)
-	defer func() { d.watch.stop() }()
+	d.watch = &daemonWatch{getenv: getenv, log: log, load: c.watchLoad}
+	d.watch.ensure(cfg)
+	defer d.watch.stop()
 	releaseMemory() // loading BPF allocates; the scheduler should idle small
 
 	if err := d.startWork(); err != nil {
@@ -138,7 +142,7 @@ type daemon struct {
 	cfg   Config
 	log   *slog.Logger
 	w     work
-	watch *residentWatch // nil once stopped, or when not loaded
+	watch *daemonWatch
 
 	scanT, retryT *time.Timer
 	failures      int
@@ -232,7 +236,6 @@ func (d *daemon) deliverLeftovers(ctx context.Context) {
 // stop unloads the IMDS watcher and delivers what it can within finalFlush.
 func (d *daemon) stop() {
 	d.watch.stop()
-	d.watch = nil
 	st, err := d.w.flush(context.Background(), d.cfg, finalFlush)
 	if errors.Is(err, errNoReporter) {
 		d.log.Info("ec2sec agent stopping")
@@ -258,7 +261,7 @@ func (d *daemon) reload() {
 
 // scanCycle runs one scan cycle (scan, spool, deliver) and schedules the next.
 func (d *daemon) scanCycle(ctx context.Context) {
-	d.watch.save() // the scan reads the window from the state dir
+	d.watch.ensure(d.cfg) // the scan reads the window from the state dir
 	cy := d.w.cycle(ctx, d.cfg)
 	releaseMemory()
 	d.scanT.Reset(d.interval())

@@ -22,18 +22,24 @@ import (
 // end prints the table, or with Format "json" one ec2sec/v1 document whose results are the
 // imdswatch checks' results for that window. When the watcher cannot load, the checks say
 // NOT_AVAILABLE with the reason and the exit code is ExitNoScan.
+//
+// With Resident it is instead the watcher of systemd/ec2sec-imdswatch.service: it keeps the
+// programs loaded until ctx is done (or Duration has passed) and the rolling summary in the
+// config's state dir, where the scans read it (runResident).
 type IMDSWatchCommand struct {
 	Duration   time.Duration
 	Format     string // "table" (default) or "json"
 	ConfigPath string
 	Proc       string // default /proc
+	Resident   bool
+	Log        *slog.Logger // Resident's log (default: JSON lines on Stderr)
 
 	Stdout, Stderr io.Writer
 	IsTerminal     func(w io.Writer) bool
 	Getenv         func(string) string // default os.Getenv
 	ScanOptions    ScanOptions         // for tests: IMDS
 	// load replaces imdswatch.Load in tests (a kernel without the hooks).
-	load func(imdswatch.Options) (imdswatch.Source, func() error, error)
+	load watchLoader
 }
 
 // Run executes the command and returns its exit code.
@@ -59,15 +65,15 @@ func (c IMDSWatchCommand) Run(ctx context.Context) int {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
+	if c.Resident {
+		if c.Format != "table" {
+			return usage(fmt.Errorf("--format: the resident watcher writes the summary to the state dir, not a report"))
+		}
+		return c.runResident(ctx, cfg, getenv)
+	}
 	load := c.load
 	if load == nil {
-		load = func(o imdswatch.Options) (imdswatch.Source, func() error, error) {
-			w, err := imdswatch.Load(o)
-			if err != nil {
-				return nil, nil, err
-			}
-			return w, w.Close, nil
-		}
+		load = loadBPF
 	}
 	src, closeSrc, loadErr := load(imdswatch.Options{Dests: imdswatch.Dests(getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT"))})
 	tab := imdswatch.NewTable(nil, nil)

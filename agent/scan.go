@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -48,8 +47,9 @@ type ScanOptions struct {
 	// FingerprintKey keys secret fingerprints; when nil it is loaded (see LoadFingerprintKey).
 	FingerprintKey []byte
 
-	// IMDSWatch hands the imdswatch probe its window; nil = the summary the run daemon keeps
-	// in Config.StateDir (imdswatch.SummaryFile).
+	// IMDSWatch hands the imdswatch probe its window; nil = the summary the resident watcher
+	// (ec2sec-imdswatch.service, or the run daemon) keeps in Config.StateDir
+	// (imdswatch.SummaryFile), as loadWatchSummary reads it.
 	IMDSWatch func() (*imdswatch.Summary, error)
 
 	// Offline: Root is an image, not the running host (see probes.Env.Offline). Nothing is
@@ -141,8 +141,8 @@ func (o *ScanOptions) setDefaults() {
 		o.Resolver = net.DefaultResolver
 	}
 	if o.IMDSWatch == nil && o.Config.StateDir != "" {
-		path := filepath.Join(o.Config.StateDir, imdswatch.SummaryFile)
-		o.IMDSWatch = func() (*imdswatch.Summary, error) { return imdswatch.LoadSummary(path) }
+		dir := o.Config.StateDir
+		o.IMDSWatch = func() (*imdswatch.Summary, error) { return loadWatchSummary(dir) }
 	}
 	if o.Getenv == nil {
 		o.Getenv = os.Getenv

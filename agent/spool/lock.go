@@ -2,6 +2,7 @@ package spool
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -47,4 +48,30 @@ func (l *Lock) Release() error {
 	err := l.f.Close() // closing the descriptor releases the lock
 	l.f = nil
 	return err
+}
+
+// TryAcquire takes the lock on path if no other process holds it: (nil, nil) when one does.
+func TryAcquire(path string) (*Lock, error) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(errHeld) // one try: Acquire tries before it looks at ctx
+	l, err := Acquire(ctx, path)
+	if errors.Is(err, errHeld) {
+		return nil, nil
+	}
+	return l, err
+}
+
+var errHeld = errors.New("held")
+
+// Held reports whether a process holds the lock on path, taking it (shared) for no longer
+// than the look: a reader's way to tell a live writer from one that died. A missing file is
+// not held.
+func Held(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close() // closing drops the shared lock, if it was taken
+	held, err := heldExclusive(f)
+	return err == nil && held
 }

@@ -28,6 +28,7 @@ Usage:
   ec2sec scan [flags]     run the probes once and print the results
   ec2sec run [flags]      the agent: scan on a schedule and report (SIGHUP reloads the config)
   ec2sec checks [flags]   print the check catalog (--format table|markdown, --output FILE)
+  ec2sec imds-watch       who calls IMDS without a token: a live view (--resident: the watcher service)
   ec2sec service ACTION   install, uninstall, start, stop or status the OS service
   ec2sec version          print version, commit and Go version
 
@@ -175,6 +176,7 @@ func imdsWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.DurationVar(&c.Duration, "duration", 0, "watch for `D` (e.g. 10m), then print the result (default: until interrupted)")
 	fs.StringVar(&c.Format, "format", "table", "output `FORMAT`: table (live on a terminal) or json (an ec2sec/v1 document at the end)")
 	fs.StringVar(&c.ConfigPath, "config", "", "config `FILE` (default "+agent.DefaultConfigPath+" when it exists)")
+	fs.BoolVar(&c.Resident, "resident", false, "be the watcher of ec2sec-imdswatch.service: keep the programs loaded and the 7-day summary in the state dir, until stopped (or --duration)")
 	if code, ok := parseArgs(fs, args, stderr); !ok {
 		return code
 	}
