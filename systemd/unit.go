@@ -1,5 +1,7 @@
-// Package systemd ships ec2sec's hardened systemd unit (ec2sec.service beside this file), so
-// that `ec2sec service install` and the deb/rpm packages install the very same unit.
+// Package systemd ships ec2sec's hardened systemd units (beside this file), so that
+// `ec2sec service install` and the deb/rpm packages install the very same units:
+// ec2sec.service, the agent, and ec2sec-imdswatch.service, the IMDS watcher alone with the
+// capabilities it needs (docs/imds-watch.md, "Privileges").
 package systemd
 
 import (
@@ -15,6 +17,15 @@ const BinPath = "/usr/bin/ec2sec"
 //
 //go:embed ec2sec.service
 var Unit string
+
+// IMDSWatchUnit is the text of ec2sec-imdswatch.service, the IMDS watcher's unit, as shipped
+// in the packages.
+//
+//go:embed ec2sec-imdswatch.service
+var IMDSWatchUnit string
+
+// IMDSWatchName is the watcher unit's name.
+const IMDSWatchName = "ec2sec-imdswatch.service"
 
 // The lines of Unit that depend on where the binary is; Template swaps them for placeholders.
 const (

@@ -22,11 +22,16 @@ const maxExposure = 2.0
 // at an executable that exists here (verify checks ExecStart= is executable).
 func writeUnit(t *testing.T, text string) string {
 	t.Helper()
+	return writeNamedUnit(t, "ec2sec.service", text)
+}
+
+func writeNamedUnit(t *testing.T, name, text string) string {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join(t.TempDir(), "ec2sec.service")
+	p := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(p, []byte(strings.ReplaceAll(text, BinPath, exe)), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -67,9 +72,37 @@ func exposure(t *testing.T, path string) (float64, string) {
 	return v, string(out)
 }
 
+// shipped maps each unit file in this directory to its embedded text: a unit added here
+// without being shipped (embedded, so the packages and their tests know it) fails.
+func shipped(t *testing.T) map[string]string {
+	t.Helper()
+	embedded := map[string]string{"ec2sec.service": Unit, IMDSWatchName: IMDSWatchUnit}
+	files, err := filepath.Glob("*.service")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no unit files here: %v", err)
+	}
+	out := map[string]string{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if embedded[f] != string(b) {
+			t.Errorf("%s is not embedded in package systemd (or differs from its embedded text)", f)
+		}
+		out[f] = string(b)
+	}
+	if len(out) != len(embedded) {
+		t.Errorf("unit files %v, embedded %d", files, len(embedded))
+	}
+	return out
+}
+
 func TestUnitVerifies(t *testing.T) {
-	if msg := verify(t, writeUnit(t, Unit)); msg != "" {
-		t.Errorf("systemd-analyze verify complained:\n%s", msg)
+	for name, text := range shipped(t) {
+		if msg := verify(t, writeNamedUnit(t, name, text)); msg != "" {
+			t.Errorf("%s: systemd-analyze verify complained:\n%s", name, msg)
+		}
 	}
 }
 
@@ -85,10 +118,20 @@ func TestVerifyCatchesMistakes(t *testing.T) {
 	}
 }
 
+// mainExposure is what ec2sec.service measures: the watcher's unit exists so that the agent's
+// keeps it (docs/imds-watch.md, "Privileges").
+const mainExposure = 1.9
+
 func TestUnitExposure(t *testing.T) {
-	v, out := exposure(t, writeUnit(t, Unit))
-	if v > maxExposure {
-		t.Errorf("exposure %.1f > %.1f:\n%s", v, maxExposure, out)
+	for name, text := range shipped(t) {
+		v, out := exposure(t, writeNamedUnit(t, name, text))
+		if v > maxExposure {
+			t.Errorf("%s: exposure %.1f > %.1f:\n%s", name, v, maxExposure, out)
+		}
+		if name == "ec2sec.service" && v > mainExposure {
+			t.Errorf("%s: exposure %.1f, was %.1f: did the agent's unit gain a privilege?\n%s", name, v, mainExposure, out)
+		}
+		t.Logf("%s: exposure %.1f", name, v)
 	}
 	// The same measurement on a plain unit must be far worse, or the parse is wrong.
 	plain := "[Unit]\nDescription=plain\n[Service]\nExecStart=" + BinPath + " run\n"
@@ -186,5 +229,80 @@ func TestTemplate(t *testing.T) {
 	}
 	if v, out := exposure(t, p); v > maxExposure {
 		t.Errorf("rendered unit: exposure %.1f > %.1f\n%s", v, maxExposure, out)
+	}
+}
+
+// unitLines returns a unit's settings, trimmed, in order.
+func unitLines(text string) []string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// TestIMDSWatchUnit pins what the watcher's unit holds: the capabilities the watcher needs
+// and no other (no CAP_SYS_ADMIN, none of the agent's file-reading CAP_DAC_READ_SEARCH), no
+// network, bpf(2) allowed after @privileged is denied, and the agent's user and state dir, so
+// the two units share the summary.
+func TestIMDSWatchUnit(t *testing.T) {
+	lines := unitLines(IMDSWatchUnit)
+	index := map[string]int{}
+	for i, l := range lines {
+		if _, dup := index[l]; !dup {
+			index[l] = i
+		}
+	}
+	want := []string{
+		"Type=notify",
+		"ExecStart=" + BinPath + " imds-watch --resident",
+		"CapabilityBoundingSet=CAP_BPF CAP_PERFMON CAP_NET_ADMIN CAP_SYS_PTRACE",
+		"AmbientCapabilities=CAP_BPF CAP_PERFMON CAP_NET_ADMIN CAP_SYS_PTRACE",
+		"RestrictAddressFamilies=AF_UNIX",
+		"IPAddressDeny=any",
+		"NoNewPrivileges=yes",
+		"ProtectSystem=strict",
+		"ProtectHome=yes",
+		"ProtectProc=ptraceable",
+		"ProtectControlGroups=yes",
+		"SystemCallFilter=~ptrace process_vm_readv process_vm_writev pidfd_getfd",
+		"SystemCallFilter=bpf",
+		"Before=ec2sec.service",
+		"WantedBy=multi-user.target",
+	}
+	for _, w := range want {
+		if _, ok := index[w]; !ok {
+			t.Errorf("%s lacks %q", IMDSWatchName, w)
+		}
+	}
+	// The allow list is built in order: bpf must come after the line that denies @privileged.
+	deny := -1
+	for i, l := range lines {
+		if strings.HasPrefix(l, "SystemCallFilter=~@privileged") {
+			deny = i
+		}
+	}
+	if deny < 0 || index["SystemCallFilter=bpf"] < deny {
+		t.Errorf("SystemCallFilter=bpf (line %d) must follow the ~@privileged line (%d)", index["SystemCallFilter=bpf"], deny)
+	}
+	for _, bad := range []string{"CAP_SYS_ADMIN", "CAP_DAC_READ_SEARCH", "AF_INET", "AF_NETLINK", "PrivateNetwork=yes", "PrivateUsers=yes", "@mount\n", "Requires=", "BindsTo="} {
+		for _, l := range lines {
+			if strings.Contains(l+"\n", bad) && !strings.HasPrefix(l, "SystemCallFilter=~") {
+				t.Errorf("%s: %q has %q", IMDSWatchName, l, bad)
+			}
+		}
+	}
+	// Shared with the agent's unit: the same transient user and state dir, so both own the
+	// summary's directory (systemd gives running units with one dynamic user name one UID).
+	main := map[string]bool{}
+	for _, l := range unitLines(Unit) {
+		main[l] = true
+	}
+	for _, shared := range []string{"DynamicUser=yes", "User=ec2sec", "StateDirectory=ec2sec", "StateDirectoryMode=0700", "UMask=0077"} {
+		if _, ok := index[shared]; !ok || !main[shared] {
+			t.Errorf("%q must be in both units (watcher %v, agent %v)", shared, ok, main[shared])
+		}
 	}
 }
