@@ -119,9 +119,10 @@ func checkDebs(t *testing.T, dist string) {
 			files[f[len(f)-1]] = f[0]
 		}
 		for path, perm := range map[string]string{
-			"./usr/bin/ec2sec":                        "-rwxr-xr-x",
-			"./usr/lib/systemd/system/ec2sec.service": "-rw-r--r--",
-			"./etc/ec2sec/config.yaml":                "-rw-r--r--",
+			"./usr/bin/ec2sec":                                  "-rwxr-xr-x",
+			"./usr/lib/systemd/system/ec2sec.service":           "-rw-r--r--",
+			"./usr/lib/systemd/system/ec2sec-imdswatch.service": "-rw-r--r--",
+			"./etc/ec2sec/config.yaml":                          "-rw-r--r--",
 		} {
 			if files[path] != perm {
 				t.Errorf("%s: %s has %q, want %s\n%s", filepath.Base(deb), path, files[path], perm, out)
@@ -144,16 +145,21 @@ func checkDebs(t *testing.T, dist string) {
 		if b, _ := os.ReadFile(filepath.Join(ctl, "conffiles")); strings.TrimSpace(string(b)) != "/etc/ec2sec/config.yaml" {
 			t.Errorf("conffiles: %q", b)
 		}
-		for script, want := range map[string]string{"postinst": "systemctl enable ec2sec.service", "prerm": "systemctl stop ec2sec.service"} {
+		for script, want := range map[string]string{
+			"postinst": "systemctl enable ec2sec.service ec2sec-imdswatch.service",
+			"prerm":    "systemctl stop ec2sec.service ec2sec-imdswatch.service",
+		} {
 			b, err := os.ReadFile(filepath.Join(ctl, script))
 			if err != nil || !strings.Contains(string(b), want) {
 				t.Errorf("%s lacks %q (%v)", script, want, err)
 			}
 		}
-		// The unit inside is the repository's, byte for byte.
-		unit, err := exec.Command("sh", "-c", `"$0" --fsys-tarfile "$1" | tar -xOf - ./usr/lib/systemd/system/ec2sec.service`, dpkg, deb).Output()
-		if err != nil || string(unit) != systemd.Unit {
-			t.Errorf("unit in %s differs from systemd/ec2sec.service (%v)", deb, err)
+		// The units inside are the repository's, byte for byte.
+		for name, text := range map[string]string{"ec2sec.service": systemd.Unit, systemd.IMDSWatchName: systemd.IMDSWatchUnit} {
+			unit, err := exec.Command("sh", "-c", `"$0" --fsys-tarfile "$1" | tar -xOf - ./usr/lib/systemd/system/$2`, dpkg, deb, name).Output()
+			if err != nil || string(unit) != text {
+				t.Errorf("%s in %s differs from systemd/%s (%v)", name, deb, name, err)
+			}
 		}
 	}
 }
@@ -168,7 +174,7 @@ func checkRPMs(t *testing.T, dist string) {
 		}
 		got := strings.Fields(string(out))
 		sort.Strings(got)
-		want := []string{"/etc/ec2sec", "/etc/ec2sec/config.yaml", "/usr/bin/ec2sec", "/usr/lib/systemd/system/ec2sec.service"}
+		want := []string{"/etc/ec2sec", "/etc/ec2sec/config.yaml", "/usr/bin/ec2sec", "/usr/lib/systemd/system/ec2sec-imdswatch.service", "/usr/lib/systemd/system/ec2sec.service"}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("rpm -qlp %s: %v, want %v", filepath.Base(p), got, want)
 		}
@@ -183,7 +189,7 @@ func checkRPMs(t *testing.T, dist string) {
 			t.Errorf("rpm header: %q", info)
 		}
 		scripts, _ := exec.Command(rpm, "-qp", "--scripts", p).Output()
-		for _, w := range []string{"postinstall scriptlet", "preuninstall scriptlet", "systemctl enable ec2sec.service", "systemctl stop ec2sec.service"} {
+		for _, w := range []string{"postinstall scriptlet", "preuninstall scriptlet", "systemctl enable ec2sec.service ec2sec-imdswatch.service", "systemctl stop ec2sec.service ec2sec-imdswatch.service"} {
 			if !strings.Contains(string(scripts), w) {
 				t.Errorf("%s scripts lack %q", filepath.Base(p), w)
 			}
@@ -272,8 +278,8 @@ func readZip(t *testing.T, f *zip.File) []byte {
 
 func checkZips(t *testing.T, dist string) {
 	layouts := map[string][]string{
-		"ec2sec-linux-x86_64.zip":   {"config.yaml", "ec2sec", "ec2sec.deb", "ec2sec.rpm", "ec2sec.service", "install.sh", "uninstall.sh"},
-		"ec2sec-linux-arm64.zip":    {"config.yaml", "ec2sec", "ec2sec.deb", "ec2sec.rpm", "ec2sec.service", "install.sh", "uninstall.sh"},
+		"ec2sec-linux-x86_64.zip":   {"config.yaml", "ec2sec", "ec2sec-imdswatch.service", "ec2sec.deb", "ec2sec.rpm", "ec2sec.service", "install.sh", "uninstall.sh"},
+		"ec2sec-linux-arm64.zip":    {"config.yaml", "ec2sec", "ec2sec-imdswatch.service", "ec2sec.deb", "ec2sec.rpm", "ec2sec.service", "install.sh", "uninstall.sh"},
 		"ec2sec-windows-x86_64.zip": {"config.yaml", "ec2sec.exe", "install.ps1", "uninstall.ps1"},
 	}
 	same := func(zipName string, entry *zip.File, src string) {
@@ -302,6 +308,7 @@ func checkZips(t *testing.T, dist string) {
 			same(name, files["ec2sec.rpm"], filepath.Join(dist, "ec2sec-"+testPkgVersion+"-1."+rpmArchs[goarch]+".rpm"))
 			same(name, files["install.sh"], "ssm/install.sh")
 			same(name, files["ec2sec.service"], filepath.Join(testenv.RepoRoot(), "systemd", "ec2sec.service"))
+			same(name, files[systemd.IMDSWatchName], filepath.Join(testenv.RepoRoot(), "systemd", systemd.IMDSWatchName))
 			if files["ec2sec"].Mode().Perm() != 0o755 {
 				t.Errorf("%s: ec2sec mode %v", name, files["ec2sec"].Mode())
 			}
@@ -332,7 +339,10 @@ func checkInstallFromZip(t *testing.T, dist string) {
 	if code, out := runScript(t, filepath.Join(pkg, "install.sh"), root); code != 0 {
 		t.Fatalf("second install.sh: exit %d\n%s", code, out)
 	}
-	if code, out := runScript(t, filepath.Join(pkg, "uninstall.sh"), root); code != 0 || exists(filepath.Join(root, "usr/local/bin/ec2sec")) {
+	if b, err := os.ReadFile(filepath.Join(root, "etc/systemd/system", systemd.IMDSWatchName)); err != nil || string(b) != installedWatchUnit() {
+		t.Errorf("installed watcher unit: %v\n%s", err, b)
+	}
+	if code, out := runScript(t, filepath.Join(pkg, "uninstall.sh"), root); code != 0 || exists(filepath.Join(root, "usr/local/bin/ec2sec")) || exists(filepath.Join(root, "etc/systemd/system", systemd.IMDSWatchName)) {
 		t.Fatalf("uninstall.sh: exit %d\n%s", code, out)
 	}
 }

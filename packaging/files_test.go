@@ -489,7 +489,7 @@ func TestNfpmConfig(t *testing.T) {
 	if dsts["/etc/ec2sec/config.yaml"] != "config|noreplace" {
 		t.Errorf("config.yaml type %q, want config|noreplace", dsts["/etc/ec2sec/config.yaml"])
 	}
-	for _, d := range []string{"/usr/bin/ec2sec", "/usr/lib/systemd/system/ec2sec.service"} {
+	for _, d := range []string{"/usr/bin/ec2sec", "/usr/lib/systemd/system/ec2sec.service", "/usr/lib/systemd/system/ec2sec-imdswatch.service"} {
 		if _, ok := dsts[d]; !ok {
 			t.Errorf("package lacks %s", d)
 		}

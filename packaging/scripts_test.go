@@ -22,6 +22,7 @@ func fakePackage(t *testing.T) string {
 	copyFile(t, "ssm/uninstall.sh", filepath.Join(dir, "uninstall.sh"), 0o644)
 	copyFile(t, "config.yaml", filepath.Join(dir, "config.yaml"), 0o644)
 	copyFile(t, filepath.Join(testenv.RepoRoot(), "systemd", "ec2sec.service"), filepath.Join(dir, "ec2sec.service"), 0o644)
+	copyFile(t, filepath.Join(testenv.RepoRoot(), "systemd", systemd.IMDSWatchName), filepath.Join(dir, systemd.IMDSWatchName), 0o644)
 	if err := os.WriteFile(filepath.Join(dir, "ec2sec"), []byte("not really ec2sec\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -77,11 +78,20 @@ func installedUnit() string {
 	).Replace(systemd.Unit)
 }
 
+// installedWatchUnit is the IMDS watcher's unit install.sh writes for its /usr/local/bin binary.
+func installedWatchUnit() string {
+	return strings.NewReplacer(
+		"\nExecStart="+systemd.BinPath+" imds-watch --resident\n", "\nExecStart=/usr/local/bin/ec2sec imds-watch --resident\n",
+		"\nConditionFileIsExecutable="+systemd.BinPath+"\n", "\nConditionFileIsExecutable=/usr/local/bin/ec2sec\n",
+	).Replace(systemd.IMDSWatchUnit)
+}
+
 func TestInstallScriptsInTempRoot(t *testing.T) {
 	pkg := fakePackage(t)
 	root := t.TempDir()
 	bin := filepath.Join(root, "usr/local/bin/ec2sec")
 	unit := filepath.Join(root, "etc/systemd/system/ec2sec.service")
+	watchUnit := filepath.Join(root, "etc/systemd/system", systemd.IMDSWatchName)
 	cfg := filepath.Join(root, "etc/ec2sec/config.yaml")
 
 	code, out := runScript(t, filepath.Join(pkg, "install.sh"), root)
@@ -97,8 +107,11 @@ func TestInstallScriptsInTempRoot(t *testing.T) {
 	if b, _ := os.ReadFile(unit); string(b) != installedUnit() {
 		t.Errorf("unit is not the hardened unit for /usr/local/bin/ec2sec:\n%s", b)
 	}
-	if mode(t, unit) != 0o644 || mode(t, cfg) != 0o644 {
-		t.Errorf("modes: unit %v, config %v", mode(t, unit), mode(t, cfg))
+	if b, _ := os.ReadFile(watchUnit); string(b) != installedWatchUnit() || installedWatchUnit() == systemd.IMDSWatchUnit {
+		t.Errorf("watcher unit is not the shipped unit for /usr/local/bin/ec2sec:\n%s", b)
+	}
+	if mode(t, unit) != 0o644 || mode(t, watchUnit) != 0o644 || mode(t, cfg) != 0o644 {
+		t.Errorf("modes: unit %v, watcher unit %v, config %v", mode(t, unit), mode(t, watchUnit), mode(t, cfg))
 	}
 
 	// Idempotent: a second run succeeds, replaces the binary, keeps the administrator's config.
@@ -114,16 +127,18 @@ func TestInstallScriptsInTempRoot(t *testing.T) {
 	if b, _ := os.ReadFile(bin); string(b) != "newer ec2sec\n" {
 		t.Errorf("re-install did not replace the binary: %q", b)
 	}
-	if m, _ := filepath.Glob(filepath.Join(root, "usr/local/bin/.*")); len(m) > 0 {
-		t.Errorf("temporary files left: %v", m)
+	for _, d := range []string{"usr/local/bin", "etc/systemd/system"} {
+		if m, _ := filepath.Glob(filepath.Join(root, d, ".*")); len(m) > 0 {
+			t.Errorf("temporary files left: %v", m)
+		}
 	}
 
 	code, out = runScript(t, filepath.Join(pkg, "uninstall.sh"), root)
 	if code != 0 {
 		t.Fatalf("uninstall.sh: exit %d\n%s", code, out)
 	}
-	if exists(bin) || exists(unit) {
-		t.Errorf("uninstall left the binary or the unit")
+	if exists(bin) || exists(unit) || exists(watchUnit) {
+		t.Errorf("uninstall left the binary or a unit")
 	}
 	if !exists(cfg) {
 		t.Errorf("uninstall removed the config; upgrades need it kept")

@@ -102,6 +102,7 @@ func Zips(repo, dist string) (map[string][]Entry, error) {
 			{"uninstall.sh", filepath.Join(ssm, "uninstall.sh"), 0o755},
 			{"ec2sec", filepath.Join(dist, "ec2sec-linux-"+goarch), 0o755},
 			{"ec2sec.service", filepath.Join(repo, "systemd", "ec2sec.service"), 0o644},
+			{"ec2sec-imdswatch.service", filepath.Join(repo, "systemd", "ec2sec-imdswatch.service"), 0o644},
 			{"config.yaml", filepath.Join(repo, "packaging", "config.yaml"), 0o644},
 			{"ec2sec.deb", deb, 0o644},
 			{"ec2sec.rpm", rpm, 0o644},

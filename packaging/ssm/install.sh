@@ -6,10 +6,11 @@
 # idempotent: running it again installs the same files and leaves the service running.
 #
 # Where dpkg (Debian, Ubuntu) or rpm (Amazon Linux, RHEL and relatives, SUSE) is the system's
-# package manager it installs ec2sec.deb or ec2sec.rpm: binary /usr/bin/ec2sec, unit
-# /usr/lib/systemd/system/ec2sec.service, config /etc/ec2sec/config.yaml; the package's own
-# scripts enable and start the service. Elsewhere it installs the files itself: binary
-# /usr/local/bin/ec2sec, unit /etc/systemd/system/ec2sec.service, the same config path.
+# package manager it installs ec2sec.deb or ec2sec.rpm: binary /usr/bin/ec2sec, units
+# /usr/lib/systemd/system/ec2sec.service (the agent) and ec2sec-imdswatch.service (the IMDS
+# watcher, docs/imds-watch.md), config /etc/ec2sec/config.yaml; the package's own scripts
+# enable and start the services. Elsewhere it installs the files itself: binary
+# /usr/local/bin/ec2sec, the units in /etc/systemd/system, the same config path.
 #
 # EC2SEC_ROOT=DIR installs the fallback files under DIR instead of / (tests, image trees); the
 # system's service manager is then never touched.
@@ -52,6 +53,9 @@ remove_fallback() {
 		say "removing the earlier non-package install"
 		rm -f /etc/systemd/system/ec2sec.service /usr/local/bin/ec2sec
 	fi
+	if [ -f /etc/systemd/system/ec2sec-imdswatch.service ] && grep -q '^ExecStart=/usr/local/bin/ec2sec ' /etc/systemd/system/ec2sec-imdswatch.service; then
+		rm -f /etc/systemd/system/ec2sec-imdswatch.service
+	fi
 }
 
 if uses_dpkg; then
@@ -69,11 +73,11 @@ if uses_rpm; then
 fi
 
 if [ -n "$root" ]; then
-	say "installing the binary and unit under $root"
+	say "installing the binary and units under $root"
 else
-	say "no dpkg or rpm package manager here: installing the binary and unit"
+	say "no dpkg or rpm package manager here: installing the binary and units"
 fi
-for f in ec2sec ec2sec.service config.yaml; do
+for f in ec2sec ec2sec.service ec2sec-imdswatch.service config.yaml; do
 	[ -f "$here/$f" ] || die "$f missing from the package"
 done
 mkdir -p "$root/usr/local/bin" "$root/etc/systemd/system" "$root/etc/ec2sec" || die "cannot create directories under ${root:-/}"
@@ -81,11 +85,13 @@ mkdir -p "$root/usr/local/bin" "$root/etc/systemd/system" "$root/etc/ec2sec" || 
 cp "$here/ec2sec" "$root/usr/local/bin/.ec2sec.new" &&
 	chmod 0755 "$root/usr/local/bin/.ec2sec.new" &&
 	mv -f "$root/usr/local/bin/.ec2sec.new" "$root/usr/local/bin/ec2sec" || die "cannot install $root/usr/local/bin/ec2sec"
-sed -e 's#^ExecStart=/usr/bin/ec2sec #ExecStart=/usr/local/bin/ec2sec #' \
-	-e 's#^ConditionFileIsExecutable=/usr/bin/ec2sec$#ConditionFileIsExecutable=/usr/local/bin/ec2sec#' \
-	"$here/ec2sec.service" >"$root/etc/systemd/system/.ec2sec.service.new" &&
-	chmod 0644 "$root/etc/systemd/system/.ec2sec.service.new" &&
-	mv -f "$root/etc/systemd/system/.ec2sec.service.new" "$root/etc/systemd/system/ec2sec.service" || die "cannot install the unit"
+for u in ec2sec.service ec2sec-imdswatch.service; do
+	sed -e 's#^ExecStart=/usr/bin/ec2sec #ExecStart=/usr/local/bin/ec2sec #' \
+		-e 's#^ConditionFileIsExecutable=/usr/bin/ec2sec$#ConditionFileIsExecutable=/usr/local/bin/ec2sec#' \
+		"$here/$u" >"$root/etc/systemd/system/.$u.new" &&
+		chmod 0644 "$root/etc/systemd/system/.$u.new" &&
+		mv -f "$root/etc/systemd/system/.$u.new" "$root/etc/systemd/system/$u" || die "cannot install the unit $u"
+done
 # The config is the administrator's once installed: never overwritten.
 # A new config takes the Security Hub mode the installer was given (the central stack's
 # association passes SSM_EC2SEC_HUB_MODE=central; docs/forwarder.md).
@@ -106,9 +112,12 @@ else
 fi
 if systemd_here; then
 	systemctl daemon-reload || die "systemctl daemon-reload failed"
-	systemctl enable ec2sec.service || die "systemctl enable failed"
+	systemctl enable ec2sec.service ec2sec-imdswatch.service || die "systemctl enable failed"
+	# The watcher first (ordered before the agent). Where it cannot load, the agent's imdswatch
+	# checks say why: no reason to fail the install.
+	systemctl restart ec2sec-imdswatch.service || say "the IMDS watcher did not start; see: journalctl -u ec2sec-imdswatch"
 	systemctl restart ec2sec.service || die "the service did not start; see: journalctl -u ec2sec"
-	say "ec2sec.service enabled and running"
+	say "ec2sec.service and ec2sec-imdswatch.service enabled and running"
 fi
 say "installed $root/usr/local/bin/ec2sec"
 exit 0

@@ -32,8 +32,9 @@ if [ -z "$root" ] && command -v rpm >/dev/null 2>&1 && rpm -q ec2sec >/dev/null 
 fi
 
 unit="$root/etc/systemd/system/ec2sec.service"
+watch_unit="$root/etc/systemd/system/ec2sec-imdswatch.service"
 bin="$root/usr/local/bin/ec2sec"
-if [ ! -e "$unit" ] && [ ! -e "$bin" ]; then
+if [ ! -e "$unit" ] && [ ! -e "$watch_unit" ] && [ ! -e "$bin" ]; then
 	say "ec2sec is not installed under ${root:-/}; nothing to do"
 	exit 0
 fi
@@ -44,12 +45,12 @@ elif ! command -v systemctl >/dev/null 2>&1; then
 elif [ ! -d /run/systemd/system ]; then
 	say "systemd is not running here (no /run/systemd/system): no service to stop"
 else
-	systemctl stop ec2sec.service 2>/dev/null || true
-	systemctl disable ec2sec.service 2>/dev/null || true
+	systemctl stop ec2sec.service ec2sec-imdswatch.service 2>/dev/null || true
+	systemctl disable ec2sec.service ec2sec-imdswatch.service 2>/dev/null || true
 fi
-rm -f "$unit" "$bin" || die "cannot remove $unit or $bin"
+rm -f "$unit" "$watch_unit" "$bin" || die "cannot remove $unit, $watch_unit or $bin"
 if [ -z "$root" ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
 	systemctl daemon-reload || true
 fi
-say "removed $bin and $unit (kept ${root}/etc/ec2sec/config.yaml and the state directory)"
+say "removed $bin, $unit and $watch_unit (kept ${root}/etc/ec2sec/config.yaml and the state directory)"
 exit 0
