@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -115,30 +114,45 @@ type credState struct {
 	memo   map[[sha256.Size]byte][]secrets.Finding
 }
 
-// Run implements Probe.
+// Run implements Probe. The steps: stop a little before the deadline (beforeDeadline), read
+// passwd, read the process environments and the files (readAll), then say what the files
+// held and what a limit cut (fileResults).
 func (CredentialsProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 	if env.Secrets == nil {
 		return nil, errors.New("no secret detector in the probe environment")
 	}
 	st := &credState{env: env, seen: map[string]bool{}, memo: map[[sha256.Size]byte][]secrets.Finding{}, cut: map[string]int{}, perCheck: map[string]int{}}
-	// Stop starting new files and processes a little before the probe's deadline: the
-	// probe then returns what it read (the scan would otherwise abandon it and keep nothing),
-	// and only what it had not read is unknown.
-	if dl, ok := ctx.Deadline(); ok {
-		margin := min(time.Until(dl)/5, 5*time.Second)
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, dl.Add(-margin))
-		defer cancel()
-	}
+	ctx, cancel := beforeDeadline(ctx)
+	defer cancel()
 	users, passwdErr := readPasswd(env)
 	if n := usersLeftOut(users); n > 0 {
 		st.limits = append(st.limits, fmt.Sprintf("the homes of %s of /etc/passwd after the first %d were not looked at", plural(n, "more user", "more users"), maxUsers))
 	}
+	procOut := st.readAll(ctx, users)
+	return append(st.fileResults(users, passwdErr), procOut...), nil
+}
+
+// beforeDeadline stops starting new files and processes a little before the probe's
+// deadline: the probe then returns what it read (the scan would otherwise abandon it and
+// keep nothing), and only what it had not read is unknown.
+func beforeDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return ctx, func() {}
+	}
+	margin := min(time.Until(dl)/5, 5*time.Second)
+	return context.WithDeadline(ctx, dl.Add(-margin))
+}
+
+// readAll reads the process environments and the files of users, and the files units name
+// with EnvironmentFile=, adding up what the files held in st; it returns the
+// cred-process-env results.
+func (st *credState) readAll(ctx context.Context, users []passwdUser) []Result {
 	// Process environments are read by the same readers as the files, before them (on a host
 	// with thousands of processes they are half of this probe's time): whichever reader is
 	// free takes the next ones, so both finish together. Processes first: a user's files
 	// written to be slow to scan cannot leave cred-process-env without an answer.
-	pe, procOut := newProcEnvs(env, users) // without a procfs, procOut says so
+	pe, procOut := newProcEnvs(st.env, users) // without a procfs, procOut says so
 	st.queue = st.credFiles(users)
 	// The first round reads the files and the processes; the next ones the files that units
 	// load with EnvironmentFile=, found in the round before.
@@ -157,13 +171,33 @@ func (CredentialsProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 			procOut = pe.results(pids, procs)
 		}
 	}
-	out := st.results
-	fileChecks := []string{"cred-long-lived-key", "cred-session-key", "secret-in-local-file"}
-	what := map[string]string{
+	return procOut
+}
+
+// credFileChecks are the checks the files answer for what they hold, and credNone what
+// each says when it found nothing.
+var (
+	credFileChecks = []string{"cred-long-lived-key", "cred-session-key", "secret-in-local-file"}
+	credNone       = map[string]string{
 		"cred-long-lived-key":  "no long-term access key",
 		"cred-session-key":     "no temporary access key",
 		"secret-in-local-file": "no secret",
 	}
+)
+
+// fileResults is what the files gave: their findings, then per check a WARNING or
+// NOT_AVAILABLE for what a limit cut (limitResults), and a result for each check nothing
+// was found for (nothingFoundResults).
+func (st *credState) fileResults(users []passwdUser, passwdErr error) []Result {
+	out := st.results
+	where := st.where(users, passwdErr)
+	st.odd.annotate(out)
+	out = st.limitResults(out, where)
+	return st.nothingFoundResults(out, where)
+}
+
+// where says what the probe looked at, and what it did not read, for the messages.
+func (st *credState) where(users []passwdUser, passwdErr error) string {
 	where := fmt.Sprintf("%s of %s", plural(st.scanned, "credential or config file", "credential and config files"), plural(len(users), "user", "users"))
 	if passwdErr != nil {
 		where += fmt.Sprintf(" (users unknown: %v)", passwdErr)
@@ -171,52 +205,21 @@ func (CredentialsProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 	if len(st.skipped) > 0 {
 		where += fmt.Sprintf("; not read: %s (links or hard links to another user's file)", joinMax(st.skipped, 3))
 	}
-	where += st.odd.String()
-	st.odd.annotate(out)
-	var unread string
-	if len(st.unread) > 0 {
-		unread = fmt.Sprintf("the probe's time ran out before %s of %d could be read (%s)", plural(len(st.unread), "file", "files"), len(st.queue), joinMax(st.unread, 3))
-	}
-	// One WARNING (or NOT_AVAILABLE) per check says everything a limit cut from its look:
-	// findings not reported, files not scanned to their end, files not read at all.
-	for _, c := range append(fileChecks, "cred-file-permissions") {
-		found := slices.ContainsFunc(out, func(r Result) bool { return r.Check == c })
-		var notes []string
-		if n := st.cut[c]; n > 0 {
-			notes = append(notes, fmt.Sprintf("%s not reported: at most %d findings per file, %d per check and %d per scan are (in %s)", plural(n, "more finding", "more findings"), maxFindingsPerFile, maxResultsPerCheck, maxSecretResults, joinMax(st.cutFiles, 3)))
-		}
-		if c == "cred-file-permissions" {
-			if len(notes) > 0 {
-				out = append(out, NewResult(c, Warning, "", notes[0]).With("not_reported", st.cut[c]))
-			}
-			continue
-		}
-		if len(st.stopped) > 0 {
-			notes = append(notes, fmt.Sprintf("not scanned to the end, after more than %d findings in the first %d KiB: %s", maxFindingsPerFile, firstLook>>10, joinMax(st.stopped, 3)))
-		}
-		notes = append(notes, st.limits...)
-		if unread != "" {
-			notes = append(notes, unread)
-		}
-		switch {
-		case len(notes) == 0:
-		case unread != "" && !found:
-			out = append(out, NewResult(c, NotAvailable, "", fmt.Sprintf("%s; %s in the %s read", strings.Join(notes, "; "), what[c], where)).With("unread", len(st.unread)))
-		default:
-			r := NewResult(c, Warning, "", strings.Join(notes, "; ")+": more may be there")
-			r = r.With("not_reported", st.cut[c]).With("not_scanned_to_end", len(st.stopped)).With("unread", len(st.unread))
-			out = append(out, r)
-		}
-	}
-	for _, c := range fileChecks {
+	return where + st.odd.String()
+}
+
+// nothingFoundResults adds, for every check with no result in out, a PASSED saying what was looked
+// at, or a NOT_AVAILABLE saying what could not be.
+func (st *credState) nothingFoundResults(out []Result, where string) []Result {
+	for _, c := range credFileChecks {
 		if slices.ContainsFunc(out, func(r Result) bool { return r.Check == c }) {
 			continue
 		}
 		if st.bad.n > 0 {
-			out = append(out, NewResult(c, NotAvailable, "", fmt.Sprintf("could not read every credential location (%s); %s in the %s read", st.bad, what[c], where)))
+			out = append(out, NewResult(c, NotAvailable, "", fmt.Sprintf("could not read every credential location (%s); %s in the %s read", st.bad, credNone[c], where)))
 			continue
 		}
-		out = append(out, NewResult(c, Passed, "", fmt.Sprintf("%s in %s", what[c], where)).With("files", st.scanned))
+		out = append(out, NewResult(c, Passed, "", fmt.Sprintf("%s in %s", credNone[c], where)).With("files", st.scanned))
 	}
 	if !slices.ContainsFunc(out, func(r Result) bool { return r.Check == "cred-file-permissions" }) {
 		switch {
@@ -228,7 +231,7 @@ func (CredentialsProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 			out = append(out, NewResult("cred-file-permissions", Passed, "", fmt.Sprintf("%s with credentials, none readable by group or other or owned by another user", plural(st.permsRan, "file", "files"))))
 		}
 	}
-	return append(out, procOut...), nil
+	return out
 }
 
 func cmpOr(s, def string) string {

@@ -1,11 +1,14 @@
 package probes
 
-// The credentials probe's bounds, and the bounded scan of one file's content (each distinct
-// content scanned once per scan).
+// The credentials probe's bounds, the bounded scan of one file's content (each distinct
+// content scanned once per scan), and the results that say what a bound cut.
 
 import (
 	"bytes"
 	"crypto/sha256"
+	"fmt"
+	"slices"
+	"strings"
 	"unsafe"
 
 	"github.com/ec2sec/ec2sec/probes/secrets"
@@ -62,4 +65,44 @@ func (st *credState) findings(data []byte) []secrets.Finding {
 	st.memo[sum] = findings
 	st.memoMu.Unlock()
 	return findings
+}
+
+// limitResults adds to out one WARNING (or NOT_AVAILABLE) per check that says everything a
+// limit cut from its look: findings not reported, files not scanned to their end, files not
+// read at all.
+func (st *credState) limitResults(out []Result, where string) []Result {
+	var unread string
+	if len(st.unread) > 0 {
+		unread = fmt.Sprintf("the probe's time ran out before %s of %d could be read (%s)", plural(len(st.unread), "file", "files"), len(st.queue), joinMax(st.unread, 3))
+	}
+	for _, c := range slices.Concat(credFileChecks, []string{"cred-file-permissions"}) {
+		found := slices.ContainsFunc(out, func(r Result) bool { return r.Check == c })
+		var notes []string
+		if n := st.cut[c]; n > 0 {
+			notes = append(notes, fmt.Sprintf("%s not reported: at most %d findings per file, %d per check and %d per scan are (in %s)", plural(n, "more finding", "more findings"), maxFindingsPerFile, maxResultsPerCheck, maxSecretResults, joinMax(st.cutFiles, 3)))
+		}
+		if c == "cred-file-permissions" {
+			if len(notes) > 0 {
+				out = append(out, NewResult(c, Warning, "", notes[0]).With("not_reported", st.cut[c]))
+			}
+			continue
+		}
+		if len(st.stopped) > 0 {
+			notes = append(notes, fmt.Sprintf("not scanned to the end, after more than %d findings in the first %d KiB: %s", maxFindingsPerFile, firstLook>>10, joinMax(st.stopped, 3)))
+		}
+		notes = append(notes, st.limits...)
+		if unread != "" {
+			notes = append(notes, unread)
+		}
+		switch {
+		case len(notes) == 0:
+		case unread != "" && !found:
+			out = append(out, NewResult(c, NotAvailable, "", fmt.Sprintf("%s; %s in the %s read", strings.Join(notes, "; "), credNone[c], where)).With("unread", len(st.unread)))
+		default:
+			r := NewResult(c, Warning, "", strings.Join(notes, "; ")+": more may be there")
+			r = r.With("not_reported", st.cut[c]).With("not_scanned_to_end", len(st.stopped)).With("unread", len(st.unread))
+			out = append(out, r)
+		}
+	}
+	return out
 }
