@@ -504,71 +504,90 @@ func (r *Reporter) Flush(ctx context.Context) (FlushStats, error) {
 		kind spool.Kind
 		s    sink.Sink
 	}{{spool.Logs, r.cw}, {spool.Findings, r.sh}} {
-		names, err := r.spool.Pending(q.kind)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if q.s == nil {
-			for _, n := range names {
-				if b, err := r.spool.Read(n); err == nil {
-					fs.Pending[string(q.kind)] += len(b.Items)
-				}
-			}
-			continue
-		}
-		stop := false
-		for _, name := range names {
-			b, err := r.spool.Read(name)
-			if err != nil {
-				r.log.Error("spool: dropping an unreadable batch", "file", name, "err", err)
-				r.spool.Replace(name, q.kind, nil)
-				continue
-			}
-			if stop {
-				fs.Pending[q.s.Name()] += len(b.Items)
-				continue
-			}
-			outcomes, sendErr := q.s.Send(ctx, b.Items)
-			r.opts.at("sent")
-			var keep, refused, again []json.RawMessage
-			ats := map[string]time.Time{}
-			for i, o := range outcomes {
-				switch o {
-				case sink.Accepted:
-					fs.Accepted[q.s.Name()]++
-				case sink.Rejected:
-					fs.Rejected[q.s.Name()]++
-					if q.kind != spool.Findings {
-						break
-					}
-					if id, v, at, ok := refusedArchive(s, b.Items[i], time.Now()); ok && ats[id].IsZero() {
-						refused, again, ats[id] = append(refused, b.Items[i]), append(again, v), at
-					}
-				default:
-					keep = append(keep, b.Items[i])
-				}
-			}
-			// A refused archive leaves its batch only once a new version of it is committed
-			// to the spool: the state may already have forgotten the finding.
-			if len(again) > 0 {
-				if err := r.resendArchives(s, again, ats); err != nil {
-					errs = append(errs, err)
-					keep = append(keep, refused...)
-				}
-			}
-			if err := r.spool.Replace(name, q.kind, keep); err != nil {
-				errs = append(errs, err)
-				stop = true
-			}
-			fs.Pending[q.s.Name()] += len(keep)
-			if sendErr != nil || len(keep) > 0 {
-				errs = append(errs, fmt.Errorf("%s: %w", q.s.Name(), cmp.Or(sendErr, errors.New("some items not accepted"))))
-				stop = true
-			}
-		}
+		errs = append(errs, r.flushQueue(ctx, s, q.kind, q.s, &fs)...)
 	}
 	return fs, errors.Join(errs...)
+}
+
+// flushQueue sends the batches of one kind to their sink, oldest first, and stops sending at
+// the first that is not wholly delivered (the rest are counted pending). Without a sink,
+// every item is counted pending.
+func (r *Reporter) flushQueue(ctx context.Context, s *state.State, kind spool.Kind, to sink.Sink, fs *FlushStats) []error {
+	names, err := r.spool.Pending(kind)
+	if err != nil {
+		return []error{err}
+	}
+	if to == nil {
+		for _, n := range names {
+			if b, err := r.spool.Read(n); err == nil {
+				fs.Pending[string(kind)] += len(b.Items)
+			}
+		}
+		return nil
+	}
+	var errs []error
+	stop := false
+	for _, name := range names {
+		b, err := r.spool.Read(name)
+		if err != nil {
+			r.log.Error("spool: dropping an unreadable batch", "file", name, "err", err)
+			r.spool.Replace(name, kind, nil)
+			continue
+		}
+		if stop {
+			fs.Pending[to.Name()] += len(b.Items)
+			continue
+		}
+		batchErrs, failed := r.deliverBatch(ctx, s, kind, to, name, b, fs)
+		errs = append(errs, batchErrs...)
+		if failed {
+			stop = true
+		}
+	}
+	return errs
+}
+
+// deliverBatch sends one batch and keeps in the spool what the sink did not take (nor
+// reject); failed says the batch was not wholly delivered, or the spool not updated.
+func (r *Reporter) deliverBatch(ctx context.Context, s *state.State, kind spool.Kind, to sink.Sink, name string, b spool.Batch, fs *FlushStats) (errs []error, failed bool) {
+	outcomes, sendErr := to.Send(ctx, b.Items)
+	r.opts.at("sent")
+	var keep, refused, again []json.RawMessage
+	ats := map[string]time.Time{}
+	for i, o := range outcomes {
+		switch o {
+		case sink.Accepted:
+			fs.Accepted[to.Name()]++
+		case sink.Rejected:
+			fs.Rejected[to.Name()]++
+			if kind != spool.Findings {
+				break
+			}
+			if id, v, at, ok := refusedArchive(s, b.Items[i], time.Now()); ok && ats[id].IsZero() {
+				refused, again, ats[id] = append(refused, b.Items[i]), append(again, v), at
+			}
+		default:
+			keep = append(keep, b.Items[i])
+		}
+	}
+	// A refused archive leaves its batch only once a new version of it is committed
+	// to the spool: the state may already have forgotten the finding.
+	if len(again) > 0 {
+		if err := r.resendArchives(s, again, ats); err != nil {
+			errs = append(errs, err)
+			keep = append(keep, refused...)
+		}
+	}
+	if err := r.spool.Replace(name, kind, keep); err != nil {
+		errs = append(errs, err)
+		failed = true
+	}
+	fs.Pending[to.Name()] += len(keep)
+	if sendErr != nil || len(keep) > 0 {
+		errs = append(errs, fmt.Errorf("%s: %w", to.Name(), cmp.Or(sendErr, errors.New("some items not accepted"))))
+		failed = true
+	}
+	return errs, failed
 }
 
 // centralRecord encodes a finding record for central mode, its evidence cut (as for a log
