@@ -407,7 +407,7 @@ func TestImageBuilderComponent(t *testing.T) {
 	}
 	must := map[string][]string{
 		"build":    {"install.sh", "ec2sec-linux-{{ Arch }}.zip"},
-		"validate": {"systemctl is-active ec2sec.service", "ec2sec version"},
+		"validate": {"systemctl is-active ec2sec.service", "systemctl is-enabled ec2sec-imdswatch.service", "ec2sec version"},
 		"test":     {"ec2sec scan --fail-on high"},
 	}
 	for ph, wants := range must {
