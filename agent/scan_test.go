@@ -6,9 +6,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"reflect"
 	"slices"
 	"sort"
@@ -271,23 +268,19 @@ func (p envProbe) Run(ctx context.Context, env *probes.Env) ([]probes.Result, er
 // start with the identity.
 func TestIdentityFreeProbesDoNotWaitForIMDS(t *testing.T) {
 	s := fakeimds.New(t)
-	target, err := url.Parse(s.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
 	started := make(chan struct{})
 	var early atomic.Bool // IMDS answered a GET only after the free probe had started
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet {
-			select {
-			case <-started:
-				early.Store(true)
-			case <-time.After(5 * time.Second): // beyond the client's timeout: identity lost
+	s.Set(func(s *fakeimds.Server) {
+		s.Before = func(r *http.Request) {
+			if r.Method == http.MethodGet {
+				select {
+				case <-started:
+					early.Store(true)
+				case <-time.After(5 * time.Second): // beyond the client's timeout: identity lost
+				}
 			}
 		}
-		httputil.NewSingleHostReverseProxy(target).ServeHTTP(w, r)
-	}))
-	defer slow.Close()
+	})
 
 	noResults := func(context.Context) ([]probes.Result, error) { return nil, nil }
 	var freeSaw, boundSaw atomic.Value
@@ -300,7 +293,7 @@ func TestIdentityFreeProbesDoNotWaitForIMDS(t *testing.T) {
 			boundSaw.Store(env.Identity.InstanceID)
 		}},
 	}
-	r, err := Scan(context.Background(), ScanOptions{Root: t.TempDir(), Available: ps, IMDS: metadata.New(metadata.Options{Endpoint: slow.URL})})
+	r, err := Scan(context.Background(), ScanOptions{Root: t.TempDir(), Available: ps, IMDS: metadata.New(metadata.Options{Endpoint: s.URL})})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,6 @@ package forwarder
 import (
 	"bytes"
 	"context"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,40 +14,27 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/securityhub"
 	"github.com/ec2sec/ec2sec/agent"
 	"github.com/ec2sec/ec2sec/agent/sink"
+	"github.com/ec2sec/ec2sec/internal/fakeimds"
 	"github.com/ec2sec/ec2sec/internal/testca"
 	"github.com/ec2sec/ec2sec/internal/testenv"
 	"github.com/ec2sec/ec2sec/probes/metadata"
 )
 
-// signedIMDS serves an instance whose identity the test CA signs, as IMDS does (token first).
-func signedIMDS(t *testing.T, ca *testca.CA, inst string) *httptest.Server {
+// signedIMDS serves an instance whose identity the test CA signs, as IMDS does (token first),
+// with no instance profile, at the kernel's default TTL.
+func signedIMDS(t *testing.T, ca *testca.CA, inst string) *fakeimds.Server {
 	doc := testca.Document(inst, acct, region)
-	sig := ca.Sign(t, doc, testca.Options{})
-	paths := map[string]string{
-		"/latest/dynamic/instance-identity/document": doc,
-		"/latest/dynamic/instance-identity/rsa2048":  sig,
-		"/latest/meta-data/hostname":                 "ip-10-0-0-12.ec2.internal",
-		"/latest/meta-data/services/partition":       "aws",
-		"/latest/meta-data/services/domain":          "amazonaws.com",
-	}
-	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPut && r.URL.Path == "/latest/api/token" {
-			w.Header().Set("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", "21600")
-			w.Write([]byte("tok"))
-			return
+	s := fakeimds.New(t)
+	s.Set(func(s *fakeimds.Server) {
+		s.HopLimit = 0
+		s.Paths = map[string]string{
+			"dynamic/instance-identity/document": doc,
+			"dynamic/instance-identity/rsa2048":  ca.Sign(t, doc, testca.Options{}),
+			"meta-data/hostname":                 "ip-10-0-0-12.ec2.internal",
+			"meta-data/services/partition":       "aws",
+			"meta-data/services/domain":          "amazonaws.com",
 		}
-		if r.Header.Get("X-Aws-Ec2-Metadata-Token") != "tok" {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		b, ok := paths[r.URL.Path]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		w.Write([]byte(b))
-	}))
-	t.Cleanup(s.Close)
+	})
 	return s
 }
 

@@ -3,9 +3,7 @@ package probes
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -53,11 +51,7 @@ func TestTryLateAnswer(t *testing.T) {
 	if !metadata.DropsCounted() {
 		t.Skip("this kernel does not count a socket's drops (Linux 4.7+)")
 	}
-	late := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(300 * time.Millisecond)
-		io.WriteString(w, "token")
-	}))
-	defer late.Close()
+	late := delayedIMDS(t, 300*time.Millisecond)
 	const attempt = 50 * time.Millisecond
 	if got, certain, err := readyMeter(late.URL, attempt, false).try(context.Background(), 2, 1); err != nil || !got || certain {
 		t.Errorf("late answer, drops counted: got %v certain %v err %v, want answered", got, certain, err)
@@ -111,11 +105,7 @@ func TestTryEndsOnDrop(t *testing.T) {
 // TestTrySlowAnswer: an answer that takes its time, while other sockets keep dropping
 // segments for their minimum TTL, is an answer: drops are counted per socket.
 func TestTrySlowAnswer(t *testing.T) {
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(30 * time.Millisecond)
-		io.WriteString(w, "token")
-	}))
-	defer slow.Close()
+	slow := delayedIMDS(t, 30*time.Millisecond)
 	low := fakeimds.New(t)
 	low.HopLimit = 1
 	ctx, cancel := context.WithCancel(context.Background())
@@ -144,4 +134,15 @@ func TestHopLimitBaselineFails(t *testing.T) {
 			t.Errorf("drops=%v: got %v, want the token request's failure", drops, err)
 		}
 	}
+}
+
+// delayedIMDS answers every request after d, at the kernel's default TTL (64): an answer that
+// takes its time, never one dropped for its hop limit.
+func delayedIMDS(t *testing.T, d time.Duration) *fakeimds.Server {
+	s := fakeimds.New(t)
+	s.Set(func(s *fakeimds.Server) {
+		s.HopLimit = 0
+		s.Before = func(*http.Request) { time.Sleep(d) }
+	})
+	return s
 }

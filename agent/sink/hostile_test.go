@@ -23,6 +23,8 @@ const hostileBudget = 12 << 20
 // (an endless JSON string, an endless XML text) cost at most a few MiB each: the body is cut
 // before the SDK reads it, and the call fails (its items stay for a retry).
 func TestHostileEndpointsBounded(t *testing.T) {
+	// One flooding endpoint stands for every service, IMDS's credentials included: not
+	// internal/fakeimds, which keeps to IMDS's protocol and cannot flood with a prefix.
 	hostile := func(prefix string, declare bool) string {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/latest/api/token" {

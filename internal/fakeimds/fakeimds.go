@@ -39,6 +39,9 @@ type Server struct {
 	Paths       map[string]string // "meta-data/iam/info" -> body; missing = 404
 	requests    []string          // "METHOD path" of every request: Requested()
 	TokenHeader string            // the token handed out
+	// Before, when set, runs before each request is answered (outside the lock): a test
+	// delays answers with it (a slow or late IMDS) or learns when a request arrives.
+	Before func(r *http.Request)
 
 	srv *httptest.Server
 }
@@ -116,9 +119,12 @@ func (s *Server) Set(f func(s *Server)) {
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.requests = append(s.requests, r.Method+" "+r.URL.Path)
-	v1, off, hop, fault, token := s.V1, s.Off, s.HopLimit, s.Fault, s.TokenHeader
+	v1, off, hop, fault, token, before := s.V1, s.Off, s.HopLimit, s.Fault, s.TokenHeader, s.Before
 	body, found := s.Paths[strings.TrimPrefix(r.URL.Path, "/latest/")]
 	s.mu.Unlock()
+	if before != nil {
+		before(r)
+	}
 
 	switch fault {
 	case Hang:

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ec2sec/ec2sec/internal/fakeimds"
 	"github.com/ec2sec/ec2sec/internal/testenv"
 )
 
@@ -36,6 +37,9 @@ func TestHostileIMDSBounded(t *testing.T) {
 		{"user data", "/latest/user-data", false, func(c *Client) error { _, err := c.UserData(context.Background()); return err }, 8 << 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// Not internal/fakeimds: this endpoint floods one path with a body a streaming
+			// decoder keeps reading (declared length or not, testenv.Flood) and answers the
+			// rest with anything; fakeimds keeps to IMDS's protocol and whole-server faults.
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				switch {
 				case r.URL.Path == tc.flood:
@@ -66,17 +70,11 @@ func TestHostileIMDSBounded(t *testing.T) {
 		})
 	}
 	// Answers at the bound still work.
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/latest/api/token":
-			token(w)
-		case "/latest/user-data":
-			testenv.Flood(w, "", maxUserData, false)
-		default:
-			testenv.Flood(w, "", maxAnswer, true)
-		}
-	}))
-	defer srv.Close()
+	srv := fakeimds.New(t)
+	srv.Set(func(s *fakeimds.Server) {
+		s.Paths["meta-data/iam/info"] = strings.Repeat("x", maxAnswer)
+		s.Paths["user-data"] = strings.Repeat("x", maxUserData)
+	})
 	c := New(Options{Endpoint: srv.URL, Timeout: 20 * time.Second})
 	if s, err := c.Get(context.Background(), "iam/info"); err != nil || len(s) != maxAnswer {
 		t.Errorf("an answer of exactly %d bytes: %d bytes, %v", maxAnswer, len(s), err)
