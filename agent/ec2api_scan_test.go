@@ -39,6 +39,7 @@ type ec2Scene struct {
 
 func newEC2Scene(t *testing.T) *ec2Scene {
 	t.Helper()
+	testenv.System(t) // moto_server behind the EC2 API fake
 	moto := testenv.StartMoto(t)
 	sc := &ec2Scene{seeded: fakeec2.Seed(t, fakeec2.Client(moto), types.HttpTokensStateRequired, 1)}
 	sc.front = fakeec2.New(t, moto)

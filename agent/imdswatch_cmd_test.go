@@ -73,6 +73,7 @@ func TestIMDSWatchCommandNotAvailable(t *testing.T) {
 // TestIMDSWatchCommand watches real BPF for a few seconds while curl fetches credentials
 // without a token from a fake IMDS on loopback: the JSON names curl as a CRITICAL v1 caller.
 func TestIMDSWatchCommand(t *testing.T) {
+	testenv.System(t) // loads BPF into the kernel and runs curl
 	if runtime.GOOS != "linux" || os.Geteuid() != 0 {
 		testenv.Missing(t, "imds-watch loads BPF programs: Linux, as root")
 	}
@@ -122,6 +123,7 @@ func TestIMDSWatchCommand(t *testing.T) {
 // state dir before its scan cycles and at stop, and a later scan reads it: curl's token-less
 // request is an imds-v1-callers FAILED result; the stopped daemon's window is closed.
 func TestDaemonKeepsIMDSWatch(t *testing.T) {
+	testenv.System(t) // loads BPF into the kernel and runs curl
 	if runtime.GOOS != "linux" || os.Geteuid() != 0 {
 		testenv.Missing(t, "the daemon's IMDS watcher loads BPF programs: Linux, as root")
 	}
