@@ -48,9 +48,12 @@ type Identity struct {
 type Enricher struct {
 	Proc string // default /proc
 	mu   sync.Mutex
-	self string            // the agent's own netns link, e.g. "net:[4026531840]"
-	ns   map[uint64]string // netns cookie -> "host" | "other"
-	usr  map[uint32]string
+	self string // the agent's own netns link, e.g. "net:[4026531840]"
+	// selfCookie is the kernel's cookie of the agent's own netns (SO_NETNS_COOKIE, Linux
+	// 5.14+), 0 where unknown: then namespaces are told apart only through procfs.
+	selfCookie uint64
+	ns         map[uint64]string // netns cookie -> "host" | "other"
+	usr        map[uint32]string
 }
 
 const maxCache = 1024
@@ -66,12 +69,23 @@ func (en *Enricher) Enrich(e Event) Identity {
 	if en.ns == nil {
 		en.ns, en.usr = map[uint64]string{}, map[uint32]string{}
 		en.self, _ = os.Readlink(filepath.Join(proc, "self", "ns", "net"))
+		if filepath.Clean(proc) == "/proc" {
+			en.selfCookie = ownNetnsCookie()
+		}
 	}
 	pid := e.SendTgid
 	if pid == 0 {
 		pid = e.Tgid
 	}
 	id := Identity{Pid: pid, Comm: e.Comm, UID: e.SendUID, Netns: "unknown"}
+	if en.selfCookie != 0 && e.Netns != 0 {
+		// The kernel's cookie says it whatever became of the process: a short-lived caller
+		// (curl) is often a zombie by the time it is looked at, with no ns link left.
+		id.Netns = "other"
+		if e.Netns == en.selfCookie {
+			id.Netns = "host"
+		}
+	}
 	dir := filepath.Join(proc, strconv.FormatUint(uint64(pid), 10))
 	st, ok := readStatus(dir)
 	if !ok {
@@ -86,7 +100,7 @@ func (en *Enricher) Enrich(e Event) Identity {
 		if cg, err := readCgroup(dir); err == nil {
 			id.Cgroup = cg
 		}
-		if l, err := os.Readlink(filepath.Join(dir, "ns", "net")); err == nil && en.self != "" {
+		if l, err := os.Readlink(filepath.Join(dir, "ns", "net")); err == nil && en.self != "" && id.Netns == "unknown" {
 			id.Netns = "other"
 			if l == en.self {
 				id.Netns = "host"

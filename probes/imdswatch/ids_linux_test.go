@@ -106,3 +106,42 @@ func loadHelper() int {
 	fmt.Println(strings.Join(s, " "))
 	select {}
 }
+
+// TestEnrichZombieNetns: a short-lived caller (curl) has often exited by the time its event
+// is read, a zombie whose /proc entry has no ns link left. Its namespace still comes from the
+// kernel's netns cookie: the agent's own, or another.
+func TestEnrichZombieNetns(t *testing.T) {
+	self := ownNetnsCookie()
+	if self == 0 {
+		t.Skip("no SO_NETNS_COOKIE (Linux before 5.14): namespaces are told apart through procfs only")
+	}
+	c := exec.Command("true")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Wait()
+	pid := c.Process.Pid
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:])); len(f) > 0 && f[0] == "Z" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the child never became a zombie")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); err == nil {
+		t.Log("this kernel still shows a zombie's ns link")
+	}
+	en := &Enricher{}
+	for _, c := range []struct {
+		cookie uint64
+		want   string
+	}{{self, "host"}, {self + 1, "other"}} {
+		id := en.Enrich(Event{Tgid: uint32(pid), SendTgid: uint32(pid), Comm: "true", Netns: c.cookie})
+		if id.Netns != c.want {
+			t.Errorf("cookie %d (own %d): netns %q, want %q (%+v)", c.cookie, self, id.Netns, c.want, id)
+		}
+	}
+}

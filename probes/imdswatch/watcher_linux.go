@@ -253,3 +253,19 @@ func mountCgroup2() (dir string, unmount func(), err error) {
 		os.Remove(dir)
 	}, nil
 }
+
+// ownNetnsCookie is the cookie the kernel gives this process's network namespace, as
+// bpf_get_netns_cookie reports it for a caller's socket; 0 before Linux 5.14 (no
+// SO_NETNS_COOKIE).
+func ownNetnsCookie() uint64 {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0
+	}
+	defer unix.Close(fd)
+	c, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+	if err != nil {
+		return 0
+	}
+	return c
+}

@@ -30,3 +30,5 @@ func (*Watcher) Cgroup() string { return "" }
 
 // Close does nothing here.
 func (*Watcher) Close() error { return nil }
+
+func ownNetnsCookie() uint64 { return 0 }
