@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/ec2sec/ec2sec/probes"
 )
@@ -129,6 +130,39 @@ func (c ScanCommand) Run(ctx context.Context) int {
 		return ExitFailOn
 	}
 	return ExitOK
+}
+
+// deliver is `scan --report`: spool the report, then try once to deliver the spool. Endpoints
+// that are down are not a failure of the scan (what was not delivered stays spooled for the
+// next run); a spool that cannot be written is, since nothing would ever be delivered.
+func (c ScanCommand) deliver(ctx context.Context, cfg Config, report *Report, log *slog.Logger) bool {
+	ro := c.Reporter
+	if ro.IMDS == nil {
+		ro.IMDS = c.ScanOptions.IMDS // central mode reads the signed identity where the scan read IMDS
+	}
+	rep, err := NewReporter(cfg, log, ro)
+	if err != nil {
+		fmt.Fprintf(c.Stderr, "ec2sec scan: --report: %v\n", err)
+		return false
+	}
+	if _, err := rep.Spool(ctx, report); err != nil {
+		fmt.Fprintf(c.Stderr, "ec2sec scan: --report: %v\n", err)
+		return false
+	}
+	fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if st, err := rep.Flush(fctx); err != nil {
+		fmt.Fprintf(c.Stderr, "ec2sec scan: --report: not everything was delivered (%d items kept in the spool for the next run): %v\n", sum(st.Pending), err)
+	}
+	return true
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
 
 // outputFile is --output being written: a temp file (0600, O_EXCL) in the target's directory,

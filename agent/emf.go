@@ -173,3 +173,17 @@ func metricEvents(rep *Report, st SpoolStats, backlog int, checks bool) []string
 	}
 	return append(out, summaryEvent(rep, st, backlog))
 }
+
+// titleCase is s with its first letter kept and the rest lower case ("HIGH" -> "High").
+func titleCase(s string) string {
+	if s == "" {
+		return s
+	}
+	b := []byte(s)
+	for i := 1; i < len(b); i++ {
+		if b[i] >= 'A' && b[i] <= 'Z' {
+			b[i] += 'a' - 'A'
+		}
+	}
+	return string(b)
+}

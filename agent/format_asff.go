@@ -2,11 +2,8 @@ package agent
 
 import (
 	"cmp"
-	"context"
 	"encoding/json"
-	"fmt"
 	"io"
-	"log/slog"
 	"time"
 
 	"github.com/ec2sec/ec2sec/agent/asff"
@@ -48,37 +45,4 @@ func WriteSARIF(w io.Writer, r *Report) error {
 		Host:         cmp.Or(r.Host.InstanceID, r.Host.Hostname),
 		Results:      r.Results,
 	}))
-}
-
-// deliver is `scan --report`: spool the report, then try once to deliver the spool. Endpoints
-// that are down are not a failure of the scan (what was not delivered stays spooled for the
-// next run); a spool that cannot be written is, since nothing would ever be delivered.
-func (c ScanCommand) deliver(ctx context.Context, cfg Config, report *Report, log *slog.Logger) bool {
-	ro := c.Reporter
-	if ro.IMDS == nil {
-		ro.IMDS = c.ScanOptions.IMDS // central mode reads the signed identity where the scan read IMDS
-	}
-	rep, err := NewReporter(cfg, log, ro)
-	if err != nil {
-		fmt.Fprintf(c.Stderr, "ec2sec scan: --report: %v\n", err)
-		return false
-	}
-	if _, err := rep.Spool(ctx, report); err != nil {
-		fmt.Fprintf(c.Stderr, "ec2sec scan: --report: %v\n", err)
-		return false
-	}
-	fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	if st, err := rep.Flush(fctx); err != nil {
-		fmt.Fprintf(c.Stderr, "ec2sec scan: --report: not everything was delivered (%d items kept in the spool for the next run): %v\n", sum(st.Pending), err)
-	}
-	return true
-}
-
-func sum(m map[string]int) int {
-	n := 0
-	for _, v := range m {
-		n += v
-	}
-	return n
 }

@@ -466,19 +466,6 @@ func resultEvent(rep *Report, c state.Change) string {
 	return string(b)
 }
 
-func titleCase(s string) string {
-	if s == "" {
-		return s
-	}
-	b := []byte(s)
-	for i := 1; i < len(b); i++ {
-		if b[i] >= 'A' && b[i] <= 'Z' {
-			b[i] += 'a' - 'A'
-		}
-	}
-	return string(b)
-}
-
 // Flush sends what the spool holds, oldest first per sink, keeping what was not accepted.
 // It stops a sink at its first failure so its batches arrive in order.
 func (r *Reporter) Flush(ctx context.Context) (FlushStats, error) {
