@@ -48,80 +48,38 @@ type ScanCommand struct {
 }
 
 // Run executes the scan command and returns its exit code. Messages go to Stderr.
+//
+// The steps: check the flags, load the config, open --output, pick the format, scan, write
+// the report, deliver it (--report), and decide the exit code (--fail-on).
 func (c ScanCommand) Run(ctx context.Context) int {
-	usage := func(err error) int {
-		fmt.Fprintf(c.Stderr, "ec2sec scan: %v\n", err)
-		return ExitUsage
-	}
-	var failOn probes.Severity
-	if c.FailOn != "" && !strings.EqualFold(c.FailOn, "none") {
-		s, err := probes.ParseSeverity(c.FailOn)
-		if err != nil {
-			return usage(fmt.Errorf("--fail-on: %w", err))
-		}
-		failOn = s
-	}
-	if c.Format != "" && !slices.Contains(Formats, c.Format) {
-		return usage(fmt.Errorf("--format: unknown format %q (want %s)", c.Format, strings.Join(Formats, ", ")))
-	}
-	avail := c.ScanOptions.Available
-	if avail == nil {
-		avail = probes.All()
-	}
-	if _, err := probes.Select(avail, c.Probes); err != nil {
-		return usage(fmt.Errorf("--probes: %w", err))
+	failOn, err := c.checkFlags()
+	if err != nil {
+		return c.usage(err)
 	}
 	cfg, err := LoadConfig(c.ConfigPath)
 	if err != nil {
-		return usage(err)
+		return c.usage(err)
 	}
-	root, proc, offline := scanTarget(c.Root, c.Proc, c.ProcSet)
-
-	out := c.Stdout
-	var file *outputFile
-	if c.Output != "" && c.Output != "-" {
-		file, err = createOutput(c.Output, c.OutputMode)
-		if err != nil {
-			fmt.Fprintf(c.Stderr, "ec2sec scan: --output: %v\n", err)
-			return ExitNoScan
-		}
+	out, file, err := c.openOutput()
+	if err != nil {
+		fmt.Fprintf(c.Stderr, "ec2sec scan: --output: %v\n", err)
+		return ExitNoScan
+	}
+	if file != nil {
 		defer file.abort()
-		out = file.f
 	}
 	tty := c.IsTerminal != nil && c.IsTerminal(out)
-	format := c.Format
-	if format == "" {
-		format = "json"
-		if tty {
-			format = "table"
-		}
-	}
+	format := c.format(tty)
 
-	o := c.ScanOptions
-	o.Root, o.Proc, o.Offline, o.Probes, o.Config = root, proc, offline, c.Probes, cfg
-	if o.Log == nil {
-		o.Log = slog.New(slog.NewTextHandler(c.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
+	o := c.scanOptions(cfg)
 	limitMemory()
 	report, err := Scan(ctx, o)
 	if err != nil {
 		fmt.Fprintf(c.Stderr, "ec2sec scan: %v\n", err)
 		return ExitNoScan
 	}
-	if err := Write(out, report, format, tty && os.Getenv("NO_COLOR") == ""); err != nil {
-		fmt.Fprintf(c.Stderr, "ec2sec scan: write report: %v\n", err)
+	if !c.writeReport(out, file, report, format, tty) {
 		return ExitNoScan
-	}
-	if file != nil {
-		if err := file.commit(); err != nil {
-			fmt.Fprintf(c.Stderr, "ec2sec scan: write %s: %v\n", c.Output, err)
-			return ExitNoScan
-		}
-	}
-	if format == "asff" {
-		if ok, why := hubHost(report).CanImport(); !ok {
-			fmt.Fprintf(c.Stderr, "ec2sec scan: warning: the ASFF findings lack account and region: %s\n", why)
-		}
 	}
 	if c.Report && !c.deliver(ctx, cfg, report, o.Log) {
 		return ExitNoScan
@@ -130,6 +88,94 @@ func (c ScanCommand) Run(ctx context.Context) int {
 		return ExitFailOn
 	}
 	return ExitOK
+}
+
+// usage says what is wrong with the command line, and is the exit code for it.
+func (c ScanCommand) usage(err error) int {
+	fmt.Fprintf(c.Stderr, "ec2sec scan: %v\n", err)
+	return ExitUsage
+}
+
+// checkFlags checks --fail-on, --format and --probes before anything runs, and returns the
+// --fail-on severity (unset: never).
+func (c ScanCommand) checkFlags() (probes.Severity, error) {
+	var failOn probes.Severity
+	if c.FailOn != "" && !strings.EqualFold(c.FailOn, "none") {
+		s, err := probes.ParseSeverity(c.FailOn)
+		if err != nil {
+			return 0, fmt.Errorf("--fail-on: %w", err)
+		}
+		failOn = s
+	}
+	if c.Format != "" && !slices.Contains(Formats, c.Format) {
+		return 0, fmt.Errorf("--format: unknown format %q (want %s)", c.Format, strings.Join(Formats, ", "))
+	}
+	avail := c.ScanOptions.Available
+	if avail == nil {
+		avail = probes.All()
+	}
+	if _, err := probes.Select(avail, c.Probes); err != nil {
+		return 0, fmt.Errorf("--probes: %w", err)
+	}
+	return failOn, nil
+}
+
+// openOutput returns where the report goes: Stdout, or the --output file (nil for Stdout),
+// written in place only when complete (outputFile).
+func (c ScanCommand) openOutput() (io.Writer, *outputFile, error) {
+	if c.Output == "" || c.Output == "-" {
+		return c.Stdout, nil, nil
+	}
+	file, err := createOutput(c.Output, c.OutputMode)
+	if err != nil {
+		return nil, nil, err
+	}
+	return file.f, file, nil
+}
+
+// format is --format, or by default a table on a terminal and JSON elsewhere.
+func (c ScanCommand) format(tty bool) string {
+	if c.Format != "" {
+		return c.Format
+	}
+	if tty {
+		return "table"
+	}
+	return "json"
+}
+
+// scanOptions are the scan's options: the command's ScanOptions with its target, probes and
+// config, logging warnings to Stderr unless they log elsewhere.
+func (c ScanCommand) scanOptions(cfg Config) ScanOptions {
+	root, proc, offline := scanTarget(c.Root, c.Proc, c.ProcSet)
+	o := c.ScanOptions
+	o.Root, o.Proc, o.Offline, o.Probes, o.Config = root, proc, offline, c.Probes, cfg
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(c.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	return o
+}
+
+// writeReport writes the report in format to out (in colour on a terminal unless NO_COLOR
+// is set), puts the --output file in place, and warns when ASFF findings could not be
+// imported as they are. false: the report could not be written (said on Stderr).
+func (c ScanCommand) writeReport(out io.Writer, file *outputFile, report *Report, format string, tty bool) bool {
+	if err := Write(out, report, format, tty && os.Getenv("NO_COLOR") == ""); err != nil {
+		fmt.Fprintf(c.Stderr, "ec2sec scan: write report: %v\n", err)
+		return false
+	}
+	if file != nil {
+		if err := file.commit(); err != nil {
+			fmt.Fprintf(c.Stderr, "ec2sec scan: write %s: %v\n", c.Output, err)
+			return false
+		}
+	}
+	if format == "asff" {
+		if ok, why := hubHost(report).CanImport(); !ok {
+			fmt.Fprintf(c.Stderr, "ec2sec scan: warning: the ASFF findings lack account and region: %s\n", why)
+		}
+	}
+	return true
 }
 
 // deliver is `scan --report`: spool the report, then try once to deliver the spool. Endpoints
