@@ -3,9 +3,9 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -218,7 +218,10 @@ func (d *daemonWatch) ensure(cfg Config) {
 	}
 	rw, err := startResident(cfg.StateDir, d.getenv, d.log, lock, d.load)
 	if err != nil {
-		reason := fmt.Sprintf("%v; no ec2sec-imdswatch service holds the watch either (systemctl status ec2sec-imdswatch)", err)
+		reason := err.Error()
+		if runtime.GOOS == "linux" {
+			reason += "; no ec2sec-imdswatch service holds the watch either (systemctl status ec2sec-imdswatch)"
+		}
 		if werr := recordUnavailable(cfg.StateDir, reason, false); werr != nil {
 			d.log.Warn("could not save the IMDS watch summary", "err", werr)
 		}

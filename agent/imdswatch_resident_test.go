@@ -349,3 +349,24 @@ func TestSDNotify(t *testing.T) {
 		t.Error("a relative NOTIFY_SOCKET was accepted")
 	}
 }
+
+// TestResidentUsage: the resident watcher writes the summary, not a report; without a state
+// dir or with the probe disabled it watches nothing and says so, ready for systemd.
+func TestResidentUsage(t *testing.T) {
+	var out, errb bytes.Buffer
+	c := IMDSWatchCommand{Resident: true, Format: "json", ConfigPath: residentConfig(t, t.TempDir()), Stdout: &out, Stderr: &errb}
+	if code := c.Run(context.Background()); code != ExitUsage || !strings.Contains(errb.String(), "--format") {
+		t.Errorf("--resident --format json: exit %d, %s", code, errb.String())
+	}
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	os.WriteFile(p, []byte("state_dir: "+t.TempDir()+"\nprobes:\n  disable: [imdswatch]\n"), 0o600)
+	n := listenNotify(t)
+	fw := newFakeWatch()
+	c = IMDSWatchCommand{Resident: true, ConfigPath: p, Stdout: &out, Stderr: &errb, Getenv: n.getenv, load: fw.load}
+	if code := c.Run(context.Background()); code != ExitOK || fw.loads.Load() != 0 {
+		t.Errorf("probe disabled: exit %d, %d load(s)", code, fw.loads.Load())
+	}
+	if m := n.wait(t, time.Second); !strings.Contains(m, "READY=1") || !strings.Contains(m, "disabled") {
+		t.Errorf("probe disabled: notified %q", m)
+	}
+}
