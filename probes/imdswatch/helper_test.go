@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/ec2sec/ec2sec/internal/fakeimds"
 )
 
 // helper is the test binary run as a child process: an IMDS client making one kind of
@@ -23,15 +25,12 @@ func helper(mode string) int {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
+		// IMDSv1 allowed, at the kernel's default TTL: the watcher sees requests, whatever
+		// the answers.
+		s, _ := fakeimds.Start(l)
+		s.Set(func(s *fakeimds.Server) { s.V1, s.HopLimit = true, 0 })
 		fmt.Println("ready")
-		http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method == http.MethodPut {
-				fmt.Fprint(w, "fake-token-0123456789")
-				return
-			}
-			fmt.Fprint(w, "ok")
-		}))
-		return 0
+		select {} // until killed
 	case "token":
 		return do("PUT", url+"/latest/api/token", map[string]string{"X-aws-ec2-metadata-token-ttl-seconds": "21600"})
 	case "v2":
