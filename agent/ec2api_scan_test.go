@@ -71,16 +71,6 @@ func (sc *ec2Scene) scan(t *testing.T, names ...string) *Report {
 	return r
 }
 
-func results(r *Report, check string) []probes.Result {
-	var out []probes.Result
-	for _, res := range r.Results {
-		if res.Check == check {
-			out = append(out, res)
-		}
-	}
-	return out
-}
-
 // TestScanEC2APICorrelations runs imds, sshd and ec2api together through Scan, with the EC2
 // API from AWS_ENDPOINT_URL_EC2 and credentials from the default chain: a world-open group
 // on sshd's ports raises exactly those listeners to CRITICAL, and imds-metadata-options is

@@ -53,7 +53,7 @@ func TestRefusedArchiveSentAgain(t *testing.T) {
 	w2.Reason = "w fails differently" // changed: imported first in the next batch
 	x2 := x
 	x2.Status, x2.Reason = probes.Passed, "x fixed"
-	xID := resultID(id, fillLike(x))
+	xID := resultID(id, fillLike(id, x))
 	for _, tc := range []struct {
 		name string
 		// second is the report whose batch is [w2 (ACTIVE), x's archive]; third comes after.

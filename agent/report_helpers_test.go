@@ -163,3 +163,14 @@ func field(m map[string]any, path string) any {
 func identityOff(hostname string) metadata.Identity {
 	return metadata.Identity{Hostname: hostname, Reason: "not on EC2"}
 }
+
+// results are the report's results of one check.
+func results(r *Report, check string) []probes.Result {
+	var out []probes.Result
+	for _, res := range r.Results {
+		if res.Check == check {
+			out = append(out, res)
+		}
+	}
+	return out
+}

@@ -76,8 +76,8 @@ func TestReporterLifecycle(t *testing.T) {
 		t.Fatalf("partial scan: %+v, want exactly the hop limit archived", st)
 	}
 	got := f.Findings()
-	hopID := resultID(id, fillLike(hop))
-	secID := resultID(id, fillLike(sec))
+	hopID := resultID(id, fillLike(id, hop))
+	secID := resultID(id, fillLike(id, sec))
 	if s := field(decodeFinding(t, got[hopID]), "RecordState"); s != "ARCHIVED" {
 		t.Errorf("fixed finding RecordState = %v, want ARCHIVED", s)
 	}
@@ -90,7 +90,7 @@ func TestReporterLifecycle(t *testing.T) {
 	// The secret and the loose file are gone in a full scan: the file's finding is archived,
 	// the secret's stays FAILED and ACTIVE (it may have been read), saying when it was last
 	// seen (the scan at 1h: the partial scan did not look) and that it must be rotated.
-	permID := resultID(id, fillLike(perm))
+	permID := resultID(id, fillLike(id, perm))
 	st = run(t0.Add(3*time.Hour), all, v1, hopOK)
 	if st.Archived != 1 || st.Exposures != 1 || st.Findings != 2 || field(decodeFinding(t, f.Findings()[permID]), "RecordState") != "ARCHIVED" {
 		t.Fatalf("vanished file and secret: %+v", st)
@@ -112,7 +112,7 @@ func TestReporterLifecycle(t *testing.T) {
 	}
 	exposure("gone")
 	// 23 h after the first import, the still-failing v1 finding is refreshed.
-	v1ID := resultID(id, fillLike(v1))
+	v1ID := resultID(id, fillLike(id, v1))
 	before := f.Imports()[v1ID]
 	st = run(t0.Add(25*time.Hour), all, v1, hopOK)
 	if st.Findings != 1 || f.Imports()[v1ID] != before+1 {
@@ -173,14 +173,6 @@ func TestReporterLifecycle(t *testing.T) {
 	}
 	assertDirNoLeak(t, cfg.StateDir)
 	checkModes(t, cfg.StateDir)
-}
-
-// fillLike gives a test result the resource Scan would (the host ARN when empty).
-func fillLike(r probes.Result) probes.Result {
-	if r.Resource == "" {
-		r.Resource = hostResource(testIdentity("i-0aaaaaaaaaaaaaaa1"))
-	}
-	return r
 }
 
 func checkEMF(t *testing.T, m map[string]any) {
@@ -443,7 +435,7 @@ func TestReporterExposureOutage(t *testing.T) {
 	if _, err := rep.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	secID, permID := resultID(id, fillLike2(id, sec)), resultID(id, fillLike2(id, perm))
+	secID, permID := resultID(id, fillLike(id, sec)), resultID(id, fillLike(id, perm))
 	var order []string
 	for _, a := range f.Accepted() {
 		if a.Id == secID {
@@ -481,8 +473,8 @@ func TestReporterExposureOutage(t *testing.T) {
 	}
 }
 
-// fillLike2 gives a test result the resource Scan would on host id.
-func fillLike2(id metadata.Identity, r probes.Result) probes.Result {
+// fillLike gives a test result the resource Scan would on host id (its ARN when empty).
+func fillLike(id metadata.Identity, r probes.Result) probes.Result {
 	if r.Resource == "" {
 		r.Resource = hostResource(id)
 	}

@@ -160,7 +160,7 @@ func TestScanOpensNoListener(t *testing.T) {
 			t.Errorf("the scan dialled %s, which is neither IMDS nor a configured endpoint", a)
 		}
 	}
-	if res := resultsOf(r, "ssm-endpoints-unreachable"); len(res) == 0 {
+	if res := results(r, "ssm-endpoints-unreachable"); len(res) == 0 {
 		t.Logf("no ssm-endpoints-unreachable result (ssm agent absent): %v", r.Probes)
 	}
 }
@@ -172,16 +172,6 @@ func urlHost(t *testing.T, u string) string {
 		t.Fatal(err)
 	}
 	return p.Host
-}
-
-func resultsOf(r *Report, check string) []probes.Result {
-	var out []probes.Result
-	for _, res := range r.Results {
-		if res.Check == check {
-			out = append(out, res)
-		}
-	}
-	return out
 }
 
 // straceConnect matches the address of an AF_INET or AF_INET6 connect(2) in strace output.
@@ -307,7 +297,7 @@ func TestBinaryWithoutNetwork(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, check := range []string{"imds-v1-enabled", "imds-hop-limit", "userdata-secret", "public-ipv4"} {
-		res := resultsOf(&r, check)
+		res := results(&r, check)
 		if len(res) == 0 {
 			t.Errorf("%s: no result", check)
 			continue
