@@ -227,43 +227,9 @@ func (w WorkerCommand) Run(ctx context.Context) int {
 	var res workerResult
 	switch req.Mode {
 	case workerCycle:
-		o := ScanOptions{Log: log, Config: req.Config}
-		if w.Confine {
-			// The scan is the one part that reads other users' files and processes.
-			o.afterScan = func() {
-				if err := dropCapabilities(); err != nil {
-					log.Warn("worker: capabilities not dropped after the scan", "err", err)
-				}
-			}
-		}
-		o.Root, o.Proc, o.Offline = scanTarget(req.Root, req.Proc, false)
-		if err := prepare(&o); err != nil {
-			res.Err = err.Error()
-			break
-		}
-		cy := runCycle(ctx, o, req.Config, w.reporter(req.Config, log), log)
-		res.Spooled, res.Flushed = cy.spooled, cy.flushed
-		res.setErr(cy.err)
+		res = w.cycle(ctx, req, log)
 	case workerFlush:
-		if w.Confine {
-			if err := dropCapabilities(); err != nil { // delivery reads nobody else's files
-				log.Warn("worker: capabilities not dropped", "err", err)
-			}
-		}
-		rep := w.reporter(req.Config, log)
-		if rep == nil {
-			res.NoReporter = true
-			break
-		}
-		budget := req.Budget
-		if budget <= 0 {
-			budget = cycleFlush
-		}
-		fctx, cancel := context.WithTimeout(ctx, budget)
-		st, err := rep.Flush(fctx)
-		cancel()
-		res.Flushed = st
-		res.setErr(err)
+		res = w.flush(ctx, req, log)
 	default:
 		log.Error("worker: unknown mode", "mode", req.Mode)
 		return ExitUsage
@@ -273,6 +239,56 @@ func (w WorkerCommand) Run(ctx context.Context) int {
 		return ExitNoScan
 	}
 	return ExitOK
+}
+
+// cycle is a scan cycle: scan (capabilities dropped once it has read what it needs, when
+// confined), spool and deliver.
+func (w WorkerCommand) cycle(ctx context.Context, req workerRequest, log *slog.Logger) workerResult {
+	var res workerResult
+	o := ScanOptions{Log: log, Config: req.Config}
+	if w.Confine {
+		// The scan is the one part that reads other users' files and processes.
+		o.afterScan = func() {
+			if err := dropCapabilities(); err != nil {
+				log.Warn("worker: capabilities not dropped after the scan", "err", err)
+			}
+		}
+	}
+	o.Root, o.Proc, o.Offline = scanTarget(req.Root, req.Proc, false)
+	if err := prepare(&o); err != nil {
+		res.Err = err.Error()
+		return res
+	}
+	cy := runCycle(ctx, o, req.Config, w.reporter(req.Config, log), log)
+	res.Spooled, res.Flushed = cy.spooled, cy.flushed
+	res.setErr(cy.err)
+	return res
+}
+
+// flush is a delivery of the spool within the request's budget (default cycleFlush),
+// capabilities dropped first when confined.
+func (w WorkerCommand) flush(ctx context.Context, req workerRequest, log *slog.Logger) workerResult {
+	var res workerResult
+	if w.Confine {
+		if err := dropCapabilities(); err != nil { // delivery reads nobody else's files
+			log.Warn("worker: capabilities not dropped", "err", err)
+		}
+	}
+	rep := w.reporter(req.Config, log)
+	if rep == nil {
+		res.NoReporter = true
+		return res
+	}
+	budget := req.Budget
+	if budget <= 0 {
+		budget = cycleFlush
+	}
+	fctx, cancel := context.WithTimeout(ctx, budget)
+	st, err := rep.Flush(fctx)
+	cancel()
+	res.Flushed = st
+	res.setErr(err)
+	return res
 }
 
 func (w WorkerCommand) reporter(cfg Config, log *slog.Logger) *Reporter {
