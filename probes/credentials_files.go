@@ -189,32 +189,12 @@ func findingCheck(fd secrets.Finding) string {
 // file) and records in out what it holds.
 func (r *credReader) scanFile(f credFile, out *fileScan) {
 	env := r.st.env
-	// The entry keeps what the look found ready for the read below: one resolution, not two
-	// (and files of the same directory share its resolution).
-	if dir := path.Dir(f.path); r.dir == nil || dir != r.dirName {
-		if r.dir != nil {
-			r.dir.Close()
-		}
-		r.dir, r.dirName = env.FS.OpenDir(dir), dir
-	}
-	entry, err := r.dir.LstatEntry(path.Base(f.path))
-	if err != nil {
-		if errors.Is(err, hostfs.ErrTooManyLinks) {
-			out.link = true
-			return
-		}
-		if errors.Is(err, fs.ErrPermission) {
-			out.missing = err
-		}
-		return // missing, or a path component that is not a directory: nothing there
-	}
-	defer entry.Close()
-	lfi := entry.Info
-	isLink := lfi.Mode()&fs.ModeSymlink != 0
-	if !isLink && !lfi.Mode().IsRegular() {
-		out.special = !lfi.IsDir() // a FIFO, socket or device is never opened
+	entry := r.lookUp(f, out)
+	if entry == nil {
 		return
 	}
+	defer entry.Close()
+	isLink := entry.Info.Mode()&fs.ModeSymlink != 0
 	// A link as the file itself, or anywhere on the way (a home's .aws linked to another
 	// home): the walk LstatEntry did says where the parents lead.
 	linked := isLink || entry.Resolved != path.Clean(f.path)
@@ -272,6 +252,44 @@ func (r *credReader) scanFile(f credFile, out *fileScan) {
 	if len(findings) == 0 {
 		return
 	}
+	out.addFindings(f, fi, findings, partly)
+}
+
+// lookUp looks file f up (lstat, in the reader's open directory) and returns its entry,
+// ready to be read; nil when there is nothing to read, out saying why when it matters (a
+// link loop, no permission, a FIFO, socket or device).
+func (r *credReader) lookUp(f credFile, out *fileScan) *hostfs.Entry {
+	// The entry keeps what the look found ready for the read below: one resolution, not two
+	// (and files of the same directory share its resolution).
+	if dir := path.Dir(f.path); r.dir == nil || dir != r.dirName {
+		if r.dir != nil {
+			r.dir.Close()
+		}
+		r.dir, r.dirName = r.st.env.FS.OpenDir(dir), dir
+	}
+	entry, err := r.dir.LstatEntry(path.Base(f.path))
+	if err != nil {
+		if errors.Is(err, hostfs.ErrTooManyLinks) {
+			out.link = true
+			return nil
+		}
+		if errors.Is(err, fs.ErrPermission) {
+			out.missing = err
+		}
+		return nil // missing, or a path component that is not a directory: nothing there
+	}
+	lfi := entry.Info
+	if lfi.Mode()&fs.ModeSymlink == 0 && !lfi.Mode().IsRegular() {
+		entry.Close()
+		out.special = !lfi.IsDir() // a FIFO, socket or device is never opened
+		return nil
+	}
+	return entry
+}
+
+// addFindings records the findings of file f (fi: the file read) in out: at most
+// maxFindingsPerFile results, the rest counted by check, then the permission check.
+func (out *fileScan) addFindings(f credFile, fi fs.FileInfo, findings []secrets.Finding, partly string) {
 	if len(findings) > maxFindingsPerFile {
 		// Findings come sorted by line: the first ones are kept, the rest counted by check.
 		out.cut = map[string]int{}
