@@ -308,13 +308,11 @@ func TestSSMReachability(t *testing.T) {
 	}
 
 	t.Run("environment overrides", func(t *testing.T) {
-		env := testEnv(t)
-		vars := map[string]string{
+		env := testEnv(t, withEnviron(map[string]string{
 			"AWS_ENDPOINT_URL_SSM":         "https://" + open + "/",
 			"AWS_ENDPOINT_URL_SSMMESSAGES": closed,
 			"AWS_ENDPOINT_URL":             open,
-		}
-		env.Getenv = func(k string) string { return vars[k] }
+		}))
 		got := run(t, env)
 		check(t, got, map[string]want{
 			"ssm":         {Passed, open, "reached"},
@@ -430,14 +428,8 @@ func TestSSMReachability(t *testing.T) {
 	})
 
 	t.Run("a silent endpoint is bounded by the dial timeout", func(t *testing.T) {
-		env := testEnv(t)
+		env := testEnv(t, withEnviron(map[string]string{"AWS_ENDPOINT_URL": "https://192.0.2.1"}))
 		env.DialTimeout = 100 * time.Millisecond
-		env.Getenv = func(k string) string {
-			if k == "AWS_ENDPOINT_URL" {
-				return "https://192.0.2.1"
-			}
-			return ""
-		}
 		env.Dial = func(ctx context.Context, _, _ string) (net.Conn, error) {
 			<-ctx.Done() // a black-holed SYN: only the deadline ends it
 			return nil, ctx.Err()
@@ -451,8 +443,7 @@ func TestSSMReachability(t *testing.T) {
 }
 
 func TestLiveWindowsRoot(t *testing.T) {
-	env := testEnv(t)
-	env.Getenv = func(k string) string { return map[string]string{"SystemDrive": "D:"}[k] }
+	env := testEnv(t, withEnviron(map[string]string{"SystemDrive": "D:"}))
 	for root, want := range map[string]bool{"/": true, `D:\`: true, "d:": true, "D:/": true, `C:\`: false, `E:\mnt\image`: false} {
 		env.Root = root
 		if got := liveWindowsRoot(env); got != want {
@@ -465,8 +456,7 @@ func TestLiveWindowsRoot(t *testing.T) {
 // found under the root, and the service manager (which knows only the live system) is not
 // asked, so running and enabled are NOT_AVAILABLE with the reason.
 func TestSSMWindowsOfflineImage(t *testing.T) {
-	env := testEnv(t, onRoot(fixtureRoot(t, map[string]string{"/Program Files/Amazon/SSM/amazon-ssm-agent.exe": "MZ"})))
-	env.Getenv = func(k string) string { return map[string]string{"SystemDrive": "C:"}[k] }
+	env := testEnv(t, onRoot(fixtureRoot(t, map[string]string{"/Program Files/Amazon/SSM/amazon-ssm-agent.exe": "MZ"})), withEnviron(map[string]string{"SystemDrive": "C:"}))
 	st := ssmLocalWindows(env)
 	if m := ssmMissing(st); m.Status != Passed || m.Resource != "/Program Files/Amazon/SSM/amazon-ssm-agent.exe" {
 		t.Errorf("missing: %s %s", m.Status, m.Resource)
