@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -117,6 +118,18 @@ func bpfGone(t *testing.T, progs []ebpf.ProgramID, links []link.ID) {
 	}
 }
 
+// slowIMDS is a fake IMDS that answers token-less requests after a pause, as a real one
+// may: the watcher names a caller from /proc while it waits for its answer, and curl, which
+// exits at once after it, could otherwise be gone (a zombie without exe) on a busy machine.
+func slowIMDS(t *testing.T) *fakeimds.Server {
+	imds := fakeimds.New(t)
+	imds.Set(func(s *fakeimds.Server) {
+		s.V1 = true
+		s.Before = func(*http.Request) { time.Sleep(300 * time.Millisecond) }
+	})
+	return imds
+}
+
 // v1Curl makes a token-less request for role credentials with curl and returns curl's path.
 func v1Curl(t *testing.T, imdsURL string) string {
 	t.Helper()
@@ -186,8 +199,7 @@ func waitExit(t *testing.T, cmd *exec.Cmd, d time.Duration) int {
 // daemon beside it loads nothing; and the stopped watcher leaves no program or link behind.
 func TestResidentWatchBinary(t *testing.T) {
 	bin, base := residentBinary(t)
-	imds := fakeimds.New(t)
-	imds.Set(func(s *fakeimds.Server) { s.V1 = true })
+	imds := slowIMDS(t)
 	state := filepath.Join(base, "state")
 	cfgPath := filepath.Join(base, "config.yaml")
 	writeCfg(t, cfgPath, "state_dir: "+state+"\n")
@@ -300,8 +312,7 @@ func TestResidentWatchUnitPrivileges(t *testing.T) {
 	if cg == "" {
 		testenv.Missing(t, "no cgroup2 mount here")
 	}
-	imds := fakeimds.New(t)
-	imds.Set(func(s *fakeimds.Server) { s.V1 = true })
+	imds := slowIMDS(t)
 	const uid = 64123 // in systemd's range of dynamic users
 	caps := unitCaps(t)
 	if len(caps) != 4 {
