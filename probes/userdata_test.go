@@ -7,9 +7,10 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/base64"
-	"github.com/ec2sec/ec2sec/internal/fakeimds"
 	"strings"
 	"testing"
+
+	"github.com/ec2sec/ec2sec/internal/fakeimds"
 
 	"github.com/ec2sec/ec2sec/internal/testenv"
 )
