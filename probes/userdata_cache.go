@@ -40,11 +40,29 @@ type cachedFile struct {
 	instanceID string // "" for Windows locations
 }
 
+// cachedUserData is userdata-cached-secret. The steps: list the files (cachedFiles), read
+// and scan each (cachedScan.read), then say what they held and what a bound cut
+// (cachedScan.results).
 func cachedUserData(ctx context.Context, env *Env) []Result {
-	const check = "userdata-cached-secret"
 	current := currentInstanceID(env)
-	var files []cachedFile
-	var cut []string // globs that matched more than maxCacheEntries: not every file was read
+	files, cut := cachedFiles(env, current)
+	s := &cachedScan{env: env, current: current}
+	for _, cf := range files {
+		if ctx.Err() != nil {
+			s.bad.add(cf.path, ctx.Err())
+			continue
+		}
+		s.read(cf)
+	}
+	return s.results(cut)
+}
+
+const cachedCheck = "userdata-cached-secret"
+
+// cachedFiles lists the cached user data files: cloud-init's of every instance directory
+// (the one of current for /var/lib/cloud/instance), then the Windows launch agents'. cut
+// names the globs that matched more than maxCacheEntries: not every file was read.
+func cachedFiles(env *Env, current string) (files []cachedFile, cut []string) {
 	glob := func(pattern string) []string {
 		m, truncated, _ := env.FS.GlobN(pattern, maxCacheEntries)
 		if truncated {
@@ -75,103 +93,113 @@ func cachedUserData(ctx context.Context, env *Env) []Result {
 			files = append(files, cachedFile{path: m})
 		}
 	}
+	return files, cut
+}
 
-	var out []Result
-	var bad unreadable
-	var odd skips
-	var notes []string    // the decoder's, each with its file
-	cloudLimited := false // a cloud-config document's YAML left unread at a bound
-	notReported := 0      // findings over the caps
-	var cutFiles []string
-	scanned := 0
-	for _, cf := range files {
-		if ctx.Err() != nil {
-			bad.add(cf.path, ctx.Err())
-			continue
-		}
-		// Looked at once, and what is read is what was looked at (hostfs.Entry): a file
-		// swapped for a link after the look is not read through it.
-		entry, err := env.FS.LstatEntry(cf.path)
-		if err != nil {
-			continue // gone
-		}
-		fi := entry.Info
-		switch {
-		case fi.IsDir():
-			entry.Close()
-			continue // a directory (scripts/vendor): nothing of its own to read
-		case fi.Mode()&fs.ModeSymlink != 0:
-			// cloud-init writes these files itself; a link here is not its doing.
-			entry.Close()
-			odd.links = append(odd.links, cf.path)
-			continue
-		case !fi.Mode().IsRegular():
-			entry.Close()
-			odd.special = append(odd.special, cf.path)
-			continue
-		}
-		data, truncated, _, err := entry.ReadInto(nil, maxSecretFile, false)
+// cachedScan adds up what the cached files held, file by file.
+type cachedScan struct {
+	env          *Env
+	current      string // this host's instance id
+	out          []Result
+	bad          unreadable
+	odd          skips
+	notes        []string // the decoder's, each with its file
+	cloudLimited bool     // a cloud-config document's YAML left unread at a bound
+	notReported  int      // findings over the caps
+	cutFiles     []string
+	scanned      int
+}
+
+// read reads one cached file (regular, bounded, never through a link) and scans it.
+func (s *cachedScan) read(cf cachedFile) {
+	env := s.env
+	// Looked at once, and what is read is what was looked at (hostfs.Entry): a file
+	// swapped for a link after the look is not read through it.
+	entry, err := env.FS.LstatEntry(cf.path)
+	if err != nil {
+		return // gone
+	}
+	fi := entry.Info
+	switch {
+	case fi.IsDir():
 		entry.Close()
-		if err != nil {
-			bad.add(cf.path, err)
-			continue
-		}
-		if truncated {
-			odd.partial = append(odd.partial, cf.path)
-		}
-		scanned++
-		got := env.Secrets.ScanInput(data, env.FingerprintKey)
-		data = nil
-		for _, n := range got.Notes {
-			if len(notes) < 8 {
-				notes = append(notes, cf.path+": "+n)
-			}
-		}
-		cloudLimited = cloudLimited || got.Limited
-		for i, f := range got.Findings {
-			// Bounded as the credentials probe's: per file and per check, the rest counted.
-			if i >= maxFindingsPerFile || len(out) >= maxResultsPerCheck {
-				notReported++
-				if len(cutFiles) == 0 || cutFiles[len(cutFiles)-1] != cf.path {
-					cutFiles = append(cutFiles, cf.path)
-				}
-				continue
-			}
-			r := withNotes(secretResult(check, f, sourceFile, cf.path, cf.path, cachedReason(f, cf, current, truncated || got.Truncated)), got.Notes)
-			if cf.instanceID != "" {
-				r.Evidence["instance_id"] = cf.instanceID
-				r.Evidence["earlier_instance"] = current != "" && cf.instanceID != current
-			}
-			out = append(out, r)
+		return // a directory (scripts/vendor): nothing of its own to read
+	case fi.Mode()&fs.ModeSymlink != 0:
+		// cloud-init writes these files itself; a link here is not its doing.
+		entry.Close()
+		s.odd.links = append(s.odd.links, cf.path)
+		return
+	case !fi.Mode().IsRegular():
+		entry.Close()
+		s.odd.special = append(s.odd.special, cf.path)
+		return
+	}
+	data, truncated, _, err := entry.ReadInto(nil, maxSecretFile, false)
+	entry.Close()
+	if err != nil {
+		s.bad.add(cf.path, err)
+		return
+	}
+	if truncated {
+		s.odd.partial = append(s.odd.partial, cf.path)
+	}
+	s.scanned++
+	got := env.Secrets.ScanInput(data, env.FingerprintKey)
+	data = nil
+	for _, n := range got.Notes {
+		if len(s.notes) < 8 {
+			s.notes = append(s.notes, cf.path+": "+n)
 		}
 	}
+	s.cloudLimited = s.cloudLimited || got.Limited
+	for i, f := range got.Findings {
+		// Bounded as the credentials probe's: per file and per check, the rest counted.
+		if i >= maxFindingsPerFile || len(s.out) >= maxResultsPerCheck {
+			s.notReported++
+			if len(s.cutFiles) == 0 || s.cutFiles[len(s.cutFiles)-1] != cf.path {
+				s.cutFiles = append(s.cutFiles, cf.path)
+			}
+			continue
+		}
+		r := withNotes(secretResult(cachedCheck, f, sourceFile, cf.path, cf.path, cachedReason(f, cf, s.current, truncated || got.Truncated)), got.Notes)
+		if cf.instanceID != "" {
+			r.Evidence["instance_id"] = cf.instanceID
+			r.Evidence["earlier_instance"] = s.current != "" && cf.instanceID != s.current
+		}
+		s.out = append(s.out, r)
+	}
+}
+
+// results is the check's answer: the findings and a WARNING for what a bound cut, or without
+// a finding one WARNING, NOT_AVAILABLE or PASSED.
+func (s *cachedScan) results(cut []string) []Result {
 	var limited string
 	if len(cut) > 0 {
 		limited = fmt.Sprintf("only the first %d matches of %s were read", maxCacheEntries, joinMax(cut, 3))
 	}
-	if cloudLimited {
-		limited = strings.TrimPrefix(limited+"; "+strings.Join(notes, "; "), "; ")
+	if s.cloudLimited {
+		limited = strings.TrimPrefix(limited+"; "+strings.Join(s.notes, "; "), "; ")
 	}
-	if notReported > 0 {
-		limited = strings.TrimPrefix(limited+"; "+fmt.Sprintf("%s not reported: at most %d findings per file and %d per check are (in %s)", plural(notReported, "more finding", "more findings"), maxFindingsPerFile, maxResultsPerCheck, joinMax(cutFiles, 3)), "; ")
+	if s.notReported > 0 {
+		limited = strings.TrimPrefix(limited+"; "+fmt.Sprintf("%s not reported: at most %d findings per file and %d per check are (in %s)", plural(s.notReported, "more finding", "more findings"), maxFindingsPerFile, maxResultsPerCheck, joinMax(s.cutFiles, 3)), "; ")
 	}
-	if len(out) > 0 {
-		odd.annotate(out)
+	if len(s.out) > 0 {
+		s.odd.annotate(s.out)
 		if limited != "" {
-			out = append(out, NewResult(check, Warning, "", limited+": the rest may hold more"))
+			s.out = append(s.out, NewResult(cachedCheck, Warning, "", limited+": the rest may hold more"))
 		}
-		return out
+		return s.out
 	}
 	switch {
 	case limited != "":
-		return []Result{withNotes(NewResult(check, Warning, "", fmt.Sprintf("%s; no secret in the %s read%s", limited, plural(scanned, "file", "files"), odd.String())).With("files", scanned), notes)}
-	case bad.n > 0:
-		return []Result{NewResult(check, NotAvailable, "", "could not read cached user data: "+bad.String()+odd.String())}
-	case scanned == 0:
-		return []Result{NewResult(check, Passed, "", "no cached user data on disk (cloud-init, EC2Launch, EC2Config locations)"+odd.String())}
+		return []Result{withNotes(NewResult(cachedCheck, Warning, "", fmt.Sprintf("%s; no secret in the %s read%s", limited, plural(s.scanned, "file", "files"), s.odd.String())).With("files", s.scanned), s.notes)}
+	case s.bad.n > 0:
+		return []Result{NewResult(cachedCheck, NotAvailable, "", "could not read cached user data: "+s.bad.String()+s.odd.String())}
+	case s.scanned == 0:
+		return []Result{NewResult(cachedCheck, Passed, "", "no cached user data on disk (cloud-init, EC2Launch, EC2Config locations)"+s.odd.String())}
 	default:
-		return []Result{withNotes(NewResult(check, Passed, "", fmt.Sprintf("no secret in %s of cached user data and scripts%s%s", plural(scanned, "file", "files"), odd.String(), notesClause(notes))).
-			With("files", scanned), notes)}
+		return []Result{withNotes(NewResult(cachedCheck, Passed, "", fmt.Sprintf("no secret in %s of cached user data and scripts%s%s", plural(s.scanned, "file", "files"), s.odd.String(), notesClause(s.notes))).
+			With("files", s.scanned), s.notes)}
 	}
 }
 
