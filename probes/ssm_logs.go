@@ -51,81 +51,26 @@ func ssmUnhealthy(env *Env, st ssmState) Result {
 	if len(st.installed) == 0 {
 		return NewResult(check, NotAvailable, "", "the SSM Agent is not installed (ssm-agent-missing reports it)")
 	}
-	now := env.Now()
-	since := now.Add(-ssmErrorWindow)
-	kinds := map[string]*ssmLogErrors{}
-	other := 0
-	version := ""
-	var read, problems []string
-	for _, name := range st.layout.logs {
-		data, err := tailFile(env, name, ssmLogTail)
-		if err != nil {
-			if !errors.Is(err, fs.ErrNotExist) {
-				problems = append(problems, err.Error())
-			}
-			continue
-		}
-		read = append(read, name)
-		for _, line := range strings.Split(string(data), "\n") {
-			// Literal checks first: the regexps are the costly part of reading a busy log,
-			// and a line without these words cannot match them.
-			if strings.Contains(line, "Agent version") || strings.Contains(line, "Agent Version") || strings.Contains(line, "amazon-ssm-agent - v") {
-				if m := ssmVersionLine.FindStringSubmatch(line); m != nil {
-					version = m[1]
-				}
-			}
-			if !strings.Contains(line, " ERROR") && !strings.Contains(line, " CRITICAL") {
-				continue
-			}
-			m := ssmLogLine.FindStringSubmatch(line)
-			if m == nil || (m[2] != "ERROR" && m[2] != "CRITICAL") {
-				continue
-			}
-			t, err := time.ParseInLocation("2006-01-02 15:04:05", m[1], now.Location())
-			if err != nil || t.Before(since) || t.After(now.Add(time.Hour)) {
-				continue
-			}
-			kind := ""
-			for _, k := range ssmErrorKinds {
-				if k.re.MatchString(line) {
-					kind = k.kind
-					break
-				}
-			}
-			if kind == "" {
-				other++
-				continue
-			}
-			e := kinds[kind]
-			if e == nil {
-				e = &ssmLogErrors{}
-				kinds[kind] = e
-			}
-			e.Count++
-			if ts := t.UTC().Format(time.RFC3339); ts > e.LastSeen {
-				e.LastSeen, e.File = ts, name
-			}
-		}
-	}
-	if len(read) == 0 {
+	logs := scanSSMLogs(env, st.layout.logs)
+	if len(logs.read) == 0 {
 		reason := "no SSM Agent log at " + strings.Join(st.layout.logs, " or ")
-		if len(problems) > 0 {
-			reason = "cannot read the SSM Agent logs: " + strings.Join(problems, "; ")
+		if len(logs.problems) > 0 {
+			reason = "cannot read the SSM Agent logs: " + strings.Join(logs.problems, "; ")
 		}
 		return NewResult(check, NotAvailable, st.layout.logs[0], reason)
 	}
 	r := NewResult(check, Passed, st.layout.logs[0], "").
-		With("logs_read", read).With("window_hours", int(ssmErrorWindow.Hours())).
-		With("min_version", SSMAgentMinVersion).With("other_errors", other)
-	if len(problems) > 0 {
-		r = r.With("log_problems", problems)
+		With("logs_read", logs.read).With("window_hours", int(ssmErrorWindow.Hours())).
+		With("min_version", SSMAgentMinVersion).With("other_errors", logs.other)
+	if len(logs.problems) > 0 {
+		r = r.With("log_problems", logs.problems)
 	}
 	var why []string
-	if len(kinds) > 0 {
+	if len(logs.kinds) > 0 {
 		ev := map[string]any{}
 		var names []string
 		for _, k := range ssmErrorKinds {
-			if e := kinds[k.kind]; e != nil {
+			if e := logs.kinds[k.kind]; e != nil {
 				ev[k.kind] = *e
 				names = append(names, fmt.Sprintf("%d %s", e.Count, strings.ReplaceAll(k.kind, "_", " ")))
 			}
@@ -133,12 +78,12 @@ func ssmUnhealthy(env *Env, st ssmState) Result {
 		r = r.With("errors", ev)
 		why = append(why, "the agent logged errors in the last 24 h: "+strings.Join(names, ", "))
 	}
-	if version == "" {
+	if logs.version == "" {
 		r = r.With("version", "unknown")
 	} else {
-		r = r.With("version", version)
-		if compareVersions(version, SSMAgentMinVersion) < 0 {
-			why = append(why, fmt.Sprintf("agent version %s is older than %s", version, SSMAgentMinVersion))
+		r = r.With("version", logs.version)
+		if compareVersions(logs.version, SSMAgentMinVersion) < 0 {
+			why = append(why, fmt.Sprintf("agent version %s is older than %s", logs.version, SSMAgentMinVersion))
 		}
 	}
 	if len(why) > 0 {
@@ -147,12 +92,85 @@ func ssmUnhealthy(env *Env, st ssmState) Result {
 		return r
 	}
 	r.Reason = "no credential, access or health-ping errors in the agent log in the last 24 h"
-	if version != "" {
-		r.Reason += ", agent version " + version
+	if logs.version != "" {
+		r.Reason += ", agent version " + logs.version
 	} else {
 		r.Reason += " (the agent version is not in the part of the log read)"
 	}
 	return r
+}
+
+// ssmLogScan is what the agent's logs said within ssmErrorWindow.
+type ssmLogScan struct {
+	kinds    map[string]*ssmLogErrors // errors by kind (ssmErrorKinds)
+	other    int                      // errors of no kind that counts
+	version  string                   // the agent's version, from its startup lines
+	read     []string                 // the logs read
+	problems []string                 // why the others could not be (other than absence)
+}
+
+// scanSSMLogs reads the end (ssmLogTail) of each agent log and adds up its ERROR and
+// CRITICAL lines of the last ssmErrorWindow by kind, and the agent's version.
+func scanSSMLogs(env *Env, logs []string) *ssmLogScan {
+	now := env.Now()
+	since := now.Add(-ssmErrorWindow)
+	s := &ssmLogScan{kinds: map[string]*ssmLogErrors{}}
+	for _, name := range logs {
+		data, err := tailFile(env, name, ssmLogTail)
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				s.problems = append(s.problems, err.Error())
+			}
+			continue
+		}
+		s.read = append(s.read, name)
+		for _, line := range strings.Split(string(data), "\n") {
+			s.line(name, line, now, since)
+		}
+	}
+	return s
+}
+
+// line adds one log line of the log name: a version it names, an error within the window.
+func (s *ssmLogScan) line(name, line string, now, since time.Time) {
+	// Literal checks first: the regexps are the costly part of reading a busy log,
+	// and a line without these words cannot match them.
+	if strings.Contains(line, "Agent version") || strings.Contains(line, "Agent Version") || strings.Contains(line, "amazon-ssm-agent - v") {
+		if m := ssmVersionLine.FindStringSubmatch(line); m != nil {
+			s.version = m[1]
+		}
+	}
+	if !strings.Contains(line, " ERROR") && !strings.Contains(line, " CRITICAL") {
+		return
+	}
+	m := ssmLogLine.FindStringSubmatch(line)
+	if m == nil || (m[2] != "ERROR" && m[2] != "CRITICAL") {
+		return
+	}
+	t, err := time.ParseInLocation("2006-01-02 15:04:05", m[1], now.Location())
+	if err != nil || t.Before(since) || t.After(now.Add(time.Hour)) {
+		return
+	}
+	kind := ""
+	for _, k := range ssmErrorKinds {
+		if k.re.MatchString(line) {
+			kind = k.kind
+			break
+		}
+	}
+	if kind == "" {
+		s.other++
+		return
+	}
+	e := s.kinds[kind]
+	if e == nil {
+		e = &ssmLogErrors{}
+		s.kinds[kind] = e
+	}
+	e.Count++
+	if ts := t.UTC().Format(time.RFC3339); ts > e.LastSeen {
+		e.LastSeen, e.File = ts, name
+	}
 }
 
 // tailFile reads at most the last n bytes of a file under the root, from the first whole line.
