@@ -11,14 +11,18 @@ import (
 	"testing"
 
 	"github.com/ec2sec/ec2sec/internal/testenv"
+	"github.com/ec2sec/ec2sec/systemd"
 )
 
 // fakeSystemctl logs its arguments and succeeds, unless they are $SYSTEMCTL_FAIL; the scripts
-// must call it exactly as expected.
-const fakeSystemctl = "#!/bin/sh\necho \"$*\" >> \"$SYSTEMCTL_LOG\"\n[ \"$*\" != \"${SYSTEMCTL_FAIL:-}\" ]\n"
+// must call it exactly as expected. `systemctl --version` (not logged) answers as systemd
+// $SYSTEMD_VERSION (default 252, Debian 12's) does.
+const fakeSystemctl = "#!/bin/sh\n" +
+	"if [ \"$*\" = --version ]; then printf 'systemd %s (%s-1)\\n+PAM +AUDIT +SELINUX\\n' \"${SYSTEMD_VERSION:-252}\" \"${SYSTEMD_VERSION:-252}\"; exit 0; fi\n" +
+	"echo \"$*\" >> \"$SYSTEMCTL_LOG\"\n[ \"$*\" != \"${SYSTEMCTL_FAIL:-}\" ]\n"
 
-// inNamespace runs sh code in a private mount namespace where /etc, /usr/local/bin and
-// /run/systemd are empty tmpfs (so the host's files are never touched), /run/systemd/system
+// inNamespace runs sh code in a private mount namespace where /etc, /usr/local/bin, /var/lib
+// and /run/systemd are empty tmpfs (so the host's files are never touched), /run/systemd/system
 // exists when running is set (systemd "runs"), and PATH starts with a fake systemctl unless
 // withSystemctl is false (then PATH holds only the few tools the scripts use). It returns the
 // output and the fake systemctl's log.
@@ -47,7 +51,7 @@ func inNamespace(t *testing.T, code string, running, withSystemctl bool) (string
 	}
 	mount := testenv.Tool(t, "mount")
 	mkdir := testenv.Tool(t, "mkdir")
-	setup := "set -e; M=" + mount + "; D=" + mkdir + "; $M -t tmpfs tmpfs /etc; $M -t tmpfs tmpfs /usr/local/bin; $D -p /run/systemd; $M -t tmpfs tmpfs /run/systemd; "
+	setup := "set -e; M=" + mount + "; D=" + mkdir + "; $M -t tmpfs tmpfs /etc; $M -t tmpfs tmpfs /usr/local/bin; $M -t tmpfs tmpfs /var/lib; $D -p /run/systemd; $M -t tmpfs tmpfs /run/systemd; "
 	if running {
 		setup += "$D /run/systemd/system; "
 	}
@@ -152,5 +156,166 @@ SYSTEMCTL_FAIL="restart ec2sec.service" "$DASH" ` + pkg + `/install.sh; echo "in
 	}
 	if want := start + start + start; calls != want {
 		t.Errorf("systemctl calls\n%s\nwant\n%s", calls, want)
+	}
+}
+
+// dropInName is the drop-in the install scripts write for each unit where systemd is older
+// than 235 (Amazon Linux 2's 219).
+const dropInName = "50-systemd-before-235.conf"
+
+// dropIns parses the output of `show` below: "== NAME" lines, each followed by a file's text.
+func dropIns(out, prefix string) map[string]string {
+	m := map[string]string{}
+	var cur string
+	for _, l := range strings.SplitAfter(out, "\n") {
+		if name, ok := strings.CutPrefix(l, "== "+prefix+" "); ok {
+			cur = strings.TrimSpace(name)
+			m[cur] = ""
+			continue
+		}
+		if strings.HasPrefix(l, "== ") || strings.HasPrefix(l, "-- ") {
+			cur = ""
+		}
+		if cur != "" {
+			m[cur] += l
+		}
+	}
+	return m
+}
+
+// TestSystemdBefore235 runs the package's and the Distributor's scripts on a host whose
+// systemctl says "systemd 219" (Amazon Linux 2): each unit gets a drop-in that runs it as
+// root bounded to the unit's capabilities, and /var/lib/ec2sec is made root's, 0700. With
+// systemd 252 there is none, and a stale one (systemd upgraded) is removed; uninstall and
+// package removal remove them, a package upgrade keeps them.
+func TestSystemdBefore235(t *testing.T) {
+	nfpm, _ := filepath.Abs("nfpm")
+	pkg := fakePackage(t)
+	const d = "/etc/systemd/system/"
+	code := `
+show() { for u in ec2sec.service ec2sec-imdswatch.service; do echo "== $1 $u"; cat ` + d + `$u.d/` + dropInName + `; done; echo "-- state: $(stat -c '%a %u %F' /var/lib/ec2sec 2>&1)"; }
+left() { echo "-- left $1: $(ls -d ` + d + `*.d ` + d + `*.d/* 2>/dev/null | tr '\n' ' ')"; }
+export SYSTEMD_VERSION=219
+"$DASH" ` + nfpm + `/postinstall.sh configure; echo "postinstall 219 $?"
+show pkg
+SYSTEMD_VERSION=252 "$DASH" ` + nfpm + `/postinstall.sh configure; echo "postinstall 252 $?"
+left "after an upgrade to 252"
+"$DASH" ` + nfpm + `/postinstall.sh 2; "$DASH" ` + nfpm + `/postremove.sh 1; echo "rpm upgrade $?"
+"$DASH" ` + nfpm + `/postremove.sh upgrade; echo "deb upgrade $?"
+left "after package upgrades"
+"$DASH" ` + nfpm + `/postremove.sh 0; echo "postremove $?"
+left "after rpm -e"
+"$DASH" ` + nfpm + `/postinstall.sh configure; "$DASH" ` + nfpm + `/postremove.sh remove; echo "postremove $?"
+left "after dpkg --remove"
+rm -rf /var/lib/ec2sec
+"$DASH" ` + pkg + `/install.sh; echo "install 219 $?"
+show ssm
+SYSTEMD_VERSION=252 "$DASH" ` + pkg + `/install.sh; echo "install 252 $?"
+left "after install.sh on 252"
+"$DASH" ` + pkg + `/install.sh; "$DASH" ` + pkg + `/uninstall.sh; echo "uninstall $?"
+left "after uninstall.sh"
+`
+	out, _ := inNamespace(t, code, true, true)
+	for _, w := range []string{
+		"postinstall 219 0\n", "postinstall 252 0\n", "rpm upgrade 0\n", "deb upgrade 0\n", "postremove 0\n", "install 219 0\n", "install 252 0\n", "uninstall 0\n",
+		"-- state: 700 0 directory\n",
+		"-- left after an upgrade to 252: \n",
+		"-- left after package upgrades: " + d + "ec2sec-imdswatch.service.d " + d + "ec2sec-imdswatch.service.d/" + dropInName + " " + d + "ec2sec.service.d " + d + "ec2sec.service.d/" + dropInName + " \n",
+		"-- left after rpm -e: \n", "-- left after dpkg --remove: \n",
+		"-- left after install.sh on 252: \n", "-- left after uninstall.sh: \n",
+		"systemd 219 (before 235)",
+	} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q\n%s", w, out)
+		}
+	}
+	if strings.Count(out, "-- state: 700 0 directory\n") != 2 {
+		t.Errorf("the state dir is not root's and 0700 after both installs:\n%s", out)
+	}
+	pkgDrop, ssmDrop := dropIns(out, "pkg"), dropIns(out, "ssm")
+	want := map[string][]string{
+		"ec2sec.service": {
+			"CapabilityBoundingSet=CAP_DAC_READ_SEARCH CAP_SYS_PTRACE",
+			"MemoryLimit=128M",
+		},
+		"ec2sec-imdswatch.service": {
+			"CapabilityBoundingSet=CAP_BPF CAP_PERFMON CAP_NET_ADMIN CAP_SYS_PTRACE",
+			"MemoryLimit=64M",
+		},
+	}
+	common := []string{
+		"[Service]", "User=root", "DynamicUser=no", "ProtectSystem=full", "ReadWriteDirectories=/var/lib/ec2sec",
+		"StartLimitInterval=600", "StartLimitBurst=5", "SystemCallFilter=", "SystemCallErrorNumber=EPERM",
+	}
+	for u, keys := range want {
+		text := pkgDrop[u]
+		if !strings.HasPrefix(text, "# Written by the ec2sec installer: this host's systemd (219) is older than 235") {
+			t.Errorf("%s: no drop-in from postinstall.sh:\n%s", u, out)
+			continue
+		}
+		if ssmDrop[u] != text {
+			t.Errorf("%s: install.sh's drop-in differs from postinstall.sh's:\n%s\n---\n%s", u, ssmDrop[u], text)
+		}
+		lines := map[string]bool{}
+		for _, l := range strings.Split(text, "\n") {
+			lines[l] = true
+		}
+		for _, k := range append(keys, common...) {
+			if !lines[k] {
+				t.Errorf("%s: drop-in lacks %q:\n%s", u, k, text)
+			}
+		}
+		// Denied by the unit, so by the drop-in: a root process holding CAP_SYS_PTRACE must not
+		// trace or write another's memory; capset stays (it only narrows, and the agent drops
+		// its capabilities with it).
+		filter := text[strings.Index(text, "SystemCallFilter=~")+len("SystemCallFilter=~"):]
+		filter = " " + filter[:strings.IndexByte(filter, '\n')]
+		for _, c := range []string{"ptrace", "process_vm_writev", "process_vm_readv", "pidfd_getfd", "setuid", "mount", "init_module", "kexec_load"} {
+			if !strings.Contains(filter+" ", " "+c+" ") {
+				t.Errorf("%s: drop-in's filter does not deny %s: %s", u, c, filter)
+			}
+		}
+		if strings.Contains(filter+" ", " capset ") || (u != "ec2sec.service") == strings.Contains(filter+" ", " bpf ") {
+			t.Errorf("%s: filter: capset must stay allowed, bpf only for the watcher: %s", u, filter)
+		}
+		verifyDropIn(t, u, text)
+	}
+}
+
+// verifyDropIn runs `systemd-analyze verify` on the shipped unit with the drop-in beside it
+// (it reads NAME.d/ next to the unit file): no unknown key, no bad value, and the only
+// complaint the MemoryLimit= this systemd (252) calls deprecated, which 219 needs.
+func verifyDropIn(t *testing.T, name, dropIn string) {
+	t.Helper()
+	sa := testenv.Tool(t, "systemd-analyze")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	unit := systemd.Unit
+	if name == systemd.IMDSWatchName {
+		unit = systemd.IMDSWatchUnit
+	}
+	os.Mkdir(filepath.Join(dir, name+".d"), 0o755)
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(strings.ReplaceAll(unit, systemd.BinPath, exe)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".d", dropInName), []byte(dropIn), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(sa, "verify", filepath.Join(dir, name)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("systemd-analyze verify %s with the drop-in: %v\n%s", name, err, out)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if l != "" && !strings.Contains(l, "Unit uses MemoryLimit=; please use MemoryMax= instead") {
+			t.Errorf("%s with the drop-in: systemd-analyze verify: %s", name, l)
+		}
+	}
+	// The same check must see a mistake in the drop-in.
+	os.WriteFile(filepath.Join(dir, name+".d", dropInName), []byte(dropIn+"ReadWriteDirectory=/var/lib/ec2sec\n"), 0o644)
+	if out, _ := exec.Command(sa, "verify", filepath.Join(dir, name)).CombinedOutput(); !strings.Contains(string(out), "Unknown key") {
+		t.Errorf("systemd-analyze verify did not see an unknown key in the drop-in:\n%s", out)
 	}
 }

@@ -48,6 +48,11 @@ else
 	systemctl stop ec2sec.service ec2sec-imdswatch.service 2>/dev/null || true
 	systemctl disable ec2sec.service ec2sec-imdswatch.service 2>/dev/null || true
 fi
+# The drop-ins the installer writes where systemd is older than 235 (not package files).
+for u in ec2sec.service ec2sec-imdswatch.service; do
+	rm -f "$root/etc/systemd/system/$u.d/50-systemd-before-235.conf"
+	rmdir "$root/etc/systemd/system/$u.d" 2>/dev/null
+done
 rm -f "$unit" "$watch_unit" "$bin" || die "cannot remove $unit, $watch_unit or $bin"
 if [ -z "$root" ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
 	systemctl daemon-reload || true
