@@ -279,7 +279,73 @@ left "after uninstall.sh"
 			t.Errorf("%s: filter: capset must stay allowed, bpf only for the watcher: %s", u, filter)
 		}
 		verifyDropIn(t, u, text)
+		unit := systemd.Unit
+		if u == systemd.IMDSWatchName {
+			unit = systemd.IMDSWatchUnit
+		}
+		// The same denials as the unit, group by group, so a change to the unit's filter that
+		// the drop-in does not follow fails here.
+		want := deniedByUnit(t, unit)
+		delete(want, "capset")
+		got := map[string]bool{}
+		for _, c := range strings.Fields(filter) {
+			got[c] = true
+		}
+		for c := range want {
+			if !got[c] {
+				t.Errorf("%s: the unit denies %s, the drop-in does not", u, c)
+			}
+		}
+		for c := range got {
+			if !want[c] {
+				t.Errorf("%s: the drop-in denies %s, the unit does not", u, c)
+			}
+		}
 	}
+}
+
+// deniedByUnit returns the system calls unit's SystemCallFilter= lines deny, its @groups
+// expanded by this host's `systemd-analyze syscall-filter`, less those a later allow line
+// gives back (the watcher's bpf).
+func deniedByUnit(t *testing.T, unit string) map[string]bool {
+	t.Helper()
+	sa := testenv.Tool(t, "systemd-analyze")
+	var expand func(name string, into map[string]bool, on bool)
+	expand = func(name string, into map[string]bool, on bool) {
+		if !strings.HasPrefix(name, "@") {
+			into[name] = on
+			return
+		}
+		out, err := exec.Command(sa, "syscall-filter", "--no-pager", name).Output()
+		if err != nil {
+			t.Fatalf("systemd-analyze syscall-filter %s: %v", name, err)
+		}
+		for _, l := range strings.Split(string(out), "\n")[1:] {
+			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+				expand(l, into, on)
+			}
+		}
+	}
+	denied := map[string]bool{}
+	for _, l := range strings.Split(unit, "\n") {
+		v, ok := strings.CutPrefix(l, "SystemCallFilter=")
+		if !ok || strings.HasPrefix(v, "@system-service") {
+			continue
+		}
+		deny := strings.HasPrefix(v, "~")
+		for _, name := range strings.Fields(strings.TrimPrefix(v, "~")) {
+			expand(name, denied, deny)
+		}
+	}
+	for c, on := range denied {
+		if !on {
+			delete(denied, c)
+		}
+	}
+	if !denied["ptrace"] || !denied["mount"] || len(denied) < 50 {
+		t.Fatalf("the unit's denials did not expand: %v", denied)
+	}
+	return denied
 }
 
 // verifyDropIn runs `systemd-analyze verify` on the shipped unit with the drop-in beside it
