@@ -42,3 +42,28 @@ func TestPrivateDirSystemdLink(t *testing.T) {
 		}
 	}
 }
+
+// Below systemd 235 (Amazon Linux 2) the installer makes /var/lib/ec2sec a plain directory,
+// root's and 0700, and the agent runs as root (docs/install.md, "Amazon Linux 2 (systemd
+// 219)"): the agent must accept it as its own, and the same directory owned by another user
+// must still be refused.
+func TestPrivateDirRootOwnedBefore235(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the layout is root's: run as root")
+	}
+	lib := t.TempDir()
+	os.Chmod(lib, 0o755)
+	dir := filepath.Join(lib, "ec2sec")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := PrivateDir(dir); err != nil {
+		t.Errorf("root's 0700 state dir refused when running as root: %v", err)
+	}
+	if err := os.Chown(dir, 1500, 1500); err != nil {
+		t.Fatal(err)
+	}
+	if err := PrivateDir(dir); err == nil {
+		t.Error("a state dir owned by uid 1500 was accepted by root")
+	}
+}
