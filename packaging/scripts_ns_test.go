@@ -161,7 +161,7 @@ SYSTEMCTL_FAIL="restart ec2sec.service" "$DASH" ` + pkg + `/install.sh; echo "in
 
 // dropInName is the drop-in the install scripts write for each unit where systemd is older
 // than 235 (Amazon Linux 2's 219).
-const dropInName = "50-systemd-before-235.conf"
+const dropInName = systemd.DropInName
 
 // dropIns parses the output of `show` below: "== NAME" lines, each followed by a file's text.
 func dropIns(out, prefix string) map[string]string {
@@ -252,6 +252,9 @@ left "after uninstall.sh"
 		if !strings.HasPrefix(text, "# Written by the ec2sec installer: this host's systemd (219) is older than 235") {
 			t.Errorf("%s: no drop-in from postinstall.sh:\n%s", u, out)
 			continue
+		}
+		if want := systemd.DropIn(u, 219); text != want {
+			t.Errorf("%s: postinstall.sh's drop-in is not systemd.DropIn's (ec2sec service install writes that):\n%s\n---\n%s", u, text, want)
 		}
 		if ssmDrop[u] != text {
 			t.Errorf("%s: install.sh's drop-in differs from postinstall.sh's:\n%s\n---\n%s", u, ssmDrop[u], text)

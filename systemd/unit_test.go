@@ -306,3 +306,17 @@ func TestIMDSWatchUnit(t *testing.T) {
 		}
 	}
 }
+
+func TestParseVersion(t *testing.T) {
+	for out, want := range map[string]int{
+		"systemd 219\n+PAM +AUDIT +SELINUX": 219,
+		"systemd 252 (252.38-1~deb12u1)\n":  252,
+		"systemd 2190x":                     0,
+		"":                                  0,
+		"fake systemctl\nsystemd 219":       0,
+	} {
+		if got := ParseVersion(out); got != want {
+			t.Errorf("ParseVersion(%q) = %d, want %d", out, got, want)
+		}
+	}
+}

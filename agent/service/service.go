@@ -49,6 +49,9 @@ type host struct {
 	installed func(c controller) (bool, error)
 	// packaged returns the path of a unit installed by the deb/rpm package, or "".
 	packaged func() string
+	// adjust, when set, runs after Install (installed true) and after Uninstall (false): on
+	// Linux it adds or removes the drop-in a systemd before 235 needs (docs/install.md).
+	adjust func(installed bool, stdout io.Writer) error
 	// settle is how long a re-install keeps trying Install after Uninstall: the Windows SCM
 	// deletes a service only once every handle to it is closed ("marked for deletion").
 	settle time.Duration
@@ -195,6 +198,11 @@ func install(c controller, h host, exe string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if h.adjust != nil {
+		if err := h.adjust(true, stdout); err != nil {
+			return err
+		}
+	}
 	verb := "installed"
 	if installed {
 		verb = "re-installed"
@@ -232,6 +240,11 @@ func uninstall(c controller, h host, stdout io.Writer) error {
 	}
 	if err := c.Uninstall(); err != nil {
 		return err
+	}
+	if h.adjust != nil {
+		if err := h.adjust(false, stdout); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(stdout, "%s uninstalled\n", Name)
 	return nil

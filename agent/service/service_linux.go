@@ -3,8 +3,10 @@ package service
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 
 	"github.com/ec2sec/ec2sec/systemd"
@@ -45,6 +47,7 @@ func platformHost() host {
 			}
 			return err == nil, err
 		},
+		adjust: adjustForSystemd,
 		packaged: func() string {
 			for _, d := range packagedDirs {
 				p := filepath.Join(d, Name+".service")
@@ -58,3 +61,60 @@ func platformHost() host {
 }
 
 func underSCM() bool { return false }
+
+// adjustForSystemd adds, after an install where systemd is older than 235 (Amazon Linux 2),
+// the drop-in the deb/rpm and SSM installers add too (systemd.DropIn) and the state directory
+// it names, root's and 0700; it removes the drop-in after an uninstall, or after an install
+// where systemd is 235 or newer (a stale one). A systemd whose version it cannot read is left
+// alone.
+func adjustForSystemd(installed bool, stdout io.Writer) error {
+	dir := filepath.Join(unitDir, Name+".service.d")
+	dropIn := filepath.Join(dir, systemd.DropInName)
+	v := 0
+	if installed {
+		out, _ := exec.Command("systemctl", "--version").Output()
+		if v = systemd.ParseVersion(string(out)); v == 0 {
+			return nil
+		}
+	}
+	if !installed || v >= systemd.DynamicUserVersion {
+		if err := os.Remove(dropIn); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return fmt.Errorf("remove %s: %w", dropIn, err)
+		}
+		os.Remove(dir) // only if empty: an administrator's drop-ins stay
+		return reload()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("systemd %d: %w", v, err)
+	}
+	tmp := dropIn + ".new"
+	if err := os.WriteFile(tmp, []byte(systemd.DropIn(Name+".service", v)), 0o644); err != nil {
+		return fmt.Errorf("systemd %d: %w", v, err)
+	}
+	if err := os.Rename(tmp, dropIn); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("systemd %d: %w", v, err)
+	}
+	if err := os.MkdirAll(systemd.StateDir, 0o700); err != nil {
+		return fmt.Errorf("systemd %d: state dir: %w", v, err)
+	}
+	if err := os.Chown(systemd.StateDir, 0, 0); err != nil {
+		return fmt.Errorf("systemd %d: state dir: %w", v, err)
+	}
+	if err := os.Chmod(systemd.StateDir, 0o700); err != nil {
+		return fmt.Errorf("systemd %d: state dir: %w", v, err)
+	}
+	fmt.Fprintf(stdout, "systemd %d (before %d): %s runs as root with a capability bounding set (%s)\n", v, systemd.DynamicUserVersion, Name, dropIn)
+	return reload()
+}
+
+// reload makes systemd read the changed drop-in.
+func reload() error {
+	if out, err := exec.Command("systemctl", "daemon-reload").CombinedOutput(); err != nil {
+		return fmt.Errorf("systemctl daemon-reload: %v: %s", err, out)
+	}
+	return nil
+}

@@ -19,7 +19,7 @@ const fakeSystemctl = `#!/bin/sh
 echo "$*" >> "$EC2SEC_SERVICE_NS/systemctl.log"
 state="$EC2SEC_SERVICE_NS/active"
 case "$1" in
---version) echo "systemd 252 (252.38-1~deb12u1)" ;;
+--version) echo "systemd ${SYSTEMD_VERSION:-252} (${SYSTEMD_VERSION:-252}-1)" ;;
 is-active) if [ -f "$state" ]; then echo active; else echo inactive; exit 3; fi ;;
 list-unit-files)
   if [ -f "/etc/systemd/system/$4" ] || [ -f "/usr/lib/systemd/system/$4" ]; then
@@ -33,8 +33,8 @@ esac
 `
 
 // TestSystemdInNamespace drives the real kardianos/service systemd backend, with our unit as
-// its template, in a private mount namespace: /etc/systemd/system, /usr/lib/systemd/system and
-// /run/systemd are empty tmpfs there (so the host's units are never touched, and
+// its template, in a private mount namespace: /etc/systemd/system, /usr/lib/systemd/system,
+// /var/lib and /run/systemd are empty tmpfs there (so the host's units are never touched, and
 // /run/systemd/system makes kardianos detect systemd), and systemctl is a fake on PATH.
 func TestSystemdInNamespace(t *testing.T) {
 	if os.Getenv("EC2SEC_SERVICE_NS") != "" {
@@ -60,6 +60,7 @@ func TestSystemdInNamespace(t *testing.T) {
 mount -t tmpfs tmpfs /etc/systemd/system
 if [ -d /usr/lib/systemd/system ]; then mount -t tmpfs tmpfs /usr/lib/systemd/system; else export EC2SEC_NO_PKGDIR=1; fi
 mkdir -p /run/systemd && mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system
+mount -t tmpfs tmpfs /var/lib
 exec "$0" -test.run '^TestSystemdHelper$' -test.v -test.count=1`
 	cmd := exec.Command(unshare, "--mount", "--propagation", "private", "sh", "-c", script, os.Args[0])
 	cmd.Env = testenv.Environ("EC2SEC_SERVICE_NS="+dir, "PATH="+bin+":"+os.Getenv("PATH"))
@@ -143,6 +144,36 @@ func TestSystemdHelper(t *testing.T) {
 	run("status", ExitNotInstalled)
 	if out := run("uninstall", ExitOK); !strings.Contains(out, "not installed") {
 		t.Errorf("second uninstall said: %s", out)
+	}
+
+	// systemd 219 (Amazon Linux 2): install adds the drop-in the packages add, and the state
+	// dir; an install on systemd 235 or newer removes it, and so does uninstall.
+	dropIn := "/etc/systemd/system/ec2sec.service.d/" + systemd.DropInName
+	os.Setenv("SYSTEMD_VERSION", "219")
+	log()
+	if out := run("install", ExitOK); !strings.Contains(out, "systemd 219 (before 235)") {
+		t.Errorf("install on systemd 219 said: %s", out)
+	}
+	if got, err := os.ReadFile(dropIn); err != nil || string(got) != systemd.DropIn("ec2sec.service", 219) {
+		t.Errorf("install on systemd 219: drop-in %v:\n%s", err, got)
+	}
+	if fi, err := os.Stat(systemd.StateDir); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+		t.Errorf("install on systemd 219: state dir %v %v", fi, err)
+	}
+	if l := log(); !strings.HasSuffix(l, "--version\ndaemon-reload\n") {
+		t.Errorf("install on systemd 219 did not reload after the drop-in:\n%s", l)
+	}
+	os.Setenv("SYSTEMD_VERSION", "252")
+	run("install", ExitOK)
+	if _, err := os.Lstat(filepath.Dir(dropIn)); !os.IsNotExist(err) {
+		t.Errorf("install on systemd 252 left the drop-in of 219: %v", err)
+	}
+	os.Setenv("SYSTEMD_VERSION", "219")
+	run("install", ExitOK)
+	run("uninstall", ExitOK)
+	os.Unsetenv("SYSTEMD_VERSION")
+	if _, err := os.Lstat(filepath.Dir(dropIn)); !os.IsNotExist(err) {
+		t.Errorf("uninstall left the drop-in: %v", err)
 	}
 
 	// A unit from the deb/rpm: install leaves it alone, uninstall points at the package.

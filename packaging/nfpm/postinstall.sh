@@ -16,7 +16,8 @@ fi
 # the @groups of SystemCallFilter= leave almost no system call: the agent cannot start. There
 # each unit gets a drop-in that runs it as root bounded to the same capabilities, in a state
 # dir made here (docs/install.md, "Amazon Linux 2 (systemd 219)"). This block is the same in
-# packaging/nfpm/postinstall.sh and packaging/ssm/install.sh (a test compares their output).
+# packaging/nfpm/postinstall.sh and packaging/ssm/install.sh; both write systemd.DropIn's text
+# (systemd/before235.go, which `ec2sec service install` writes; TestSystemdBefore235 compares).
 dropin=50-systemd-before-235.conf
 
 # systemd_version prints the version `systemctl --version` starts with ("systemd 219"), or
