@@ -119,8 +119,9 @@ func TestVerifyCatchesMistakes(t *testing.T) {
 }
 
 // mainExposure is what ec2sec.service measures: the watcher's unit exists so that the agent's
-// keeps it (docs/imds-watch.md, "Privileges").
-const mainExposure = 1.9
+// keeps it (docs/imds-watch.md, "Privileges"). It was 1.9 until the unit let the agent call
+// capset (in @privileged) to give up its capabilities (TestUnitAllowsWhatTheAgentCalls).
+const mainExposure = 2.0
 
 func TestUnitExposure(t *testing.T) {
 	for name, text := range shipped(t) {
@@ -317,6 +318,74 @@ func TestParseVersion(t *testing.T) {
 	} {
 		if got := ParseVersion(out); got != want {
 			t.Errorf("ParseVersion(%q) = %d, want %d", out, got, want)
+		}
+	}
+}
+
+// agentSyscalls are the system calls the agent makes to confine itself and to give up its
+// privileges (agent/confine_linux.go): a unit filter that denies one makes that step fail
+// with only a log line, so the hardening the docs describe would silently not happen.
+var agentSyscalls = map[string][]string{
+	"ec2sec.service": {"capset", "prctl", "seccomp", "landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self"},
+	IMDSWatchName:    {"bpf"},
+}
+
+// TestUnitAllowsWhatTheAgentCalls expands each unit's SystemCallFilter= lines as systemd
+// does (in order: the first line without ~ makes an allow list, ~ lines take from it, later
+// plain lines add to it; groups as systemd-analyze syscall-filter lists them) and checks
+// that the calls the agent depends on stay allowed. @privileged holds capset: denied, the
+// daemon could not clear CAP_SYS_PTRACE and no worker could drop its capabilities.
+func TestUnitAllowsWhatTheAgentCalls(t *testing.T) {
+	sa := testenv.Tool(t, "systemd-analyze")
+	groups := map[string][]string{}
+	var expand func(name string) []string
+	expand = func(name string) []string {
+		if !strings.HasPrefix(name, "@") {
+			return []string{name}
+		}
+		if g, ok := groups[name]; ok {
+			return g
+		}
+		out, err := exec.Command(sa, "syscall-filter", name).Output()
+		if err != nil {
+			t.Fatalf("systemd-analyze syscall-filter %s: %v", name, err)
+		}
+		var g []string
+		for _, l := range strings.Split(string(out), "\n")[1:] {
+			l = strings.TrimSpace(l)
+			if l == "" || strings.HasPrefix(l, "#") {
+				continue
+			}
+			g = append(g, expand(l)...)
+		}
+		groups[name] = g
+		return g
+	}
+	for name, text := range shipped(t) {
+		allowed := map[string]bool{}
+		allowList := false
+		for i, l := range strings.Split(text, "\n") {
+			v, ok := strings.CutPrefix(strings.TrimSpace(l), "SystemCallFilter=")
+			if !ok {
+				continue
+			}
+			deny := strings.HasPrefix(v, "~")
+			if i == 0 || !allowList && !deny {
+				allowList = allowList || !deny
+			}
+			for _, f := range strings.Fields(strings.TrimPrefix(v, "~")) {
+				for _, s := range expand(f) {
+					allowed[s] = !deny
+				}
+			}
+		}
+		if !allowList {
+			continue // a deny list: only what it names is refused
+		}
+		for _, s := range agentSyscalls[name] {
+			if !allowed[s] {
+				t.Errorf("%s: the unit's SystemCallFilter= refuses %s, which the agent needs", name, s)
+			}
 		}
 	}
 }
