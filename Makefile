@@ -119,8 +119,11 @@ fuzz:
 
 # Go benchmarks per probe and for full scans of a generated large host, the whole-process
 # comparison with the gitleaks CLI (hyperfine when installed), the targets, and BENCHMARKS.md.
+# BENCH_REF: an earlier commit whose scan is timed beside this build's, so that BENCHMARKS.md
+# tells a slower machine from slower code (1505432: the last full run of 2026-11-28).
+BENCH_REF ?= 1505432
 bench: $(TOOLS)/gitleaks
-	$(GO) run ./internal/bench/cmd/benchcmp -out BENCHMARKS.md
+	$(GO) run ./internal/bench/cmd/benchcmp -out BENCHMARKS.md -ref '$(BENCH_REF)'
 
 clean:
 	rm -rf bin dist tools

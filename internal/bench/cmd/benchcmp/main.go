@@ -63,7 +63,8 @@ type report struct {
 	loadBefore, loadAfter      string
 	binSize                    int64
 	ec2sec, hostOnly, gitleaks measure
-	noSSH                      measure // the fixture with no public sshd (nossh.go)
+	noSSH                      measure   // the fixture with no public sshd (nossh.go)
+	ref                        refResult // an earlier commit's scan, timed beside (ref.go)
 	ec2secCmd, gitleaksCmd     string
 	goBench                    string
 	imdsProbe                  time.Duration
@@ -85,6 +86,7 @@ func main() {
 	quick := flag.Bool("quick", false, "few runs and -benchtime=1x: check that the harness works, numbers mean little")
 	corpusOnly := flag.Bool("corpus", false, "print only the per-shape recall section (secret corpus against the gitleaks CLI) and write nothing")
 	watchOnly := flag.Bool("imdswatch-only", false, "run only the IMDS watcher's measurements (as root) and print them")
+	ref := flag.String("ref", "", "also build the ec2sec of commit `REV` and time its scan beside this build's (the machine's speed then and now)")
 	flag.Parse()
 	if *corpusOnly {
 		if err := printCorpus(); err != nil {
@@ -100,13 +102,13 @@ func main() {
 	if *quick {
 		*runs = 3
 	}
-	if err := run(*out, *runs, *quick); err != nil {
+	if err := run(*out, *runs, *quick, *ref); err != nil {
 		fmt.Fprintf(os.Stderr, "benchcmp: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(out string, runs int, quick bool) error {
+func run(out string, runs int, quick bool, ref string) error {
 	repo, err := repoRoot()
 	if err != nil {
 		return err
@@ -185,6 +187,10 @@ func run(out string, runs int, quick bool) error {
 	r.ec2sec.name = "ec2sec scan, all probes (full fixture)"
 	r.hostOnly.name = "ec2sec scan, all probes but imds and ec2api (full fixture)"
 	r.gitleaks.name = "gitleaks dir (one 16 KB file)"
+	if ref != "" {
+		step("timing the scan of " + ref + ", for reference")
+		r.ref = refScan(repo, tmp, ref, noIMDS, env, runs)
+	}
 	step("timing ec2sec on a host with no public sshd")
 	if r.noSSH, err = noPublicSSH(tmp, bin, filepath.Join(tmp, "none.yaml"), env, runs); err != nil {
 		return err
@@ -224,11 +230,16 @@ func run(out string, runs int, quick bool) error {
 	step("central-mode fleet simulation (forwarder)")
 	r.centralFleet = centralFleet(repo, tmp, quick)
 
+	// The shipped agent unit cannot load the IMDS watcher (ec2sec-imdswatch.service holds
+	// it), so the daemon's own target is measured without it; the watcher's, with it loaded.
 	step("the run daemon: RSS between scans and idle wake-ups")
-	daemonLog := daemon(r, bin, fix, env, tmp, quick)
+	d := daemon(bin, fix, env, tmp, quick, false)
+	r.daemon, r.daemonRSS, r.daemonWakeups = d.text, d.rss, d.wakeups
+	step("the run daemon with the IMDS watcher loaded")
+	dw := daemon(bin, fix, env, tmp, quick, true)
 
 	step("the IMDS watcher: cost to other traffic, 1,000 calls/s, the daemon with it")
-	r.imdsWatch = imdsWatchBench(quick, r.daemonRSS, r.daemonWakeups, daemonLog)
+	r.imdsWatch = imdsWatchBench(quick, dw.rss, dw.wakeups, dw.log)
 
 	r.loadAfter = loadavg()
 	text := r.markdown()
@@ -484,14 +495,17 @@ func median(ds []time.Duration) time.Duration {
 
 // daemon measures `ec2sec run` when the binary has it: RSS after its first scan, and
 // context switches (wake-ups) over an idle window between scans. It returns the daemon's log
-// (the IMDS watcher's section reads it).
-func daemon(r *report, bin string, fix *bench.Fixture, env []string, tmp string, quick bool) (log string) {
+// (the IMDS watcher's section reads it). watch lets it load the IMDS watcher, as it does as
+// root; without, the watcher is disabled in its config, as under the shipped unit (which
+// lacks CAP_BPF) it stays unloaded.
+func daemon(bin string, fix *bench.Fixture, env []string, tmp string, quick, watch bool) (r daemonRun) {
+	r.rss = -1
 	help := exec.Command(bin, "run", "--help")
 	help.Env = env
 	var hb bytes.Buffer
 	help.Stdout, help.Stderr = &hb, &hb
 	if err := help.Run(); err != nil {
-		r.daemon = "skipped: no run command in this build"
+		r.text = "skipped: no run command in this build"
 		return
 	}
 	args := []string{"run"}
@@ -505,10 +519,17 @@ func daemon(r *report, bin string, fix *bench.Fixture, env []string, tmp string,
 		// No splay: the first scan comes at once, so the window below is between scans. No
 		// sinks: with the endpoints a closed port every delivery would fail and its retries
 		// (a worker each) land in the window, which an agent whose endpoints answer never sees.
-		cfg := filepath.Join(tmp, "daemon.yaml")
-		body := "splay: 0s\nstate_dir: " + filepath.Join(tmp, "daemon-state") + "\ncloudwatch_logs: {log_group: \"\"}\nsecurity_hub: {enabled: false}\n"
+		name := "daemon"
+		if watch {
+			name = "daemon-watch"
+		}
+		cfg := filepath.Join(tmp, name+".yaml")
+		body := "splay: 0s\nstate_dir: " + filepath.Join(tmp, name+"-state") + "\ncloudwatch_logs: {log_group: \"\"}\nsecurity_hub: {enabled: false}\n"
+		if !watch {
+			body += "probes: {disable: [imdswatch]}\n"
+		}
 		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
-			r.daemon = "could not write its config: " + err.Error()
+			r.text = "could not write its config: " + err.Error()
 			return
 		}
 		args = append(args, "--config", cfg)
@@ -517,9 +538,9 @@ func daemon(r *report, bin string, fix *bench.Fixture, env []string, tmp string,
 	c.Env = env
 	var errBuf bytes.Buffer
 	c.Stdout, c.Stderr = io.Discard, &syncWriter{w: &errBuf}
-	defer func() { log = c.Stderr.(*syncWriter).String() }()
+	defer func() { r.log = c.Stderr.(*syncWriter).String() }()
 	if err := c.Start(); err != nil {
-		r.daemon = "could not start: " + err.Error()
+		r.text = "could not start: " + err.Error()
 		return
 	}
 	done := make(chan error, 1)
@@ -546,12 +567,12 @@ func daemon(r *report, bin string, fix *bench.Fixture, env []string, tmp string,
 		select {
 		case err := <-done:
 			done <- err
-			r.daemon = fmt.Sprintf("exited before measuring (%v): %s", err, lastLines(c.Stderr.(*syncWriter).String(), 3))
+			r.text = fmt.Sprintf("exited before measuring (%v): %s", err, lastLines(c.Stderr.(*syncWriter).String(), 3))
 			return
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			r.daemon = "no scan within 2 minutes: " + lastLines(c.Stderr.(*syncWriter).String(), 3)
+			r.text = "no scan within 2 minutes: " + lastLines(c.Stderr.(*syncWriter).String(), 3)
 			return
 		}
 	}
@@ -564,21 +585,33 @@ func daemon(r *report, bin string, fix *bench.Fixture, env []string, tmp string,
 	rss1, sw1 := procStatus(status)
 	kids := max(kids0, children(pid))
 	if rss0 < 0 || rss1 < 0 {
-		r.daemon = "could not read " + status
+		r.text = "could not read " + status
 		return
 	}
-	r.daemonRSS = max(rss0, rss1)
-	r.daemonWakeups = float64(sw1-sw0) / idle.Seconds()
+	r.rss = max(rss0, rss1)
+	r.wakeups = float64(sw1-sw0) / idle.Seconds()
 	if kids != 0 {
-		r.daemonRSS = -1 // a worker left running: what is resident is more than the daemon
+		r.rss = -1 // a worker left running: what is resident is more than the daemon
 	}
 	anon, file := rssSplit(status)
-	r.daemon = fmt.Sprintf("`ec2sec %s`: RSS %s from %s after its first scan (anonymous %s, the binary's own file-backed code pages %s), %d child processes, %d context switches over the next %s (%.2f/s)",
-		strings.Join(args, " "), mib(max(rss0, rss1)), settle, mib(anon), mib(file), kids, sw1-sw0, idle, r.daemonWakeups)
+	r.text = fmt.Sprintf("`ec2sec %s`: RSS %s from %s after its first scan (anonymous %s, the binary's own file-backed code pages %s), %d child processes, %d context switches over the next %s (%.2f/s)",
+		strings.Join(args, " "), mib(max(rss0, rss1)), settle, mib(anon), mib(file), kids, sw1-sw0, idle, r.wakeups)
+	if !watch {
+		r.text += " (the IMDS watcher disabled in its config: under the shipped unit it runs in ec2sec-imdswatch.service)"
+	}
 	if w := workerCost(c.Stderr.(*syncWriter).String()); w != "" {
-		r.daemon += "; " + w
+		r.text += "; " + w
 	}
 	return
+}
+
+// daemonRun is what daemon measured: text for the report, RSS (KiB, -1 = not measured),
+// context switches per second while idle, and the daemon's log.
+type daemonRun struct {
+	text    string
+	rss     int64
+	wakeups float64
+	log     string
 }
 
 // children counts the processes whose parent is pid (-1 when unknown).
@@ -754,6 +787,9 @@ func (r *report) markdown() string {
 		fmt.Fprintf(&b, "- %s\n", m)
 	}
 	fmt.Fprintf(&b, "- load average (1, 5, 15 min) before: %s, after: %s. The machine is shared: wall times\n  under load are longer than on an idle instance; CPU time and RSS move much less.\n", r.loadBefore, r.loadAfter)
+	if r.ref.rev != "" {
+		b.WriteString(r.ref.markdown(r.hostOnly))
+	}
 
 	b.WriteString("\n## Targets\n\n| | target | wanted | measured |\n|---|---|---|---|\n")
 	for _, t := range r.targets() {
@@ -766,7 +802,11 @@ func (r *report) markdown() string {
 	b.WriteString("- the imds probe measures the hop limit with token requests whose answers a hop limit of 1 drops: the socket's own drop count (SO_MEMINFO, Linux 4.7+) tells a drop as the answer arrives, an older kernel only after a timeout (20 round trips, at least 150 ms, confirmed once). The scan is also timed without it and the ec2api probe, which need a live instance (`--probes` all but imds and ec2api).\n")
 	fmt.Fprintf(&b, "- wall clock: %s, %d runs each after warm-up. CPU: user + system time from wait4's rusage of each of %d runs (microseconds; `/usr/bin/time -v` rounds to 10 ms), median. Peak RSS: the largest maximum resident set size of those runs and of one more under `/usr/bin/time -v`.\n\n", r.ec2sec.tool, r.ec2sec.runs, r.ec2sec.runs)
 	b.WriteString("| command | median wall | mean wall | median CPU | peak RSS |\n|---|---|---|---|---|\n")
-	for _, m := range []measure{r.ec2sec, r.hostOnly, r.noSSH, r.gitleaks} {
+	rows := []measure{r.ec2sec, r.hostOnly, r.noSSH, r.gitleaks}
+	if r.ref.m.runs > 0 {
+		rows = append(rows, r.ref.m)
+	}
+	for _, m := range rows {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", m.name, ms(m.medianWall), ms(m.meanWall), ms(m.medianCPU), mib(m.peakRSS))
 	}
 	for _, m := range []measure{r.ec2sec, r.hostOnly} {
