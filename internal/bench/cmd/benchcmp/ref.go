@@ -41,24 +41,13 @@ func refScan(repo, tmp, rev string, args, env []string, runs int) refResult {
 		res.note = err.Error()
 		return res
 	}
-	archive := exec.Command("git", "-C", repo, "archive", "--format=tar", rev)
-	untar := exec.Command("tar", "-x", "-C", dir)
-	var err error
-	if untar.Stdin, err = archive.StdoutPipe(); err != nil {
-		res.note = err.Error()
-		return res
-	}
-	if err := untar.Start(); err != nil {
-		res.note = "tar: " + err.Error()
-		return res
-	}
-	if out, err := archive.CombinedOutput(); err != nil {
-		untar.Wait()
+	tarball := filepath.Join(tmp, "ref.tar")
+	if out, err := exec.Command("git", "-C", repo, "archive", "--format=tar", "-o", tarball, rev).CombinedOutput(); err != nil {
 		res.note = fmt.Sprintf("git archive %s: %v %s", rev, err, bytes.TrimSpace(out))
 		return res
 	}
-	if err := untar.Wait(); err != nil {
-		res.note = "tar: " + err.Error()
+	if out, err := exec.Command("tar", "-xf", tarball, "-C", dir).CombinedOutput(); err != nil {
+		res.note = fmt.Sprintf("tar: %v %s", err, bytes.TrimSpace(out))
 		return res
 	}
 	bin := filepath.Join(tmp, "ec2sec-ref")
