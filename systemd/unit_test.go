@@ -362,16 +362,18 @@ func TestUnitAllowsWhatTheAgentCalls(t *testing.T) {
 		return g
 	}
 	for name, text := range shipped(t) {
+		// allowed holds what the lines named: true allowed, false refused. The first line sets
+		// the mode: an allow list refuses what it never named, a deny list allows it.
 		allowed := map[string]bool{}
-		allowList := false
-		for i, l := range strings.Split(text, "\n") {
+		mode := "" // "allow" or "deny", from the first line
+		for _, l := range strings.Split(text, "\n") {
 			v, ok := strings.CutPrefix(strings.TrimSpace(l), "SystemCallFilter=")
 			if !ok {
 				continue
 			}
 			deny := strings.HasPrefix(v, "~")
-			if i == 0 || !allowList && !deny {
-				allowList = allowList || !deny
+			if mode == "" {
+				mode = map[bool]string{true: "deny", false: "allow"}[deny]
 			}
 			for _, f := range strings.Fields(strings.TrimPrefix(v, "~")) {
 				for _, s := range expand(f) {
@@ -379,11 +381,8 @@ func TestUnitAllowsWhatTheAgentCalls(t *testing.T) {
 				}
 			}
 		}
-		if !allowList {
-			continue // a deny list: only what it names is refused
-		}
 		for _, s := range agentSyscalls[name] {
-			if !allowed[s] {
+			if ok, named := allowed[s]; !ok && (named || mode == "allow") {
 				t.Errorf("%s: the unit's SystemCallFilter= refuses %s, which the agent needs", name, s)
 			}
 		}
