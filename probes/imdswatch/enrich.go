@@ -87,6 +87,10 @@ func (en *Enricher) Enrich(e Event) Identity {
 		}
 	}
 	dir := filepath.Join(proc, strconv.FormatUint(uint64(pid), 10))
+	// The executable and the arguments go with the memory, early in an exit, while status
+	// stays until the zombie is reaped: what vanishes first is read first.
+	exe, _ := os.Readlink(filepath.Join(dir, "exe"))
+	cmdline := readCmdline(dir)
 	st, ok := readStatus(dir)
 	if !ok {
 		id.Gone = true
@@ -94,8 +98,7 @@ func (en *Enricher) Enrich(e Event) Identity {
 		if id.Comm == "" {
 			id.Comm = st.name
 		}
-		id.Exe, _ = os.Readlink(filepath.Join(dir, "exe"))
-		id.Cmdline = readCmdline(dir)
+		id.Exe, id.Cmdline = exe, cmdline
 		id.Parents = parents(proc, st.ppid, 3)
 		if cg, err := readCgroup(dir); err == nil {
 			id.Cgroup = cg

@@ -7,12 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -85,6 +87,18 @@ func (c *collector) add(e Event, id Identity) {
 	c.mu.Unlock()
 }
 
+// waitCount waits until n events have come in all, or d has passed.
+func (c *collector) waitCount(n int, d time.Duration) {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		c.mu.Lock()
+		got := len(c.evs)
+		c.mu.Unlock()
+		if got >= n {
+			return
+		}
+	}
+}
+
 // wait returns the events of pid once n have come.
 func (c *collector) wait(t *testing.T, pid int, n int) ([]Event, []Identity) {
 	t.Helper()
@@ -133,11 +147,18 @@ func helperCmd(t *testing.T, mode, url string, prefix ...string) *exec.Cmd {
 // (this test binary and curl) to a fake IMDS on loopback and checks what the watcher says
 // about each: kind, credentials, pid, executable, user, network namespace.
 func TestClassifyAndAttribute(t *testing.T) {
+	var col collector
+	// The fake answers a request only once the watcher has reported it, as a real IMDS
+	// across the network nearly always does. Answered at loopback speed, a caller (curl)
+	// can exit before its /proc entry is read, and what the test checks would be a race.
+	var asked atomic.Int32
 	imds := fakeimds.New(t)
-	imds.Set(func(s *fakeimds.Server) { s.V1 = true })
+	imds.Set(func(s *fakeimds.Server) {
+		s.V1 = true
+		s.Before = func(*http.Request) { col.waitCount(int(asked.Add(1)), 5*time.Second) }
+	})
 	dest := netip.MustParseAddrPort(strings.TrimPrefix(imds.URL, "http://"))
 	w := needBPF(t, Options{Dests: []netip.AddrPort{dest}})
-	var col collector
 	tab := NewTable(nil, nil)
 	served := make(chan error, 1)
 	go func() { served <- Serve(w, &Enricher{}, tab, col.add) }()
@@ -190,7 +211,9 @@ func TestClassifyAndAttribute(t *testing.T) {
 	})
 
 	// Other traffic is not reported: the same fake on another port is not a destination.
+	col.mu.Lock()
 	before := len(col.evs)
+	col.mu.Unlock()
 	other := fakeimds.New(t)
 	run(t, exec.Command(curl, "-s", "-o", "/dev/null", other.URL+"/latest/meta-data/"))
 	time.Sleep(100 * time.Millisecond)
