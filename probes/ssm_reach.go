@@ -107,6 +107,9 @@ func ssmAgentEndpoints(env *Env, layout ssmLayout) map[string]string {
 	return out
 }
 
+// badEndpoint is hostPort's message for a value that does not parse.
+const badEndpoint = "bad endpoint: not [https://]host[:port][/path] (the value is not shown: it may hold credentials)"
+
 // hostPort takes "https://host[:port][/path]" or "host[:port]" and returns host and port
 // (443 by default, 80 for http).
 func hostPort(s string) (host, port, errMsg string) {
@@ -117,7 +120,7 @@ func hostPort(s string) (host, port, errMsg string) {
 	// (or a token in its path). What they show is the scheme and host[:port] only.
 	u, err := url.Parse(s)
 	if err != nil || u.Hostname() == "" {
-		return "", "", "bad endpoint: not [https://]host[:port][/path] (the value is not shown: it may hold credentials)"
+		return "", "", badEndpoint
 	}
 	port = u.Port()
 	if port == "" {
