@@ -103,7 +103,7 @@ func startResident(dir string, getenv func(string) string, log *slog.Logger, loc
 	log.Info("IMDS watcher loaded", attrs...)
 	go func() {
 		defer close(rw.done)
-		err := imdswatch.Serve(src, &imdswatch.Enricher{}, rw.t, func(imdswatch.Event, imdswatch.Identity) { rw.requested() })
+		err := imdswatch.Serve(src, enricher(src, ""), rw.t, func(imdswatch.Event, imdswatch.Identity) { rw.requested() })
 		if err != nil {
 			log.Error("IMDS watcher stopped reading", "err", err)
 		}
@@ -308,4 +308,14 @@ func writeSummary(dir, path string, s *imdswatch.Summary) error {
 		return err
 	}
 	return spool.WriteFile(path, b)
+}
+
+// enricher completes the events of src from proc (default /proc) and, for a caller gone
+// before proc was read, from the cgroup2 mount the watcher is attached to.
+func enricher(src imdswatch.Source, proc string) *imdswatch.Enricher {
+	en := &imdswatch.Enricher{Proc: proc}
+	if w, ok := src.(*imdswatch.Watcher); ok {
+		en.Cgroupfs = w.Cgroup()
+	}
+	return en
 }

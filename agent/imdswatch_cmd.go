@@ -84,7 +84,7 @@ func (c IMDSWatchCommand) Run(ctx context.Context) int {
 		served := make(chan struct{})
 		go func() {
 			defer close(served)
-			imdswatch.Serve(src, &imdswatch.Enricher{Proc: c.Proc}, tab, func(imdswatch.Event, imdswatch.Identity) {
+			imdswatch.Serve(src, enricher(src, c.Proc), tab, func(imdswatch.Event, imdswatch.Identity) {
 				if !live {
 					return
 				}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Proc is one process of a caller's parent chain.
@@ -39,7 +40,8 @@ type Identity struct {
 	// Netns is "host" (the agent's network namespace), "other" (a container's) or
 	// "unknown" (the process was gone before it could be looked at).
 	Netns string `json:"netns"`
-	// Gone: the process had exited; only the kernel's fields are known.
+	// Gone: the process had exited; only the kernel's fields are known (comm, user, network
+	// namespace, and the cgroup while it exists).
 	Gone bool `json:"gone,omitempty"`
 }
 
@@ -47,8 +49,12 @@ type Identity struct {
 // learnt about network namespaces (by the kernel's netns cookie), both bounded.
 type Enricher struct {
 	Proc string // default /proc
-	mu   sync.Mutex
-	self string // the agent's own netns link, e.g. "net:[4026531840]"
+	// Cgroupfs is the cgroup v2 mount (Watcher.Cgroup) the kernel's cgroup id of a caller
+	// that is gone is looked up in; none when empty.
+	Cgroupfs string
+	mu       sync.Mutex
+	cgroups  cgroupIndex
+	self     string // the agent's own netns link, e.g. "net:[4026531840]"
 	// selfCookie is the kernel's cookie of the agent's own netns (SO_NETNS_COOKIE, Linux
 	// 5.14+), 0 where unknown: then namespaces are told apart only through procfs.
 	selfCookie uint64
@@ -72,6 +78,7 @@ func (en *Enricher) Enrich(e Event) Identity {
 		if filepath.Clean(proc) == "/proc" {
 			en.selfCookie = ownNetnsCookie()
 		}
+		en.cgroups.root = en.Cgroupfs
 	}
 	pid := e.SendTgid
 	if pid == 0 {
@@ -117,6 +124,10 @@ func (en *Enricher) Enrich(e Event) Identity {
 		if n, ok := en.ns[e.Netns]; ok {
 			id.Netns = n
 		}
+	}
+	if id.Cgroup == "" {
+		// Gone, or a zombie whose cgroup file is empty: the kernel's id still names it.
+		id.Cgroup, _ = en.cgroups.path(e.Cgroup, time.Now())
 	}
 	id.Container, id.Runtime, id.Unit = ParseCgroup(id.Cgroup)
 	id.User = en.userName(id.UID)
