@@ -193,48 +193,23 @@ type ec2View struct {
 }
 
 // load makes the calls in two concurrent waves: what needs only the identity first, then what
-// needs the instance's description.
+// needs the instance's description. Each call's answer or reason goes to its own fields.
 func (v *ec2View) load(ctx context.Context, env *Env) {
+	v.loadByIdentity(ctx, env)
+	if v.inst == nil {
+		v.withoutInstance()
+		return
+	}
+	v.loadByInstance(ctx)
+}
+
+// loadByIdentity is the first wave: the calls that need only the identity (the instance,
+// the region's settings, the AMI named in the identity document) and sshd's listeners.
+func (v *ec2View) loadByIdentity(ctx context.Context, env *Env) {
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		out, err := call(ctx, "DescribeInstances", func(ctx context.Context) (*ec2.DescribeInstancesOutput, error) {
-			return v.api.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{v.id.InstanceID}})
-		})
-		if err != nil {
-			v.instErr = err.Error()
-			return
-		}
-		for _, r := range out.Reservations {
-			for i := range r.Instances {
-				if aws.ToString(r.Instances[i].InstanceId) == v.id.InstanceID {
-					v.inst = &r.Instances[i]
-				}
-			}
-		}
-		if v.inst == nil {
-			v.instErr = fmt.Sprintf("EC2 in %s does not know instance %s (are the credentials of another account, or the configured region another region?)", v.region, v.id.InstanceID)
-		}
-	})
-	wg.Go(func() {
-		out, err := call(ctx, "GetEbsEncryptionByDefault", func(ctx context.Context) (*ec2.GetEbsEncryptionByDefaultOutput, error) {
-			return v.api.GetEbsEncryptionByDefault(ctx, &ec2.GetEbsEncryptionByDefaultInput{})
-		})
-		if err != nil {
-			v.ebsDefErr = err.Error()
-		} else if v.ebsDef = out.EbsEncryptionByDefault; v.ebsDef == nil {
-			v.ebsDefErr = "GetEbsEncryptionByDefault answered without EbsEncryptionByDefault"
-		}
-	})
-	wg.Go(func() {
-		out, err := call(ctx, "GetSerialConsoleAccessStatus", func(ctx context.Context) (*ec2.GetSerialConsoleAccessStatusOutput, error) {
-			return v.api.GetSerialConsoleAccessStatus(ctx, &ec2.GetSerialConsoleAccessStatusInput{})
-		})
-		if err != nil {
-			v.serialErr = err.Error()
-		} else if v.serial = out.SerialConsoleAccessEnabled; v.serial == nil {
-			v.serialErr = "GetSerialConsoleAccessStatus answered without SerialConsoleAccessEnabled"
-		}
-	})
+	wg.Go(func() { v.loadInstance(ctx) })
+	wg.Go(func() { v.loadEBSDefault(ctx) })
+	wg.Go(func() { v.loadSerialConsole(ctx) })
 	// The AMI is in the identity document: no need to wait for DescribeInstances.
 	v.imageID = v.id.AMIID
 	if v.imageID != "" {
@@ -242,61 +217,128 @@ func (v *ec2View) load(ctx context.Context, env *Env) {
 	}
 	wg.Go(func() { v.sshPorts, v.sshPortsErr = sshdPublicPorts(ctx, env) })
 	wg.Wait()
+}
 
-	if v.inst == nil {
-		v.groupsErr, v.volsErr, v.flowsErr = v.instErr, v.instErr, v.instErr
-		if v.imageID == "" {
-			v.imageErr = v.instErr
-		}
-		return
+// withoutInstance gives every answer that needed the instance's description the reason it
+// is missing (instErr).
+func (v *ec2View) withoutInstance() {
+	v.groupsErr, v.volsErr, v.flowsErr = v.instErr, v.instErr, v.instErr
+	if v.imageID == "" {
+		v.imageErr = v.instErr
 	}
+}
+
+// loadByInstance is the second wave: the calls that need the instance's description (its
+// AMI when the identity document named none, its security groups, volumes and VPC). Call it
+// only once v.inst is set.
+func (v *ec2View) loadByInstance(ctx context.Context) {
+	var wg sync.WaitGroup
 	if v.imageID == "" {
 		v.imageID = aws.ToString(v.inst.ImageId)
 		wg.Go(func() { v.loadImage(ctx) })
 	}
 	if ids := instanceGroupIDs(v.inst); len(ids) > 0 {
-		wg.Go(func() {
-			out, err := call(ctx, "DescribeSecurityGroups", func(ctx context.Context) (*ec2.DescribeSecurityGroupsOutput, error) {
-				return v.api.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: ids})
-			})
-			if err != nil {
-				v.groupsErr = err.Error()
-			} else {
-				v.groups = out.SecurityGroups
-			}
-		})
+		wg.Go(func() { v.loadGroups(ctx, ids) })
 	}
 	if ids := instanceVolumeIDs(v.inst); len(ids) > 0 {
-		wg.Go(func() {
-			out, err := call(ctx, "DescribeVolumes", func(ctx context.Context) (*ec2.DescribeVolumesOutput, error) {
-				return v.api.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{VolumeIds: ids})
-			})
-			if err != nil {
-				v.volsErr = err.Error()
-			} else {
-				v.vols = out.Volumes
-			}
-		})
+		wg.Go(func() { v.loadVolumes(ctx, ids) })
 	}
 	if vpc := aws.ToString(v.inst.VpcId); vpc != "" {
-		wg.Go(func() {
-			out, err := call(ctx, "DescribeFlowLogs", func(ctx context.Context) (*ec2.DescribeFlowLogsOutput, error) {
-				return v.api.DescribeFlowLogs(ctx, &ec2.DescribeFlowLogsInput{
-					Filter: []types.Filter{{Name: aws.String("resource-id"), Values: []string{vpc}}},
-				})
-			})
-			if err != nil {
-				v.flowsErr = err.Error()
-			} else {
-				v.flows = out.FlowLogs
-			}
-		})
+		wg.Go(func() { v.loadFlowLogs(ctx, vpc) })
 	} else {
 		v.flowsErr = "the instance is in no VPC"
 	}
 	wg.Wait()
 }
 
+// loadInstance describes this instance (v.inst), or says why it cannot (v.instErr): the call
+// failed, or EC2 in this region does not know the instance id.
+func (v *ec2View) loadInstance(ctx context.Context) {
+	out, err := call(ctx, "DescribeInstances", func(ctx context.Context) (*ec2.DescribeInstancesOutput, error) {
+		return v.api.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{v.id.InstanceID}})
+	})
+	if err != nil {
+		v.instErr = err.Error()
+		return
+	}
+	for _, r := range out.Reservations {
+		for i := range r.Instances {
+			if aws.ToString(r.Instances[i].InstanceId) == v.id.InstanceID {
+				v.inst = &r.Instances[i]
+			}
+		}
+	}
+	if v.inst == nil {
+		v.instErr = fmt.Sprintf("EC2 in %s does not know instance %s (are the credentials of another account, or the configured region another region?)", v.region, v.id.InstanceID)
+	}
+}
+
+// loadEBSDefault asks whether the region encrypts new EBS volumes by default (v.ebsDef); an
+// answer without the flag is a reason (v.ebsDefErr), not a "no".
+func (v *ec2View) loadEBSDefault(ctx context.Context) {
+	out, err := call(ctx, "GetEbsEncryptionByDefault", func(ctx context.Context) (*ec2.GetEbsEncryptionByDefaultOutput, error) {
+		return v.api.GetEbsEncryptionByDefault(ctx, &ec2.GetEbsEncryptionByDefaultInput{})
+	})
+	if err != nil {
+		v.ebsDefErr = err.Error()
+	} else if v.ebsDef = out.EbsEncryptionByDefault; v.ebsDef == nil {
+		v.ebsDefErr = "GetEbsEncryptionByDefault answered without EbsEncryptionByDefault"
+	}
+}
+
+// loadSerialConsole asks whether the account allows the serial console in the region
+// (v.serial); an answer without the flag is a reason (v.serialErr), not a "no".
+func (v *ec2View) loadSerialConsole(ctx context.Context) {
+	out, err := call(ctx, "GetSerialConsoleAccessStatus", func(ctx context.Context) (*ec2.GetSerialConsoleAccessStatusOutput, error) {
+		return v.api.GetSerialConsoleAccessStatus(ctx, &ec2.GetSerialConsoleAccessStatusInput{})
+	})
+	if err != nil {
+		v.serialErr = err.Error()
+	} else if v.serial = out.SerialConsoleAccessEnabled; v.serial == nil {
+		v.serialErr = "GetSerialConsoleAccessStatus answered without SerialConsoleAccessEnabled"
+	}
+}
+
+// loadGroups describes the security groups ids (the instance's and its interfaces').
+func (v *ec2View) loadGroups(ctx context.Context, ids []string) {
+	out, err := call(ctx, "DescribeSecurityGroups", func(ctx context.Context) (*ec2.DescribeSecurityGroupsOutput, error) {
+		return v.api.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: ids})
+	})
+	if err != nil {
+		v.groupsErr = err.Error()
+	} else {
+		v.groups = out.SecurityGroups
+	}
+}
+
+// loadVolumes describes the EBS volumes ids (those attached to the instance).
+func (v *ec2View) loadVolumes(ctx context.Context, ids []string) {
+	out, err := call(ctx, "DescribeVolumes", func(ctx context.Context) (*ec2.DescribeVolumesOutput, error) {
+		return v.api.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{VolumeIds: ids})
+	})
+	if err != nil {
+		v.volsErr = err.Error()
+	} else {
+		v.vols = out.Volumes
+	}
+}
+
+// loadFlowLogs lists the flow logs of the instance's VPC vpc.
+func (v *ec2View) loadFlowLogs(ctx context.Context, vpc string) {
+	out, err := call(ctx, "DescribeFlowLogs", func(ctx context.Context) (*ec2.DescribeFlowLogsOutput, error) {
+		return v.api.DescribeFlowLogs(ctx, &ec2.DescribeFlowLogsInput{
+			Filter: []types.Filter{{Name: aws.String("resource-id"), Values: []string{vpc}}},
+		})
+	})
+	if err != nil {
+		v.flowsErr = err.Error()
+	} else {
+		v.flows = out.FlowLogs
+	}
+}
+
+// loadImage describes the AMI v.imageID (v.image). An AMI EC2 does not list (deregistered, or
+// private to its owner) leaves v.image nil and no reason: amiPublic then says it is not public.
 func (v *ec2View) loadImage(ctx context.Context) {
 	out, err := call(ctx, "DescribeImages", func(ctx context.Context) (*ec2.DescribeImagesOutput, error) {
 		return v.api.DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{v.imageID}})
