@@ -157,6 +157,10 @@ func withAll(r Result, ev map[string]any) Result {
 
 // sshdSetting rates one yes/no-style setting: its global effective value (sshd -T) and every
 // Match block that sets it to a bad value for some connections.
+//
+// The steps: no readable config (NOT_AVAILABLE) or no sshd (PASSED); the global value
+// (readGlobal) and the Match blocks' (readMatches); the evidence, with PAM's say for
+// PasswordAuthentication (withPAMPasswords); the status and reason (rate).
 func sshdSetting(lay sshdLayout, cfg *sshdconfig.Config, cfgErr error, common map[string]any, check, keyword, def string, bad []string) []Result {
 	if cfgErr != nil {
 		return []Result{NewResult(check, NotAvailable, lay.config, "cannot read the sshd configuration: "+cfgErr.Error())}
@@ -164,78 +168,117 @@ func sshdSetting(lay sshdLayout, cfg *sshdconfig.Config, cfgErr error, common ma
 	if cfg == nil {
 		return []Result{NewResult(check, Passed, lay.config, "sshd is not installed (no sshd_config and no sshd binary)")}
 	}
-	norm := func(v string) string {
-		v = strings.ToLower(v)
-		if v == "without-password" { // the old name sshd still accepts
-			return "prohibit-password"
-		}
-		return v
+	var s sshdSettingView
+	s.readGlobal(cfg, keyword, def)
+	s.readMatches(cfg, keyword, bad)
+	r := s.evidence(withAll(NewResult(check, Passed, lay.config, ""), common))
+	pamPasswords := false
+	if keyword == "passwordauthentication" {
+		r, pamPasswords = withPAMPasswords(r, cfg)
 	}
-	value, source := def, "OpenSSH default"
+	return []Result{s.rate(r, sshdKeywordName(keyword), bad, pamPasswords)}
+}
+
+// sshdSettingView is what sshd_config says about one setting. A value sshd does not accept
+// reads "invalid": it is never echoed (it may be anything).
+type sshdSettingView struct {
+	value, source string           // the global effective value and where it is set
+	invalid       []string         // where a value sshd does not accept is set, global first
+	overrides     []map[string]any // every Match block that sets it (evidence)
+	badMatches    []string         // the Match blocks that set it to a bad value (the reason)
+}
+
+// readGlobal reads keyword's global effective value, def (OpenSSH's default) when nothing
+// sets it.
+func (s *sshdSettingView) readGlobal(cfg *sshdconfig.Config, keyword, def string) {
+	s.value, s.source = def, "OpenSSH default"
 	if d, ok := cfg.Lookup(keyword, nil); ok {
-		value, source = norm(d.Value()), d.Where()
+		s.value, s.source = sshdNorm(d.Value()), d.Where()
 	}
 	// A value sshd does not accept is neither safe nor unsafe: sshd refuses the whole config.
 	// It is not echoed (it may be anything).
-	var invalid []string
-	if !slices.Contains(sshdValid[keyword], value) {
-		value, invalid = "invalid", append(invalid, source)
+	if !slices.Contains(sshdValid[keyword], s.value) {
+		s.value, s.invalid = "invalid", append(s.invalid, s.source)
 	}
-	var overrides []map[string]any
-	var badMatches []string
+}
+
+// readMatches reads every Match block that sets keyword, and notes those that set it to one
+// of the bad values.
+func (s *sshdSettingView) readMatches(cfg *sshdconfig.Config, keyword string, bad []string) {
 	for _, d := range cfg.Overrides(keyword) {
 		m := d.Context[len(d.Context)-1]
-		v := norm(d.Value())
+		v := sshdNorm(d.Value())
 		if !slices.Contains(sshdValid[keyword], v) {
-			v, invalid = "invalid", append(invalid, d.Where())
+			v, s.invalid = "invalid", append(s.invalid, d.Where())
 		}
 		// A Match line's arguments are never quoted (a pasted secret, an escape sequence, a
 		// name the SOC need not see): where it is and which criteria it uses.
 		matchAt := fmt.Sprintf("%s:%d", m.File, m.Line)
-		overrides = append(overrides, map[string]any{"match_at": matchAt, "criteria": matchCriteria(m), "at": d.Where(), "value": v})
+		s.overrides = append(s.overrides, map[string]any{"match_at": matchAt, "criteria": matchCriteria(m), "at": d.Where(), "value": v})
 		if slices.Contains(bad, v) {
-			badMatches = append(badMatches, fmt.Sprintf("the Match block at %s (%s; set at %s)", matchAt, matchCriteria(m), d.Where()))
+			s.badMatches = append(s.badMatches, fmt.Sprintf("the Match block at %s (%s; set at %s)", matchAt, matchCriteria(m), d.Where()))
 		}
 	}
-	name := sshdKeywordName(keyword)
-	r := withAll(NewResult(check, Passed, lay.config, ""), common).
-		With("effective", value).With("source", source)
-	if len(overrides) > 0 {
-		r = r.With("match_overrides", overrides)
+}
+
+// evidence adds the effective value, its source and the Match blocks that set it to r.
+func (s *sshdSettingView) evidence(r Result) Result {
+	r = r.With("effective", s.value).With("source", s.source)
+	if len(s.overrides) > 0 {
+		r = r.With("match_overrides", s.overrides)
 	}
-	pamPasswords := false
-	if keyword == "passwordauthentication" {
-		// With PAM, keyboard-interactive asks for the password even when this is no.
-		kbd, pam := "yes", "no" // OpenSSH's defaults
-		if d, ok := cfg.Lookup("kbdinteractiveauthentication", nil); ok {
-			kbd = strings.ToLower(d.Value())
-		}
-		if d, ok := cfg.Lookup("usepam", nil); ok {
-			pam = strings.ToLower(d.Value())
-		}
-		r = r.With("kbd_interactive_authentication", kbd).With("use_pam", pam)
-		pamPasswords = kbd == "yes" && pam == "yes"
+	return r
+}
+
+// withPAMPasswords adds KbdInteractiveAuthentication and UsePAM to r, and says whether the
+// two let PAM ask for the password even when PasswordAuthentication is no.
+func withPAMPasswords(r Result, cfg *sshdconfig.Config) (Result, bool) {
+	// With PAM, keyboard-interactive asks for the password even when this is no.
+	kbd, pam := "yes", "no" // OpenSSH's defaults
+	if d, ok := cfg.Lookup("kbdinteractiveauthentication", nil); ok {
+		kbd = strings.ToLower(d.Value())
 	}
+	if d, ok := cfg.Lookup("usepam", nil); ok {
+		pam = strings.ToLower(d.Value())
+	}
+	r = r.With("kbd_interactive_authentication", kbd).With("use_pam", pam)
+	return r, kbd == "yes" && pam == "yes"
+}
+
+// rate gives r (for the setting sshd_config spells name) its status and reason: NOT_AVAILABLE
+// when a value is one sshd refuses, FAILED when the global value or a Match block is bad,
+// WARNING when PAM prompts for passwords anyway (pamPasswords), PASSED otherwise.
+func (s *sshdSettingView) rate(r Result, name string, bad []string, pamPasswords bool) Result {
 	switch {
-	case len(invalid) > 0:
+	case len(s.invalid) > 0:
 		r.Status = NotAvailable
-		r.Reason = fmt.Sprintf("%s has a value sshd does not accept (%s): sshd refuses to start with this configuration, so the running sshd's setting cannot be read from it (check sshd -T)", name, strings.Join(invalid, ", "))
-	case slices.Contains(bad, value):
+		r.Reason = fmt.Sprintf("%s has a value sshd does not accept (%s): sshd refuses to start with this configuration, so the running sshd's setting cannot be read from it (check sshd -T)", name, strings.Join(s.invalid, ", "))
+	case slices.Contains(bad, s.value):
 		r.Status = Failed
-		r.Reason = fmt.Sprintf("%s is effectively %s (%s)", name, value, source)
-		if len(badMatches) > 0 {
-			r.Reason += ", and Match blocks set it too: " + strings.Join(badMatches, ", ")
+		r.Reason = fmt.Sprintf("%s is effectively %s (%s)", name, s.value, s.source)
+		if len(s.badMatches) > 0 {
+			r.Reason += ", and Match blocks set it too: " + strings.Join(s.badMatches, ", ")
 		}
-	case len(badMatches) > 0:
+	case len(s.badMatches) > 0:
 		r.Status = Failed
-		r.Reason = fmt.Sprintf("%s is %s globally (%s) but a Match block re-enables it for some connections: %s", name, value, source, strings.Join(badMatches, ", "))
+		r.Reason = fmt.Sprintf("%s is %s globally (%s) but a Match block re-enables it for some connections: %s", name, s.value, s.source, strings.Join(s.badMatches, ", "))
 	case pamPasswords:
 		r.Status, r.Severity = Warning, Medium
-		r.Reason = fmt.Sprintf("%s is %s (%s), but KbdInteractiveAuthentication yes with UsePAM yes lets PAM prompt for the password anyway", name, value, source)
+		r.Reason = fmt.Sprintf("%s is %s (%s), but KbdInteractiveAuthentication yes with UsePAM yes lets PAM prompt for the password anyway", name, s.value, s.source)
 	default:
-		r.Reason = fmt.Sprintf("%s is effectively %s (%s), and no Match block sets it to %s", name, value, source, strings.Join(bad, " or "))
+		r.Reason = fmt.Sprintf("%s is effectively %s (%s), and no Match block sets it to %s", name, s.value, s.source, strings.Join(bad, " or "))
 	}
-	return []Result{r}
+	return r
+}
+
+// sshdNorm is a setting's value as sshd compares it: lower case, and the old name of
+// prohibit-password, which sshd still accepts, under its new one.
+func sshdNorm(v string) string {
+	v = strings.ToLower(v)
+	if v == "without-password" { // the old name sshd still accepts
+		return "prohibit-password"
+	}
+	return v
 }
 
 // matchCriteria names the criteria of a Match line ("user, address"; "all"), never their
