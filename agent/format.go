@@ -59,14 +59,42 @@ var severityColor = map[probes.Severity]string{
 
 // WriteTable writes what a person wants at a terminal: who was scanned, then results grouped
 // by status (failures first), most severe first, then a one-line summary.
+//
+// The steps: the heading (who, where, when, the OS, why IMDS said nothing), the results in
+// table order (sortForTable) in columns sized over them all, the summary; the table is built
+// in memory and reaches w in one write.
 func WriteTable(w io.Writer, r *Report, color bool) error {
-	paint := func(code, s string) string {
-		if !color || code == "" {
-			return s
-		}
-		return code + s + ansiReset
+	t := &tableWriter{color: color, hostRes: hostResource(r.identity)}
+	t.heading(r)
+	rs := sortForTable(r.Results)
+	t.sizeColumns(rs)
+	t.rows(rs)
+	t.summary(r.Summary)
+	_, err := io.WriteString(w, t.b.String())
+	return err
+}
+
+// tableWriter is one table being built: the text so far, whether it is coloured, and the
+// column widths (set by sizeColumns before rows).
+type tableWriter struct {
+	b       strings.Builder
+	color   bool
+	hostRes string // the host's own resource, left blank in the rows (the heading names it)
+
+	wCheck, wRes int // runes in the check and resource columns
+}
+
+// paint wraps s in the ANSI code when the table is coloured.
+func (t *tableWriter) paint(code, s string) string {
+	if !t.color || code == "" {
+		return s
 	}
-	var b strings.Builder
+	return code + s + ansiReset
+}
+
+// heading writes who was scanned, where and when, the OS facts, and off EC2 why IMDS did not
+// say who the host is.
+func (t *tableWriter) heading(r *Report) {
 	// Every field comes from the host or an endpoint (IMDS, an image's /etc/hostname, a
 	// process path): each one goes through inert (oneLine does) before it is printed.
 	host := oneLine(cmp.Or(r.Host.InstanceID, r.Host.Hostname, "this host"), 120)
@@ -76,40 +104,54 @@ func WriteTable(w io.Writer, r *Report, color bool) error {
 			where = append(where, oneLine(s, 120))
 		}
 	}
-	fmt.Fprintf(&b, "%s %s", paint(ansiBold, "ec2sec scan of"), paint(ansiBold, host))
+	fmt.Fprintf(&t.b, "%s %s", t.paint(ansiBold, "ec2sec scan of"), t.paint(ansiBold, host))
 	if len(where) > 0 {
-		fmt.Fprintf(&b, " (%s)", strings.Join(where, ", "))
+		fmt.Fprintf(&t.b, " (%s)", strings.Join(where, ", "))
 	}
-	fmt.Fprintf(&b, " at %s\n", r.ScannedAt.Format("2006-01-02 15:04:05Z07:00"))
+	fmt.Fprintf(&t.b, " at %s\n", r.ScannedAt.Format("2006-01-02 15:04:05Z07:00"))
 	if facts := factsLine(r.Host.Facts); facts != "" {
-		fmt.Fprintf(&b, "%s\n", paint(ansiDim, oneLine(facts, 200)))
+		fmt.Fprintf(&t.b, "%s\n", t.paint(ansiDim, oneLine(facts, 200)))
 	}
 	if id := r.identity; !id.OnEC2() && id.Reason != "" {
-		fmt.Fprintf(&b, "%s\n", paint(ansiDim, oneLine(id.Reason, 400)))
+		fmt.Fprintf(&t.b, "%s\n", t.paint(ansiDim, oneLine(id.Reason, 400)))
 	}
+}
 
-	rs := slices.Clone(r.Results)
+// sortForTable returns a copy of the results in table order: by status (failures first),
+// then most severe first; stable, so the probes' order holds within a tie.
+func sortForTable(results []probes.Result) []probes.Result {
+	rs := slices.Clone(results)
 	slices.SortStableFunc(rs, func(a, b probes.Result) int {
 		return cmp.Or(cmp.Compare(statusOrder[a.Status], statusOrder[b.Status]), cmp.Compare(b.Severity, a.Severity))
 	})
-	// The heading names the host, so host-level rows leave the resource blank; columns are
-	// sized over all groups so they line up from one group to the next.
-	hostRes := hostResource(r.identity)
-	resource := func(res probes.Result) string {
-		if res.Resource == hostRes {
-			return ""
-		}
-		return oneLine(res.Resource, 60)
+	return rs
+}
+
+// resource is a row's resource cell. The heading names the host, so host-level rows leave
+// the resource blank.
+func (t *tableWriter) resource(res probes.Result) string {
+	if res.Resource == t.hostRes {
+		return ""
 	}
-	wCheck, wRes := 0, 0
+	return oneLine(res.Resource, 60)
+}
+
+// sizeColumns sizes the check and resource columns over all groups, so they line up from one
+// group to the next.
+func (t *tableWriter) sizeColumns(rs []probes.Result) {
 	for _, res := range rs {
-		wCheck = max(wCheck, len([]rune(oneLine(res.Check, 60))))
-		wRes = max(wRes, len([]rune(resource(res))))
+		t.wCheck = max(t.wCheck, len([]rune(oneLine(res.Check, 60))))
+		t.wRes = max(t.wRes, len([]rune(t.resource(res))))
 	}
+}
+
+// rows writes one line per result (severity for FAILED and WARNING only, check, resource
+// when any row has one, reason) under a heading for each status.
+func (t *tableWriter) rows(rs []probes.Result) {
 	var last probes.Status
 	for i, res := range rs {
 		if i == 0 || res.Status != last {
-			fmt.Fprintf(&b, "\n%s\n", paint(ansiBold, statusHeading[res.Status]))
+			fmt.Fprintf(&t.b, "\n%s\n", t.paint(ansiBold, statusHeading[res.Status]))
 			last = res.Status
 		}
 		sev := ""
@@ -118,17 +160,18 @@ func WriteTable(w io.Writer, r *Report, color bool) error {
 		}
 		// Pad before painting so escape codes do not upset the column widths.
 		check := oneLine(res.Check, 60)
-		fmt.Fprintf(&b, "  %s  %s%s  ", paint(severityColor[res.Severity], fmt.Sprintf("%-8s", inert(sev))), check, strings.Repeat(" ", wCheck-len([]rune(check))))
-		if wRes > 0 {
-			fmt.Fprintf(&b, "%s%s  ", resource(res), strings.Repeat(" ", wRes-len([]rune(resource(res)))))
+		fmt.Fprintf(&t.b, "  %s  %s%s  ", t.paint(severityColor[res.Severity], fmt.Sprintf("%-8s", inert(sev))), check, strings.Repeat(" ", t.wCheck-len([]rune(check))))
+		if t.wRes > 0 {
+			fmt.Fprintf(&t.b, "%s%s  ", t.resource(res), strings.Repeat(" ", t.wRes-len([]rune(t.resource(res)))))
 		}
-		fmt.Fprintf(&b, "%s\n", oneLine(res.Reason, 400))
+		fmt.Fprintf(&t.b, "%s\n", oneLine(res.Reason, 400))
 	}
-	s := r.Summary
-	fmt.Fprintf(&b, "\n%s failed, %d warning, %d passed, %d not available in %d ms\n",
-		paint(severityColor[probes.High], fmt.Sprint(s.Failed)), s.Warning, s.Passed, s.NotAvailable, s.DurationMS)
-	_, err := io.WriteString(w, b.String())
-	return err
+}
+
+// summary writes the one-line count of results by status and the scan's duration.
+func (t *tableWriter) summary(s Summary) {
+	fmt.Fprintf(&t.b, "\n%s failed, %d warning, %d passed, %d not available in %d ms\n",
+		t.paint(severityColor[probes.High], fmt.Sprint(s.Failed)), s.Warning, s.Passed, s.NotAvailable, s.DurationMS)
 }
 
 // oneLine keeps a table cell on one line, inert (no control character reaches the
