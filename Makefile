@@ -34,7 +34,7 @@ $(TOOLS)/gitleaks:
 $(TOOLS)/staticcheck:
 	GOBIN=$(TOOLS) $(GO) install $(STATICCHECK)
 
-# ---- Release artefacts: `make package` writes dist/ (see README "Install"), with the central
+# ---- Release artefacts: `make package` writes dist/ (see docs/install.md), with the central
 # forwarder's Lambda zips (bootstrap, provided.al2023; docs/forwarder.md).
 # nfpm builds the deb and rpm as a pinned CLI in tools/bin, so its dependencies stay out of the
 # agent's go.mod.
