@@ -76,9 +76,10 @@ var checkSections = []checkSection{
 	{
 		title:  "IMDS caller probe (watches the host's calls to IMDS; needs the kernel's cgroup BPF hooks and CAP_BPF)",
 		probes: []string{"imdswatch"},
-		intro: `Observations come from the ` + "`run`" + ` daemon's resident watcher (or ` + "`ec2sec imds-watch`" + `), kept for a
-rolling window in the state dir; a scan without a window (no daemon, no BPF) is NOT_AVAILABLE
-with the reason. One result per caller: executable, user, and the container or systemd unit.`,
+		intro: `Observations come from the resident watcher (` + "`ec2sec-imdswatch.service`" + `, or the ` + "`run`" + `
+daemon where it can load it), which keeps a rolling 7-day window in the state dir, or from
+` + "`ec2sec imds-watch`" + `; a scan without a window (no watcher, no BPF) is NOT_AVAILABLE with the
+reason. One result per caller: executable, user, and the container or systemd unit.`,
 	},
 	{title: "Instance-view probes (need read-only EC2 API permission; NOT_AVAILABLE without it)", probes: []string{"ec2api"}},
 }
