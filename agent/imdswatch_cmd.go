@@ -43,34 +43,75 @@ type IMDSWatchCommand struct {
 }
 
 // Run executes the command and returns its exit code.
+//
+// The steps: check the flags and load the config (checkFlags; a mistake exits ExitUsage);
+// with Resident, hand over to runResident; otherwise load the watcher (loadWatch), watch for
+// the window when it loaded (liveWatch.watch), and show what it saw (report).
 func (c IMDSWatchCommand) Run(ctx context.Context) int {
-	usage := func(err error) int {
-		fmt.Fprintf(c.Stderr, "ec2sec imds-watch: %v\n", err)
-		return ExitUsage
-	}
 	if c.Format == "" {
 		c.Format = "table"
 	}
-	if c.Format != "table" && c.Format != "json" {
-		return usage(fmt.Errorf("--format: unknown format %q (want table or json)", c.Format))
-	}
-	if c.Duration < 0 {
-		return usage(fmt.Errorf("--duration: %s is negative", c.Duration))
-	}
-	cfg, err := LoadConfig(c.ConfigPath)
+	cfg, err := c.checkFlags()
 	if err != nil {
-		return usage(err)
+		return c.usage(err)
 	}
 	getenv := c.Getenv
 	if getenv == nil {
 		getenv = os.Getenv
 	}
 	if c.Resident {
-		if c.Format != "table" {
-			return usage(fmt.Errorf("--format: the resident watcher writes the summary to the state dir, not a report"))
-		}
 		return c.runResident(ctx, cfg, getenv)
 	}
+	w := c.loadWatch(getenv)
+	if w.loadErr == nil {
+		w.watch(ctx)
+	}
+	return c.report(cfg, w)
+}
+
+// usage says what is wrong with the command line and returns ExitUsage.
+func (c IMDSWatchCommand) usage(err error) int {
+	fmt.Fprintf(c.Stderr, "ec2sec imds-watch: %v\n", err)
+	return ExitUsage
+}
+
+// checkFlags checks the format and duration, then loads the config (so a bad config is a
+// usage error too), then the format of the resident watcher, in that order.
+func (c IMDSWatchCommand) checkFlags() (Config, error) {
+	if c.Format != "table" && c.Format != "json" {
+		return Config{}, fmt.Errorf("--format: unknown format %q (want table or json)", c.Format)
+	}
+	if c.Duration < 0 {
+		return Config{}, fmt.Errorf("--duration: %s is negative", c.Duration)
+	}
+	cfg, err := LoadConfig(c.ConfigPath)
+	if err != nil {
+		return Config{}, err
+	}
+	if c.Resident && c.Format != "table" {
+		return Config{}, fmt.Errorf("--format: the resident watcher writes the summary to the state dir, not a report")
+	}
+	return cfg, nil
+}
+
+// liveWatch is one window of imds-watch: the loaded programs (or why they did not load), the
+// caller table they fill, and whether that table is redrawn live on a terminal.
+type liveWatch struct {
+	c        IMDSWatchCommand
+	src      imdswatch.Source
+	closeSrc func() error
+	loadErr  error
+	tab      *imdswatch.Table
+	live     bool
+
+	redraw sync.Mutex // one draw at a time: an event's or the ticker's
+	last   time.Time  // when an event last redrew the table
+}
+
+// loadWatch loads the watcher's programs (c.load in tests) for the IMDS endpoint the SDK
+// would call and makes the table they fill; a load that fails leaves its reason in loadErr.
+// The table is live only in table format on a terminal.
+func (c IMDSWatchCommand) loadWatch(getenv func(string) string) *liveWatch {
 	load := c.load
 	if load == nil {
 		load = loadBPF
@@ -78,95 +119,137 @@ func (c IMDSWatchCommand) Run(ctx context.Context) int {
 	src, closeSrc, loadErr := load(imdswatch.Options{Dests: imdswatch.Dests(getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT"))})
 	tab := imdswatch.NewTable(nil, nil)
 	live := c.Format == "table" && c.IsTerminal != nil && c.IsTerminal(c.Stdout)
-	if loadErr == nil {
-		var redraw sync.Mutex
-		last := time.Time{}
-		served := make(chan struct{})
-		go func() {
-			defer close(served)
-			imdswatch.Serve(src, enricher(src, c.Proc), tab, func(imdswatch.Event, imdswatch.Identity) {
-				if !live {
-					return
-				}
-				redraw.Lock()
-				defer redraw.Unlock()
-				if time.Since(last) >= 250*time.Millisecond {
-					last = time.Now()
-					c.draw(tab.Snapshot(), true)
-				}
-			})
-		}()
-		if live {
-			c.draw(tab.Snapshot(), true)
-		}
-		wait := ctx.Done()
-		var timer <-chan time.Time
-		if c.Duration > 0 {
-			t := time.NewTimer(c.Duration)
-			defer t.Stop()
-			timer = t.C
-		}
-		var tick <-chan time.Time
-		if live { // the header's clock moves while nobody calls IMDS
-			t := time.NewTicker(time.Second)
-			defer t.Stop()
-			tick = t.C
-		}
-	loop:
-		for {
-			select {
-			case <-wait:
-				break loop
-			case <-timer:
-				break loop
-			case <-tick:
-				redraw.Lock()
-				c.draw(tab.Snapshot(), true)
-				redraw.Unlock()
+	return &liveWatch{c: c, src: src, closeSrc: closeSrc, loadErr: loadErr, tab: tab, live: live}
+}
+
+// watch feeds the loaded programs' events to the table until ctx is done or Duration has
+// passed, then closes the programs and stops the table's window. Call it only when the
+// programs loaded.
+func (w *liveWatch) watch(ctx context.Context) {
+	served := w.serve()
+	if w.live {
+		w.c.draw(w.tab.Snapshot(), true)
+	}
+	w.wait(ctx)
+	w.closeSrc()
+	<-served
+	w.tab.Stop()
+}
+
+// serve feeds the events to the table in the background until the programs are closed, then
+// closes the channel it returns. On a terminal an event redraws the table, at most every
+// 250 ms.
+func (w *liveWatch) serve() <-chan struct{} {
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		imdswatch.Serve(w.src, enricher(w.src, w.c.Proc), w.tab, func(imdswatch.Event, imdswatch.Identity) {
+			if !w.live {
+				return
 			}
+			w.redraw.Lock()
+			defer w.redraw.Unlock()
+			if time.Since(w.last) >= 250*time.Millisecond {
+				w.last = time.Now()
+				w.c.draw(w.tab.Snapshot(), true)
+			}
+		})
+	}()
+	return served
+}
+
+// wait returns when ctx is done or Duration (when set) has passed; on a terminal it redraws
+// the table every second meanwhile.
+func (w *liveWatch) wait(ctx context.Context) {
+	wait := ctx.Done()
+	var timer <-chan time.Time
+	if w.c.Duration > 0 {
+		t := time.NewTimer(w.c.Duration)
+		defer t.Stop()
+		timer = t.C
+	}
+	var tick <-chan time.Time
+	if w.live { // the header's clock moves while nobody calls IMDS
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-wait:
+			return
+		case <-timer:
+			return
+		case <-tick:
+			w.redraw.Lock()
+			w.c.draw(w.tab.Snapshot(), true)
+			w.redraw.Unlock()
 		}
-		closeSrc()
-		<-served
-		tab.Stop()
 	}
-	sum := tab.Snapshot()
-	if loadErr != nil {
-		sum = &imdswatch.Summary{Version: imdswatch.SummaryVersion, Unavailable: loadErr.Error()}
-		fmt.Fprintf(c.Stderr, "ec2sec imds-watch: %v\n", loadErr)
+}
+
+// summary is what the window saw, or when the programs did not load a summary that says why
+// (the checks' NOT_AVAILABLE reason); the reason also goes to Stderr.
+func (w *liveWatch) summary() *imdswatch.Summary {
+	sum := w.tab.Snapshot()
+	if w.loadErr != nil {
+		sum = &imdswatch.Summary{Version: imdswatch.SummaryVersion, Unavailable: w.loadErr.Error()}
+		fmt.Fprintf(w.c.Stderr, "ec2sec imds-watch: %v\n", w.loadErr)
 	}
+	return sum
+}
+
+// report shows what the window saw: in table format the final table (none when the programs
+// did not load), else the JSON document (reportJSON). It returns the exit code: ExitNoScan
+// when the programs did not load or the document could not be made.
+func (c IMDSWatchCommand) report(cfg Config, w *liveWatch) int {
+	sum := w.summary()
 	if c.Format == "table" {
-		if loadErr == nil {
-			c.draw(sum, live)
+		if w.loadErr == nil {
+			c.draw(sum, w.live)
 		}
-	} else {
-		o := c.ScanOptions
-		o.Probes, o.Config, o.Root = []string{"imdswatch"}, cfg, "/"
-		if o.Proc == "" {
-			o.Proc = c.Proc
-			if o.Proc == "" {
-				o.Proc = defaultProcfs
-			}
-		}
-		o.IMDSWatch = func() (*imdswatch.Summary, error) { return sum, nil }
-		if o.Log == nil {
-			o.Log = slog.New(slog.NewTextHandler(c.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		}
-		sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		report, err := Scan(sctx, o)
-		if err != nil {
-			fmt.Fprintf(c.Stderr, "ec2sec imds-watch: %v\n", err)
-			return ExitNoScan
-		}
-		if err := WriteJSON(c.Stdout, report); err != nil {
-			fmt.Fprintf(c.Stderr, "ec2sec imds-watch: write report: %v\n", err)
-			return ExitNoScan
-		}
+	} else if code := c.reportJSON(cfg, sum); code != ExitOK {
+		return code
 	}
-	if loadErr != nil {
+	if w.loadErr != nil {
 		return ExitNoScan
 	}
 	return ExitOK
+}
+
+// reportJSON writes the window as one ec2sec/v1 document: a scan of the imdswatch probe alone,
+// handed sum. A scan or write that fails is said on Stderr and exits ExitNoScan.
+func (c IMDSWatchCommand) reportJSON(cfg Config, sum *imdswatch.Summary) int {
+	sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	report, err := Scan(sctx, c.watchScanOptions(cfg, sum))
+	if err != nil {
+		fmt.Fprintf(c.Stderr, "ec2sec imds-watch: %v\n", err)
+		return ExitNoScan
+	}
+	if err := WriteJSON(c.Stdout, report); err != nil {
+		fmt.Fprintf(c.Stderr, "ec2sec imds-watch: write report: %v\n", err)
+		return ExitNoScan
+	}
+	return ExitOK
+}
+
+// watchScanOptions are reportJSON's scan: the imdswatch probe alone on this host, handed sum
+// as its window, warnings only on Stderr unless the caller set a log.
+func (c IMDSWatchCommand) watchScanOptions(cfg Config, sum *imdswatch.Summary) ScanOptions {
+	o := c.ScanOptions
+	o.Probes, o.Config, o.Root = []string{"imdswatch"}, cfg, "/"
+	if o.Proc == "" {
+		o.Proc = c.Proc
+		if o.Proc == "" {
+			o.Proc = defaultProcfs
+		}
+	}
+	o.IMDSWatch = func() (*imdswatch.Summary, error) { return sum, nil }
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(c.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	return o
 }
 
 // draw writes the callers table; on a terminal it first clears the screen and keeps to one
