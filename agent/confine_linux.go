@@ -130,6 +130,18 @@ func dropEffectivePtrace() error {
 	return capset(func(d *[2]unix.CapUserData) { d[0].Effective &^= 1 << unix.CAP_SYS_PTRACE })
 }
 
+// keepOnlyPtrace leaves this process CAP_SYS_PTRACE alone, effective and permitted, on every
+// thread (inheritable, and so ambient, emptied). The resident IMDS watcher needs its loading
+// capabilities (CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN, or CAP_SYS_ADMIN under systemd 219) only
+// until its programs are attached, and CAP_SYS_PTRACE after, to name other users' callers.
+func keepOnlyPtrace() error {
+	return capset(func(d *[2]unix.CapUserData) {
+		keep := d[0].Permitted & (1 << unix.CAP_SYS_PTRACE)
+		*d = [2]unix.CapUserData{}
+		d[0].Effective, d[0].Permitted = keep, keep
+	})
+}
+
 func capset(change func(*[2]unix.CapUserData)) error {
 	hdr := &unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	data := new([2]unix.CapUserData)

@@ -19,3 +19,4 @@ func confineWorker(stateDir string, log *slog.Logger) confinement {
 
 func dropCapabilities() error    { return nil }
 func dropEffectivePtrace() error { return nil }
+func keepOnlyPtrace() error      { return nil }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -79,7 +80,12 @@ func TestIMDSWatchCommand(t *testing.T) {
 	}
 	curl := testenv.Tool(t, "curl")
 	imds := fakeimds.New(t)
-	imds.Set(func(s *fakeimds.Server) { s.V1 = true })
+	// Answered at loopback speed, curl can exit before the watcher reads its /proc entry and
+	// be named without its executable; a real IMDS answers across the network.
+	imds.Set(func(s *fakeimds.Server) {
+		s.V1 = true
+		s.Before = func(*http.Request) { time.Sleep(300 * time.Millisecond) }
+	})
 	c := IMDSWatchCommand{Format: "json", Duration: 5 * time.Second, ConfigPath: watchConfig(t),
 		Getenv:      func(string) string { return imds.URL },
 		ScanOptions: ScanOptions{IMDS: metadata.New(metadata.Options{Endpoint: imds.URL})}}

@@ -72,6 +72,14 @@ func (c IMDSWatchCommand) runResident(ctx context.Context, cfg Config, getenv fu
 		notify("READY=1\nSTATUS=not watching: " + err.Error())
 		return ExitOK
 	}
+	// Attached: what loaded the programs is not needed any more, and a compromised watcher
+	// must not hold it (under systemd 219 that is CAP_SYS_ADMIN). Not with a test's loader:
+	// that runs in the test's own process.
+	if c.load == nil {
+		if err := keepOnlyPtrace(); err != nil {
+			log.Warn("IMDS watcher could not give up the capabilities it loaded with", "err", err)
+		}
+	}
 	notify("READY=1\nSTATUS=watching IMDS callers; summary in " + rw.path)
 	var timer <-chan time.Time
 	if c.Duration > 0 {

@@ -29,6 +29,7 @@ import (
 	"github.com/ec2sec/ec2sec/probes/imdswatch"
 	"github.com/ec2sec/ec2sec/probes/metadata"
 	"github.com/ec2sec/ec2sec/systemd"
+	"golang.org/x/sys/unix"
 )
 
 // residentBinary is a fresh ec2sec binary and a world-readable directory around it (a
@@ -87,6 +88,29 @@ func bpfObjects(t *testing.T, pid int) (progs []ebpf.ProgramID, links []link.ID)
 		f.Close()
 	}
 	return progs, links
+}
+
+// onlyPtrace checks that the watcher pid, once it said READY, holds CAP_SYS_PTRACE alone:
+// what loaded its programs is given up.
+func onlyPtrace(t *testing.T, pid int) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(l, ":")
+		switch k {
+		case "CapEff", "CapPrm":
+			if want := fmt.Sprintf("%016x", uint64(1)<<unix.CAP_SYS_PTRACE); strings.TrimSpace(v) != want {
+				t.Errorf("%s %s, want %s (CAP_SYS_PTRACE alone)", k, strings.TrimSpace(v), want)
+			}
+		case "CapInh", "CapAmb":
+			if strings.TrimSpace(v) != "0000000000000000" {
+				t.Errorf("%s %s, want none", k, strings.TrimSpace(v))
+			}
+		}
+	}
 }
 
 // bpfGone waits until none of the programs and links is in the kernel any more (freeing is
@@ -298,7 +322,7 @@ func unitCaps(t *testing.T) []string {
 // beyond this (seccomp, address families) is checked on the unit's text (systemd package).
 func TestResidentWatchUnitPrivileges(t *testing.T) {
 	bin, base := residentBinary(t)
-	unshare, setpriv, mount := testenv.Tool(t, "unshare"), testenv.Tool(t, "setpriv"), testenv.Tool(t, "mount")
+	unshare, setpriv, mount, umount := testenv.Tool(t, "unshare"), testenv.Tool(t, "setpriv"), testenv.Tool(t, "mount"), testenv.Tool(t, "umount")
 	cg := ""
 	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
@@ -327,7 +351,10 @@ func TestResidentWatchUnitPrivileges(t *testing.T) {
 		}
 		return "-all," + strings.Join(s, ",")
 	}
-	run := func(t *testing.T, capset string) (state string, n *notifySocket, cmd *exec.Cmd) {
+	// run starts the watcher holding capset. asRoot runs it as systemd 219 would under the
+	// drop-in (root, the bounding set alone limiting it) on a host with no cgroup2 mount (a
+	// cgroup v1 host, as Amazon Linux 2 is): the namespace's cgroup2 mount is taken away.
+	run := func(t *testing.T, capset string, asRoot ...bool) (state string, n *notifySocket, cmd *exec.Cmd) {
 		t.Helper()
 		dir, err := os.MkdirTemp(base, "case-")
 		if err != nil {
@@ -338,7 +365,11 @@ func TestResidentWatchUnitPrivileges(t *testing.T) {
 		if err := os.Mkdir(state, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Chown(state, uid, uid); err != nil {
+		owner := uid
+		if len(asRoot) > 0 && asRoot[0] {
+			owner = 0
+		}
+		if err := os.Chown(state, owner, owner); err != nil {
 			t.Fatal(err)
 		}
 		cfgPath := filepath.Join(dir, "config.yaml")
@@ -346,7 +377,7 @@ func TestResidentWatchUnitPrivileges(t *testing.T) {
 			t.Fatal(err)
 		}
 		n = listenNotify(t)
-		script := strings.Join([]string{
+		script := []string{
 			"set -e",
 			mount + " -t proc -o subset=pid,hidepid=ptraceable proc /proc",
 			mount + " -o bind,remount,ro " + cg,
@@ -355,8 +386,12 @@ func TestResidentWatchUnitPrivileges(t *testing.T) {
 			mount + " -t tmpfs tmpfs /root",
 			fmt.Sprintf(`exec %s --reuid=%d --regid=%d --clear-groups --no-new-privs --inh-caps=%s --ambient-caps=%s --bounding-set=%s -- %s imds-watch --resident --config %s`,
 				setpriv, uid, uid, capset, capset, capset, bin, cfgPath),
-		}, "\n")
-		cmd = exec.Command(unshare, "--mount", "--propagation", "private", "sh", "-c", script)
+		}
+		if len(asRoot) > 0 && asRoot[0] {
+			script[2] = umount + " " + cg
+			script[len(script)-1] = fmt.Sprintf(`exec %s --no-new-privs --inh-caps=-all --bounding-set=%s -- %s imds-watch --resident --config %s`, setpriv, capset, bin, cfgPath)
+		}
+		cmd = exec.Command(unshare, "--mount", "--propagation", "private", "sh", "-c", strings.Join(script, "\n"))
 		cmd.Env = testenv.Environ("AWS_EC2_METADATA_SERVICE_ENDPOINT="+imds.URL, "NOTIFY_SOCKET="+n.addr)
 		var logs syncBuf
 		cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -381,10 +416,38 @@ func TestResidentWatchUnitPrivileges(t *testing.T) {
 		if m := n.wait(t, time.Second); !strings.Contains(m, "STATUS=watching") {
 			t.Fatalf("with the unit's capabilities: %q", m)
 		}
+		onlyPtrace(t, cmd.Process.Pid)
 		curl := v1Curl(t, imds.URL)
 		c := curlIn(t, state)
 		if c.Exe != curl || c.User != "root" || c.Netns != "host" || c.Gone || len(c.Parents) == 0 {
 			t.Errorf("with the unit's capabilities, curl is named %+v", c)
+		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		if code := waitExit(t, cmd, 15*time.Second); code != 0 {
+			t.Errorf("exit %d", code)
+		}
+	})
+	// systemd 219 (Amazon Linux 2): root bounded to the drop-in's capabilities less those a
+	// systemd that old cannot name (CAP_PERFMON, CAP_BPF and later), on a cgroup v1 host.
+	t.Run("systemd-219-cgroup-v1", func(t *testing.T) {
+		var bset []string
+		for _, l := range strings.Split(systemd.DropIn(systemd.IMDSWatchName, 219), "\n") {
+			if v, ok := strings.CutPrefix(l, "CapabilityBoundingSet="); ok {
+				for _, c := range strings.Fields(v) {
+					if c != "CAP_PERFMON" && c != "CAP_BPF" && c != "CAP_CHECKPOINT_RESTORE" {
+						bset = append(bset, "+"+strings.ToLower(strings.TrimPrefix(c, "CAP_")))
+					}
+				}
+			}
+		}
+		state, n, cmd := run(t, "-all,"+strings.Join(bset, ","), true)
+		if m := n.wait(t, time.Second); !strings.Contains(m, "STATUS=watching") {
+			t.Fatalf("under the systemd 219 drop-in %v on a cgroup v1 host: %q", bset, m)
+		}
+		onlyPtrace(t, cmd.Process.Pid)
+		curl := v1Curl(t, imds.URL)
+		if c := curlIn(t, state); c.Exe != curl || c.Gone {
+			t.Errorf("under the systemd 219 drop-in, curl is named %+v", c)
 		}
 		cmd.Process.Signal(syscall.SIGTERM)
 		if code := waitExit(t, cmd, 15*time.Second); code != 0 {

@@ -269,7 +269,7 @@ func TestIMDSWatchUnit(t *testing.T) {
 		"ProtectProc=ptraceable",
 		"ProtectControlGroups=yes",
 		"SystemCallFilter=~ptrace process_vm_readv process_vm_writev pidfd_getfd",
-		"SystemCallFilter=bpf",
+		"SystemCallFilter=bpf capset",
 		"Before=ec2sec.service",
 		"WantedBy=multi-user.target",
 	}
@@ -278,15 +278,16 @@ func TestIMDSWatchUnit(t *testing.T) {
 			t.Errorf("%s lacks %q", IMDSWatchName, w)
 		}
 	}
-	// The allow list is built in order: bpf must come after the line that denies @privileged.
+	// The allow list is built in order: bpf and capset must come after the line that denies
+	// @privileged.
 	deny := -1
 	for i, l := range lines {
 		if strings.HasPrefix(l, "SystemCallFilter=~@privileged") {
 			deny = i
 		}
 	}
-	if deny < 0 || index["SystemCallFilter=bpf"] < deny {
-		t.Errorf("SystemCallFilter=bpf (line %d) must follow the ~@privileged line (%d)", index["SystemCallFilter=bpf"], deny)
+	if deny < 0 || index["SystemCallFilter=bpf capset"] < deny {
+		t.Errorf("SystemCallFilter=bpf capset (line %d) must follow the ~@privileged line (%d)", index["SystemCallFilter=bpf capset"], deny)
 	}
 	for _, bad := range []string{"CAP_SYS_ADMIN", "CAP_DAC_READ_SEARCH", "AF_INET", "AF_NETLINK", "PrivateNetwork=yes", "PrivateUsers=yes", "@mount\n", "Requires=", "BindsTo="} {
 		for _, l := range lines {
@@ -327,7 +328,7 @@ func TestParseVersion(t *testing.T) {
 // with only a log line, so the hardening the docs describe would silently not happen.
 var agentSyscalls = map[string][]string{
 	"ec2sec.service": {"capset", "prctl", "seccomp", "landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self"},
-	IMDSWatchName:    {"bpf"},
+	IMDSWatchName:    {"bpf", "capset"},
 }
 
 // TestUnitAllowsWhatTheAgentCalls expands each unit's SystemCallFilter= lines as systemd

@@ -34,11 +34,15 @@ systemd_version() {
 denied_calls='_sysctl acct adjtimex afs_syscall bdflush break chown chown32 chroot clock_adjtime clock_adjtime64 clock_settime clock_settime64 create_module delete_module fanotify_init fanotify_mark fchown fchown32 fchownat finit_module fsconfig fsmount fsopen fspick ftime get_kernel_syms getpmsg gtty idle init_module ioperm iopl ioprio_set kexec_file_load kexec_load lchown lchown32 lock lookup_dcookie mbind migrate_pages modify_ldt mount mount_setattr move_mount move_pages mpx nfsservctl nice open_by_handle_at open_tree pciconfig_iobase pciconfig_read pciconfig_write perf_event_open pidfd_getfd pivot_root process_vm_readv process_vm_writev prof profil ptrace putpmsg query_module quotactl quotactl_fd reboot rtas s390_pci_mmio_read s390_pci_mmio_write s390_runtime_instr sched_setaffinity sched_setattr sched_setparam sched_setscheduler security set_mempolicy set_mempolicy_home_node setdomainname setfsuid setfsuid32 setgroups setgroups32 sethostname setpriority setresuid setresuid32 setreuid setreuid32 setrlimit settimeofday setuid setuid32 sgetmask ssetmask stime stty subpage_prot swapoff swapon switch_endian sys_debug_setcontext sysfs tuxcall ulimit umount umount2 uselib ustat vhangup vm86 vm86old vserver'
 
 # dropin_text UNIT VERSION prints the drop-in for UNIT (the capabilities and memory bound are
-# the unit's own; the watcher keeps bpf(2), the one privileged call it makes).
+# the unit's own; the watcher keeps bpf(2), the one privileged call it makes). The watcher's
+# CAP_SYS_ADMIN stands for CAP_BPF and CAP_PERFMON, which a systemd this old cannot name, and
+# mounts cgroup2 privately on a cgroup v1 host (mount and umount2 allowed); once attached it
+# keeps CAP_SYS_PTRACE alone (systemd.WatcherCapsBefore235).
 dropin_text() {
 	case $1 in
 	ec2sec.service) caps='CAP_DAC_READ_SEARCH CAP_SYS_PTRACE' mem=128M calls="bpf $denied_calls" ;;
-	*) caps='CAP_BPF CAP_PERFMON CAP_NET_ADMIN CAP_SYS_PTRACE' mem=64M calls=$denied_calls ;;
+	*) caps='CAP_SYS_ADMIN CAP_NET_ADMIN CAP_SYS_PTRACE' mem=64M
+		calls=$(echo "$denied_calls" | sed 's/ mount / /; s/ umount2 / /') ;;
 	esac
 	cat <<DROPIN
 # Written by the ec2sec installer: this host's systemd ($2) is older than 235, which the unit
