@@ -4,6 +4,7 @@ package agent
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -88,6 +90,28 @@ func bpfObjects(t *testing.T, pid int) (progs []ebpf.ProgramID, links []link.ID)
 		f.Close()
 	}
 	return progs, links
+}
+
+// tracedCalls waits until strace's output file says pid exited and returns the system calls
+// named in it.
+func tracedCalls(t *testing.T, file string, pid int) map[string]bool {
+	t.Helper()
+	call := regexp.MustCompile(`^[0-9]+ +([a-z0-9_]+)\(`)
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		b, _ := os.ReadFile(file)
+		if bytes.Contains(b, []byte(fmt.Sprintf("%d +++ exited with ", pid))) {
+			called := map[string]bool{}
+			for _, l := range strings.Split(string(b), "\n") {
+				if m := call.FindStringSubmatch(l); m != nil {
+					called[m[1]] = true
+				}
+			}
+			return called
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("strace's output does not say %d exited:\n%s", pid, b)
+		}
+	}
 }
 
 // onlyPtrace checks that the watcher pid, once it said READY, holds CAP_SYS_PTRACE alone:
@@ -388,8 +412,11 @@ func TestResidentWatchUnitPrivileges(t *testing.T) {
 				setpriv, uid, uid, capset, capset, capset, bin, cfgPath),
 		}
 		if len(asRoot) > 0 && asRoot[0] {
+			// Traced (strace -D: the tracer is a detached grandchild, the watcher keeps this
+			// pid), so the case can tell which system calls it made.
 			script[2] = umount + " " + cg
-			script[len(script)-1] = fmt.Sprintf(`exec %s --no-new-privs --inh-caps=-all --bounding-set=%s -- %s imds-watch --resident --config %s`, setpriv, capset, bin, cfgPath)
+			script[len(script)-1] = fmt.Sprintf(`exec %s -D -f -q -o %s %s --no-new-privs --inh-caps=-all --bounding-set=%s -- %s imds-watch --resident --config %s`,
+				testenv.Tool(t, "strace"), filepath.Join(dir, "strace.out"), setpriv, capset, bin, cfgPath)
 		}
 		cmd = exec.Command(unshare, "--mount", "--propagation", "private", "sh", "-c", strings.Join(script, "\n"))
 		cmd.Env = testenv.Environ("AWS_EC2_METADATA_SERVICE_ENDPOINT="+imds.URL, "NOTIFY_SOCKET="+n.addr)
@@ -452,6 +479,25 @@ func TestResidentWatchUnitPrivileges(t *testing.T) {
 		cmd.Process.Signal(syscall.SIGTERM)
 		if code := waitExit(t, cmd, 15*time.Second); code != 0 {
 			t.Errorf("exit %d", code)
+		}
+		// systemd 219 filters by the drop-in's denials: none may be a call the watcher makes.
+		dropIn := systemd.DropIn(systemd.IMDSWatchName, 219)
+		denied := map[string]bool{}
+		for _, l := range strings.Split(dropIn, "\n") {
+			if v, ok := strings.CutPrefix(l, "SystemCallFilter=~"); ok {
+				for _, c := range strings.Fields(v) {
+					denied[c] = true
+				}
+			}
+		}
+		called := tracedCalls(t, filepath.Join(filepath.Dir(state), "strace.out"), cmd.Process.Pid)
+		if !called["mount"] || !called["bpf"] {
+			t.Fatalf("the trace holds no mount or bpf call: %v", called)
+		}
+		for c := range called {
+			if denied[c] {
+				t.Errorf("the watcher calls %s, which the systemd 219 drop-in denies", c)
+			}
 		}
 	})
 	t.Run("without-sys_ptrace", func(t *testing.T) {
