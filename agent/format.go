@@ -162,7 +162,8 @@ func (t *tableWriter) rows(rs []probes.Result) {
 		check := oneLine(res.Check, 60)
 		fmt.Fprintf(&t.b, "  %s  %s%s  ", t.paint(severityColor[res.Severity], fmt.Sprintf("%-8s", inert(sev))), check, strings.Repeat(" ", t.wCheck-len([]rune(check))))
 		if t.wRes > 0 {
-			fmt.Fprintf(&t.b, "%s%s  ", t.resource(res), strings.Repeat(" ", t.wRes-len([]rune(t.resource(res)))))
+			r := t.resource(res)
+			fmt.Fprintf(&t.b, "%s%s  ", r, strings.Repeat(" ", t.wRes-len([]rune(r))))
 		}
 		fmt.Fprintf(&t.b, "%s\n", oneLine(res.Reason, 400))
 	}

@@ -105,7 +105,7 @@ type liveWatch struct {
 	live     bool
 
 	redraw sync.Mutex // one draw at a time: an event's or the ticker's
-	last   time.Time  // when an event last redrew the table
+	last   time.Time  // when the table was last drawn
 }
 
 // loadWatch loads the watcher's programs (c.load in tests) for the IMDS endpoint the SDK
@@ -182,6 +182,7 @@ func (w *liveWatch) wait(ctx context.Context) {
 			return
 		case <-tick:
 			w.redraw.Lock()
+			w.last = time.Now() // an event just after need not draw the same table again
 			w.c.draw(w.tab.Snapshot(), true)
 			w.redraw.Unlock()
 		}
