@@ -48,7 +48,7 @@ func confineWorker(stateDir string, log *slog.Logger) confinement {
 	default:
 		rules := []landlock.Rule{landlock.PathAccess(llsys.AccessFSReadFile|llsys.AccessFSReadDir, "/")}
 		if c.Writable != "" {
-			rules = append(rules, landlock.RWDirs(c.Writable))
+			rules = append(rules, landlock.PathAccess(stateDirAccess, c.Writable))
 		}
 		if err := landlock.V5.BestEffort().RestrictPaths(rules...); err != nil {
 			log.Warn("Landlock restriction failed: the worker is not confined to its state dir", "err", err)
@@ -64,6 +64,13 @@ func confineWorker(stateDir string, log *slog.Logger) confinement {
 	log.Info("worker confined", "landlock_abi", c.LandlockABI, "writable", c.Writable, "seccomp", c.Seccomp)
 	return c
 }
+
+// stateDirAccess is what a worker may do under its state dir: what go-landlock's RWDirs grants
+// but execute, which RWDirs includes (a worker could run a program it wrote there).
+const stateDirAccess = llsys.AccessFSReadFile | llsys.AccessFSReadDir | llsys.AccessFSWriteFile |
+	llsys.AccessFSTruncate | llsys.AccessFSRemoveDir | llsys.AccessFSRemoveFile | llsys.AccessFSMakeChar |
+	llsys.AccessFSMakeDir | llsys.AccessFSMakeReg | llsys.AccessFSMakeSock | llsys.AccessFSMakeFifo |
+	llsys.AccessFSMakeBlock | llsys.AccessFSMakeSym
 
 // landlockABI is the kernel's Landlock ABI version (a variable: a test plays a kernel
 // without Landlock).

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -77,6 +78,12 @@ func confineHelper(confined bool) int {
 	out["ptrace"] = errName(map[bool]error{true: nil, false: en}[en == 0])
 	out["write_outside"] = errName(os.WriteFile(outside, []byte("x"), 0o600))
 	out["write_state"] = errName(os.WriteFile(filepath.Join(state, "probe"), []byte("x"), 0o600))
+	// A static program planted in the state dir (by the test, as a worker could write one).
+	// Its output goes to stderr: os/exec would open /dev/null for writing, which Landlock
+	// refuses on its own.
+	planted := exec.Command(filepath.Join(state, "planted"))
+	planted.Stdout, planted.Stderr = os.Stderr, os.Stderr
+	out["exec_state"] = errName(planted.Run())
 	_, err = os.ReadFile("/proc/self/status")
 	out["read"] = errName(err)
 	if confined {
@@ -126,16 +133,18 @@ func TestConfinedWorkerCannotTouchOtherProcesses(t *testing.T) {
 	dir := t.TempDir()
 	state, outside := filepath.Join(dir, "state"), filepath.Join(dir, "outside")
 
+	plantProgram(t, state+"-open")
 	open := runConfineHelper(t, false, victim.Process.Pid, state+"-open", outside+"-open")
-	for k, want := range map[string]string{"mem_write": "ok", "mem_read_open": "ok", "read_environ": "ok", "process_vm_writev": "EFAULT", "process_vm_readv": "EFAULT", "ptrace": "ok", "write_outside": "ok"} {
+	for k, want := range map[string]string{"exec_state": "ok", "mem_write": "ok", "mem_read_open": "ok", "read_environ": "ok", "process_vm_writev": "EFAULT", "process_vm_readv": "EFAULT", "ptrace": "ok", "write_outside": "ok"} {
 		if open[k] != want {
 			t.Errorf("unconfined %s = %v, want %s: the attack must work without confinement, or the test proves nothing", k, open[k], want)
 		}
 	}
-	os.MkdirAll(state, 0o700)
+	plantProgram(t, state)
 	conf := runConfineHelper(t, true, victim.Process.Pid, state, outside)
 	for k, want := range map[string]string{
-		"mem_write": "EACCES", "process_vm_writev": "EPERM", "process_vm_readv": "EPERM", "ptrace": "EPERM",
+		"exec_state": "EACCES",
+		"mem_write":  "EACCES", "process_vm_writev": "EPERM", "process_vm_readv": "EPERM", "ptrace": "EPERM",
 		"write_outside": "EACCES", "write_state": "ok", "read": "ok", "drop": "ok",
 		"CapEff": "0000000000000000", "CapPrm": "0000000000000000", "CapAmb": "0000000000000000",
 		// What the scan needs still works confined: another process's environment (a
@@ -152,6 +161,23 @@ func TestConfinedWorkerCannotTouchOtherProcesses(t *testing.T) {
 	}
 	if _, err := os.Stat(outside); err == nil {
 		t.Error("the confined worker wrote outside its state dir")
+	}
+}
+
+// plantProgram makes dir (0700) and builds a static program, which only exits, into dir/planted.
+func plantProgram(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(t.TempDir(), "main.go")
+	if err := os.WriteFile(src, []byte("package main\n\nfunc main() {}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", filepath.Join(dir, "planted"), src)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build the planted program: %v\n%s", err, out)
 	}
 }
 
