@@ -60,7 +60,7 @@ func newEC2Client(ctx context.Context, o ScanOptions, id metadata.Identity) (pro
 	}
 	cctx, cancel := context.WithTimeout(ctx, credentialsTimeout)
 	defer cancel()
-	cfg, err := config.LoadDefaultConfig(cctx, opts...)
+	cfg, err := sink.LoadConfig(cctx, opts...)
 	if err != nil {
 		o.Log.Info("AWS configuration unusable", "err", err)
 		return nil, errors.New("cannot load the AWS configuration: " + err.Error())

@@ -18,7 +18,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go/middleware"
 
@@ -89,11 +91,27 @@ func LoadAWS(ctx context.Context, o AWSOptions) (aws.Config, error) {
 	if o.Region != "" {
 		opts = append(opts, config.WithRegion(o.Region))
 	}
-	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	cfg, err := LoadConfig(ctx, opts...)
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("aws config: %w", err)
 	}
 	return cfg, nil
+}
+
+// LoadConfig is config.LoadDefaultConfig with a credential chain that never uses IMDSv1. The
+// SDK's instance-profile provider falls back to a request without a session token when the
+// token request fails (a 403, 404 or 405, or a timeout); the agent must not be one of the IMDSv1
+// callers it reports. Its IMDS client is built as the SDK would build it from the same options
+// (endpoint, mode, AWS_EC2_METADATA_DISABLED, the bounded HTTP client), fallback off.
+func LoadConfig(ctx context.Context, opts ...func(*config.LoadOptions) error) (aws.Config, error) {
+	base, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return aws.Config{}, err
+	}
+	client := imds.NewFromConfig(base, func(o *imds.Options) { o.EnableFallback = aws.FalseTernary })
+	return config.LoadDefaultConfig(ctx, append(opts, config.WithEC2RoleCredentialOptions(func(o *ec2rolecreds.Options) {
+		o.Client = client
+	}))...)
 }
 
 // Bounded returns the config options that bound every exchange of the clients built from
