@@ -53,7 +53,8 @@ type cycle struct {
 	err     error
 }
 
-// Final flush budget after a stop signal: short, since systemd waits at most 90s.
+// Final flush budget after a stop signal: short, since the unit gives the stop 30 s
+// (TimeoutStopSec=30) before systemd kills the agent.
 const finalFlush = 20 * time.Second
 
 // Delivery budgets: the flush of a cycle or of a retry, and the one at start for what an

@@ -64,7 +64,7 @@ func (IMDSWatchProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 		return nil, errors.New(env.Identity.Reason)
 	}
 	if env.IMDSWatch == nil {
-		return nil, errors.New("no IMDS watch window: the watcher runs in the ec2sec run daemon or ec2sec imds-watch")
+		return nil, errors.New("no IMDS watch window: the watcher runs in ec2sec-imdswatch.service (ec2sec imds-watch --resident), the ec2sec run daemon or ec2sec imds-watch")
 	}
 	sum, err := env.IMDSWatch()
 	if err != nil {
@@ -72,7 +72,7 @@ func (IMDSWatchProbe) Run(ctx context.Context, env *Env) ([]Result, error) {
 	}
 	now := env.Now()
 	if sum == nil {
-		return nil, errors.New("no IMDS watch window: the ec2sec run daemon has not watched IMDS on this host (it keeps the watcher loaded and its summary in the state dir)")
+		return nil, errors.New("no IMDS watch window: nothing has watched IMDS on this host (ec2sec-imdswatch.service, or an ec2sec run daemon that can load the watcher, keeps its summary in the state dir)")
 	}
 	observed := sum.Observed(now)
 	if observed <= 0 {
