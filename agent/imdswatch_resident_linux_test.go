@@ -4,7 +4,6 @@ package agent
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -97,9 +96,11 @@ func bpfObjects(t *testing.T, pid int) (progs []ebpf.ProgramID, links []link.ID)
 func tracedCalls(t *testing.T, file string, pid int) map[string]bool {
 	t.Helper()
 	call := regexp.MustCompile(`^[0-9]+ +([a-z0-9_]+)\(`)
+	// strace pads the pid column: "3625  +++ exited with 0 +++".
+	exited := regexp.MustCompile(fmt.Sprintf(`(?m)^%d +\+\+\+ exited with `, pid))
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		b, _ := os.ReadFile(file)
-		if bytes.Contains(b, []byte(fmt.Sprintf("%d +++ exited with ", pid))) {
+		if exited.Match(b) {
 			called := map[string]bool{}
 			for _, l := range strings.Split(string(b), "\n") {
 				if m := call.FindStringSubmatch(l); m != nil {
