@@ -132,14 +132,15 @@ func TestConfinedWorkerCannotTouchOtherProcesses(t *testing.T) {
 	dir := t.TempDir()
 	state, outside := filepath.Join(dir, "state"), filepath.Join(dir, "outside")
 
-	plantProgram(t, state+"-open")
+	planted := buildPlanted(t)
+	plantProgram(t, planted, state+"-open")
 	open := runConfineHelper(t, false, victim.Process.Pid, state+"-open", outside+"-open")
 	for k, want := range map[string]string{"exec_state": "ok", "mem_write": "ok", "mem_read_open": "ok", "read_environ": "ok", "process_vm_writev": "EFAULT", "process_vm_readv": "EFAULT", "ptrace": "ok", "write_outside": "ok"} {
 		if open[k] != want {
 			t.Errorf("unconfined %s = %v, want %s: the attack must work without confinement, or the test proves nothing", k, open[k], want)
 		}
 	}
-	plantProgram(t, state)
+	plantProgram(t, planted, state)
 	conf := runConfineHelper(t, true, victim.Process.Pid, state, outside)
 	for k, want := range map[string]string{
 		"exec_state": "EACCES",
@@ -163,20 +164,34 @@ func TestConfinedWorkerCannotTouchOtherProcesses(t *testing.T) {
 	}
 }
 
-// plantProgram makes dir (0700) and builds a static program, which only exits, into dir/planted.
-func plantProgram(t *testing.T, dir string) {
+// buildPlanted builds a static program that only exits and returns its path.
+func buildPlanted(t *testing.T) string {
 	t.Helper()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	src := filepath.Join(t.TempDir(), "main.go")
+	dir := t.TempDir()
+	src, out := filepath.Join(dir, "main.go"), filepath.Join(dir, "planted")
 	if err := os.WriteFile(src, []byte("package main\n\nfunc main() {}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(testenv.Tool(t, "go"), "build", "-o", filepath.Join(dir, "planted"), src)
+	cmd := exec.Command(testenv.Tool(t, "go"), "build", "-o", out, src)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build the planted program: %v\n%s", err, out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build the planted program: %v\n%s", err, b)
+	}
+	return out
+}
+
+// plantProgram makes dir (0700) and copies the program into dir/planted, executable.
+func plantProgram(t *testing.T, program, dir string) {
+	t.Helper()
+	b, err := os.ReadFile(program)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "planted"), b, 0o755); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -376,10 +376,12 @@ func TestResidentWatchUnitPrivileges(t *testing.T) {
 		}
 		return "-all," + strings.Join(s, ",")
 	}
-	// run starts the watcher holding capset. asRoot runs it as systemd 219 would under the
-	// drop-in (root, the bounding set alone limiting it) on a host with no cgroup2 mount (a
-	// cgroup v1 host, as Amazon Linux 2 is): the namespace's cgroup2 mount is taken away.
-	run := func(t *testing.T, capset string, asRoot ...bool) (state string, n *notifySocket, cmd *exec.Cmd) {
+	// run starts the watcher holding capset, as the watcher's unit would: a non-root user with
+	// capset as its ambient capabilities. systemd219 runs it instead as systemd 219 would under
+	// the drop-in (root, the bounding set alone limiting it) on a host with no cgroup2 mount (a
+	// cgroup v1 host, as Amazon Linux 2 is), traced (strace -D: the tracer is a detached
+	// grandchild, the watcher keeps this pid) into strace.out beside the state dir.
+	run := func(t *testing.T, capset string, systemd219 bool) (state string, n *notifySocket, cmd *exec.Cmd) {
 		t.Helper()
 		dir, err := os.MkdirTemp(base, "case-")
 		if err != nil {
@@ -391,7 +393,7 @@ func TestResidentWatchUnitPrivileges(t *testing.T) {
 			t.Fatal(err)
 		}
 		owner := uid
-		if len(asRoot) > 0 && asRoot[0] {
+		if systemd219 {
 			owner = 0
 		}
 		if err := os.Chown(state, owner, owner); err != nil {
@@ -402,22 +404,22 @@ func TestResidentWatchUnitPrivileges(t *testing.T) {
 			t.Fatal(err)
 		}
 		n = listenNotify(t)
+		cgroup := mount + " -o bind,remount,ro " + cg
+		watch := fmt.Sprintf(`exec %s --reuid=%d --regid=%d --clear-groups --no-new-privs --inh-caps=%s --ambient-caps=%s --bounding-set=%s -- %s imds-watch --resident --config %s`,
+			setpriv, uid, uid, capset, capset, capset, bin, cfgPath)
+		if systemd219 {
+			cgroup = umount + " " + cg
+			watch = fmt.Sprintf(`exec %s -D -f -q -o %s %s --no-new-privs --inh-caps=-all --bounding-set=%s -- %s imds-watch --resident --config %s`,
+				testenv.Tool(t, "strace"), filepath.Join(dir, "strace.out"), setpriv, capset, bin, cfgPath)
+		}
 		script := []string{
 			"set -e",
 			mount + " -t proc -o subset=pid,hidepid=ptraceable proc /proc",
-			mount + " -o bind,remount,ro " + cg,
+			cgroup,
 			mount + " -o bind,remount,ro /sys",
 			mount + " -t tmpfs tmpfs /home",
 			mount + " -t tmpfs tmpfs /root",
-			fmt.Sprintf(`exec %s --reuid=%d --regid=%d --clear-groups --no-new-privs --inh-caps=%s --ambient-caps=%s --bounding-set=%s -- %s imds-watch --resident --config %s`,
-				setpriv, uid, uid, capset, capset, capset, bin, cfgPath),
-		}
-		if len(asRoot) > 0 && asRoot[0] {
-			// Traced (strace -D: the tracer is a detached grandchild, the watcher keeps this
-			// pid), so the case can tell which system calls it made.
-			script[2] = umount + " " + cg
-			script[len(script)-1] = fmt.Sprintf(`exec %s -D -f -q -o %s %s --no-new-privs --inh-caps=-all --bounding-set=%s -- %s imds-watch --resident --config %s`,
-				testenv.Tool(t, "strace"), filepath.Join(dir, "strace.out"), setpriv, capset, bin, cfgPath)
+			watch,
 		}
 		cmd = exec.Command(unshare, "--mount", "--propagation", "private", "sh", "-c", strings.Join(script, "\n"))
 		cmd.Env = testenv.Environ("AWS_EC2_METADATA_SERVICE_ENDPOINT="+imds.URL, "NOTIFY_SOCKET="+n.addr)
@@ -440,7 +442,7 @@ func TestResidentWatchUnitPrivileges(t *testing.T) {
 	}
 
 	t.Run("unit-capabilities", func(t *testing.T) {
-		state, n, cmd := run(t, without(""))
+		state, n, cmd := run(t, without(""), false)
 		if m := n.wait(t, time.Second); !strings.Contains(m, "STATUS=watching") {
 			t.Fatalf("with the unit's capabilities: %q", m)
 		}
@@ -502,7 +504,7 @@ func TestResidentWatchUnitPrivileges(t *testing.T) {
 		}
 	})
 	t.Run("without-sys_ptrace", func(t *testing.T) {
-		state, n, cmd := run(t, without("sys_ptrace"))
+		state, n, cmd := run(t, without("sys_ptrace"), false)
 		if m := n.wait(t, time.Second); !strings.Contains(m, "STATUS=watching") {
 			t.Fatalf("without CAP_SYS_PTRACE: %q", m)
 		}
@@ -515,7 +517,7 @@ func TestResidentWatchUnitPrivileges(t *testing.T) {
 	})
 	for _, c := range []string{"bpf", "perfmon", "net_admin"} {
 		t.Run("without-"+c, func(t *testing.T) {
-			state, n, cmd := run(t, without(c))
+			state, n, cmd := run(t, without(c), false)
 			if m := n.wait(t, time.Second); !strings.Contains(m, "STATUS=not watching: ") {
 				t.Errorf("without CAP_%s the watcher loaded (%q): the capability is not needed", strings.ToUpper(c), m)
 			}
